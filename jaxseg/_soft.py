@@ -1,0 +1,286 @@
+"""Soft statistics: differentiable float sums behind the region losses."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Self
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxseg import _validation as v
+from jaxseg._kernels import label_validity
+
+ArrayLike = jax.typing.ArrayLike
+ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def _static(default: Any = dataclasses.MISSING) -> Any:
+    return dataclasses.field(default=default, metadata={"static": True})
+
+
+def prepare_targets(
+    logits: jax.Array,
+    labels: jax.Array,
+    *,
+    exclusive: bool,
+    ignore_index: tuple[int, ...],
+    where: jax.Array | None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Turn labels into float targets ``[..., C]`` plus pixel masks.
+
+    Integer class ids (``exclusive``, shape ``logits.shape[:-1]``) become one-hot
+    rows with out-of-range and ignored ids sanitised first, so that label 255
+    never indexes out of bounds and -1 never wraps. Float labels of
+    ``logits.shape`` are used as given (soft / one-hot targets). For
+    independent channels (``not exclusive``) labels have ``logits.shape``.
+
+    Returns:
+      ``(targets, valid, invalid)``: ``targets`` float32 of ``logits.shape``
+      (zero where not valid); ``valid`` and ``invalid`` are boolean masks,
+      per pixel ``logits.shape[:-1]`` for exclusive classes and per element
+      ``logits.shape`` for independent channels.
+    """
+    c = logits.shape[-1]
+    if jnp.issubdtype(labels.dtype, jnp.floating):
+        v.check_same_shape("logits", logits, "labels", labels)
+        mask_shape = logits.shape[:-1] if exclusive else logits.shape
+        if where is None:
+            valid = jnp.ones(mask_shape, jnp.bool_)
+        elif exclusive:
+            valid = v.broadcast_where(where, mask_shape)
+        else:
+            valid = _element_where(where, logits.shape)
+        if ignore_index:
+            raise ValueError(
+                "`ignore_index` applies to integer labels; with float (soft / one-hot) "
+                "labels mask pixels with `where` instead."
+            )
+        targets = labels.astype(jnp.float32)
+        vmask = valid[..., None] if exclusive else valid
+        return jnp.where(vmask, targets, 0.0), valid, jnp.zeros_like(valid)
+    v.check_int_labels(labels)
+    if exclusive:
+        v.check_labels_for_logits(logits, labels)
+        mask = v.broadcast_where(where, labels.shape)
+        valid, invalid = label_validity(labels, c, ignore_index, mask)
+        safe = jnp.where(valid, labels, 0).astype(jnp.int32)
+        onehot = (safe[..., None] == jnp.arange(c, dtype=jnp.int32)) & valid[..., None]
+        return onehot.astype(jnp.float32), valid, invalid
+    v.check_same_shape("logits", logits, "labels", labels)
+    mask = _element_where(where, logits.shape)
+    valid, invalid = label_validity(labels, 2, ignore_index, mask)
+    return ((labels == 1) & valid).astype(jnp.float32), valid, invalid
+
+
+def _element_where(where: Any, shape: tuple[int, ...]) -> jax.Array | None:
+    if where is None:
+        return None
+    w = jnp.asarray(where)
+    if tuple(w.shape) == tuple(shape):
+        return v.broadcast_where(w, shape)
+    per_pixel = v.broadcast_where(w, shape[:-1])
+    return jnp.broadcast_to(per_pixel[..., None], shape)
+
+
+def pool_axes(axis: Any, pixel_ndim: int) -> tuple[int, ...]:
+    """Pooled per-pixel axes; ``None`` means all of them."""
+    if axis is None:
+        return tuple(range(pixel_ndim))
+    return v.normalize_axis(axis, pixel_ndim)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SoftStats:
+    """Differentiable per-class sums of probabilities against (soft) targets.
+
+    With probabilities ``p`` and targets ``y`` in ``[0, 1]`` summed over valid
+    pixels of the pooled axes::
+
+        tp_c = sum min(p, y)        fp_c = sum max(p - y, 0)
+        fn_c = sum max(y - p, 0)    tn_c = sum min(1 - p, 1 - y)
+
+    For hard targets ``y in {0, 1}`` these are the familiar ``sum p*y``,
+    ``sum p*(1-y)``, ``sum (1-p)*y``. For soft targets this L1 form (as in
+    smp and MONAI's ``soft_label``) keeps the region scores maximal exactly at
+    ``p = y``, which the product form does not. On one-hot ``p`` the soft
+    statistics equal the hard counts, so every score function accepts both.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> probs = jnp.array([[0.8, 0.2], [0.4, 0.6]])
+      >>> s = jaxseg.SoftStats.from_probabilities(probs, jnp.array([0, 1]))
+      >>> s.tp, s.fp, s.fn
+      (Array([0.8, 0.6], dtype=float32), Array([0.4, 0.2], dtype=float32), Array([0.2, 0.4], dtype=float32))
+      >>> jaxseg.dice(s, average=None)
+      Array([0.72727275, 0.6666667 ], dtype=float32)
+
+    Attributes:
+      tp, fp, fn, tn: float32 ``[..., C]`` sums.
+      invalid: float32 ``[...]``, valid-mask pixels whose integer label was out of range.
+      num_classes: ``C`` (static).
+      exclusive: ``True`` for softmax classes, ``False`` for sigmoid channels (static).
+    """
+
+    tp: jax.Array
+    fp: jax.Array
+    fn: jax.Array
+    tn: jax.Array
+    invalid: jax.Array
+    num_classes: int = _static()
+    exclusive: bool = _static(True)
+    ignore_classes: tuple[int, ...] = _static(())
+    _fields: ClassVar[tuple[str, ...]] = ("tp", "fp", "fn", "tn", "invalid")
+
+    @classmethod
+    def empty(cls, num_classes: int, *, exclusive: bool = True) -> SoftStats:
+        """The identity of :meth:`merge`: all sums zero."""
+        c = v.check_num_classes(num_classes)
+        z = jnp.zeros((c,), jnp.float32)
+        return cls(z, z, z, z, jnp.zeros((), jnp.float32), num_classes=c, exclusive=exclusive)
+
+    @classmethod
+    def from_probabilities(
+        cls,
+        probs: ArrayLike,
+        labels: ArrayLike,
+        *,
+        axis: Any = None,
+        exclusive: bool = True,
+        ignore_index: Any = None,
+        where: ArrayLike | None = None,
+    ) -> SoftStats:
+        """Sum probabilities against labels over the pooled ``axis``.
+
+        Args:
+          probs: probabilities ``[..., C]`` (any float dtype; sums in float32).
+          labels: int class ids ``probs.shape[:-1]`` or float targets
+            ``probs.shape`` when ``exclusive``; 0/1 ints or floats of
+            ``probs.shape`` when not.
+          axis: per-pixel axes to pool (the class axis is not counted); default
+            all of them.
+          exclusive: classes are mutually exclusive (softmax) or independent
+            channels (sigmoid).
+          ignore_index: integer label id(s) to leave out.
+          where: boolean mask, per pixel (``probs.shape[:-1]``), or per element
+            for independent channels.
+
+        Returns:
+          A state whose sums have the non-pooled axes followed by ``C``.
+        """
+        probs = v.check_logits(jnp.asarray(probs), "probs")
+        labels = jnp.asarray(labels)
+        ignored = v.normalize_ignore_index(ignore_index)
+        y, valid, invalid = prepare_targets(
+            probs, labels, exclusive=exclusive, ignore_index=ignored, where=where
+        )
+        axes = pool_axes(axis, probs.ndim - 1)
+        p = probs.astype(jnp.float32)
+        if exclusive:
+            vmask = valid[..., None]
+            invalid_sum = jnp.sum(invalid, axis=axes, dtype=jnp.float32)
+        else:
+            vmask = valid
+            invalid_sum = jnp.sum(jnp.any(invalid, -1), axis=axes, dtype=jnp.float32)
+        p = jnp.where(vmask, p, 0.0)
+        one = vmask.astype(jnp.float32)
+        tp = jnp.sum(jnp.minimum(p, y), axis=axes)
+        fp = jnp.sum(jnp.maximum(p - y, 0.0), axis=axes)
+        fn = jnp.sum(jnp.maximum(y - p, 0.0), axis=axes)
+        tn = jnp.sum(jnp.minimum(one - p, one - y), axis=axes)
+        c = probs.shape[-1]
+        return cls(
+            tp,
+            fp,
+            fn,
+            tn,
+            invalid_sum,
+            num_classes=c,
+            exclusive=exclusive,
+            ignore_classes=tuple(i for i in ignored if 0 <= i < c) if exclusive else (),
+        )
+
+    @classmethod
+    def from_logits(
+        cls,
+        logits: ArrayLike,
+        labels: ArrayLike,
+        *,
+        activation: str = "softmax",
+        axis: Any = None,
+        ignore_index: Any = None,
+        where: ArrayLike | None = None,
+    ) -> SoftStats:
+        """:meth:`from_probabilities` of ``softmax(logits)`` or ``sigmoid(logits)``.
+
+        ``activation="softmax"`` treats the last axis as exclusive classes,
+        ``"sigmoid"`` as independent channels. The activation runs in float32.
+        """
+        v.check_choice("activation", activation, ACTIVATIONS)
+        logits = v.check_logits(jnp.asarray(logits)).astype(jnp.float32)
+        if activation == "softmax":
+            probs = jax.nn.softmax(logits, axis=-1)
+        else:
+            probs = jax.nn.sigmoid(logits)
+        return cls.from_probabilities(
+            probs,
+            labels,
+            axis=axis,
+            exclusive=activation == "softmax",
+            ignore_index=ignore_index,
+            where=where,
+        )
+
+    def _leaves(self) -> dict[str, jax.Array]:
+        return {k: getattr(self, k) for k in self._fields}
+
+    def merge(self, other: Self) -> Self:
+        """Add the sums of two states."""
+        if type(other) is not type(self):
+            raise TypeError(f"can only merge SoftStats with SoftStats; got {type(other).__name__}.")
+        if (other.num_classes, other.exclusive, other.ignore_classes) != (
+            self.num_classes,
+            self.exclusive,
+            self.ignore_classes,
+        ):
+            raise ValueError(
+                "cannot merge SoftStats with different `num_classes`, `exclusive` or ignored "
+                f"classes: {(self.num_classes, self.exclusive, self.ignore_classes)} and "
+                f"{(other.num_classes, other.exclusive, other.ignore_classes)}."
+            )
+        if other.tp.shape != self.tp.shape:
+            raise ValueError(
+                f"cannot merge SoftStats with different shapes: {self.tp.shape} and "
+                f"{other.tp.shape}; call `.reduce()` on batched states first."
+            )
+        theirs = other._leaves()
+        return dataclasses.replace(self, **{k: a + theirs[k] for k, a in self._leaves().items()})
+
+    def __add__(self, other: Self) -> Self:
+        return self.merge(other)
+
+    def reduce(self) -> Self:
+        """Sum over the leading axis."""
+        if self.tp.ndim < 2:
+            raise ValueError("`reduce` folds a leading batch axis, but this state is not batched.")
+        return dataclasses.replace(self, **{k: a.sum(0) for k, a in self._leaves().items()})
+
+    def psum(self, axis_name: Any) -> Self:
+        """Sum over a named mapped axis with ``lax.psum``."""
+        return dataclasses.replace(
+            self, **{k: lax.psum(a, axis_name) for k, a in self._leaves().items()}
+        )
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.tp.shape[:-1])
+
+    @property
+    def counted_classes(self):
+        import numpy as np
+
+        mask = np.ones(self.num_classes, bool)
+        mask[list(self.ignore_classes)] = False
+        return mask

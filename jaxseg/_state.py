@@ -1,0 +1,492 @@
+"""Exact count states: :class:`ConfusionMatrix` and :class:`BinaryStats`.
+
+Both are immutable pytrees (registered dataclasses) whose leaves are wide
+integer counts (:mod:`jaxseg._counts`) and whose class count and ignored
+classes are static metadata. They form a commutative monoid under
+:meth:`merge` with :meth:`empty` as identity, so they can be accumulated over
+batches (Python loops, ``lax.scan``), vmapped images (:meth:`reduce`), devices
+(:meth:`psum`, or nothing at all under ``jit`` over sharded arrays) and hosts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Self
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxseg import _counts, _kernels
+from jaxseg import _validation as v
+
+ArrayLike = jax.typing.ArrayLike
+
+
+def _static(default: Any = dataclasses.MISSING) -> Any:
+    return dataclasses.field(default=default, metadata={"static": True})
+
+
+class _CountAlgebra:
+    """Monoid operations shared by the exact count states.
+
+    Subclasses are dataclasses whose non-static fields are normal-form limb
+    arrays with trailing limb axis, and which define ``num_classes``.
+    """
+
+    num_classes: int
+    ignore_classes: tuple[int, ...]
+    #: Classes are mutually exclusive (softmax / argmax) rather than independent.
+    exclusive: ClassVar[bool]
+
+    def _leaves(self) -> dict[str, jax.Array]:
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if not f.metadata.get("static")
+        }
+
+    def _check_compatible(self, other: Any) -> None:
+        if type(other) is not type(self):
+            raise TypeError(
+                f"can only merge {type(self).__name__} with {type(self).__name__}; "
+                f"got {type(other).__name__}."
+            )
+        if other.num_classes != self.num_classes:
+            raise ValueError(
+                f"cannot merge states with different `num_classes`: "
+                f"{self.num_classes} and {other.num_classes}."
+            )
+        if other.ignore_classes != self.ignore_classes:
+            raise ValueError(
+                "cannot merge states with different ignored classes: "
+                f"{self.ignore_classes} and {other.ignore_classes}; create the empty state "
+                "with the same `ignore_index` as the updates."
+            )
+        mine, theirs = self._leaves(), other._leaves()
+        for name in mine:
+            if mine[name].shape != theirs[name].shape:
+                raise ValueError(
+                    f"cannot merge states with different batch shapes: `{name}` has shape "
+                    f"{mine[name].shape} and {theirs[name].shape}; call `.reduce()` on "
+                    "batched (vmapped or per-device) states first."
+                )
+
+    def merge(self, other: Self) -> Self:
+        """Sum the counts of two states (exact; commutative and associative)."""
+        self._check_compatible(other)
+        theirs = other._leaves()
+        new = {k: _counts.add(a, theirs[k]) for k, a in self._leaves().items()}
+        return dataclasses.replace(self, **new)  # type: ignore[type-var]
+
+    def __add__(self, other: Self) -> Self:
+        return self.merge(other)
+
+    def reduce(self) -> Self:
+        """Fold the leading axis (of a vmapped or per-device stacked state)."""
+        leaves = self._leaves()
+        first = next(iter(leaves.values()))
+        if first.ndim <= self._unbatched_ndim("counts"):
+            raise ValueError(
+                "`reduce` folds a leading batch axis, but this state is not batched; "
+                f"its counts have shape {first.shape}."
+            )
+        new = {k: _counts.sum_limbs(a, 0) for k, a in leaves.items()}
+        return dataclasses.replace(self, **new)  # type: ignore[type-var]
+
+    def psum(self, axis_name: Any) -> Self:
+        """Sum over a named mapped axis (``pmap``, ``shard_map``) with ``lax.psum``.
+
+        Exact for up to 65,536 devices: communication is the limbs, ``O(C^2)``
+        words for a confusion matrix, independent of the number of devices.
+        """
+        new = {k: _counts.normalize(lax.psum(a, axis_name)) for k, a in self._leaves().items()}
+        return dataclasses.replace(self, **new)  # type: ignore[type-var]
+
+    def _unbatched_ndim(self, name: str) -> int:
+        raise NotImplementedError
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading axes added by ``vmap`` (per-image states) or stacking."""
+        counts = self.counts  # type: ignore[attr-defined]
+        return tuple(counts.shape[: counts.ndim - self._unbatched_ndim("counts")])
+
+    @property
+    def counted_classes(self) -> np.ndarray:
+        """Static boolean mask ``[C]``: classes that enter class averages."""
+        mask = np.ones(self.num_classes, bool)
+        mask[list(self.ignore_classes)] = False
+        return mask
+
+    @property
+    def num_invalid(self) -> jax.Array:
+        """Pixels whose label was outside the valid range and not ignored (float)."""
+        return _counts.to_float(self.invalid)  # type: ignore[attr-defined]
+
+    # -- CLU metric protocol ---------------------------------------------------
+
+    def compute(self) -> jax.Array:
+        """Mean IoU (``average="macro"``), the CLU ``compute`` of this metric."""
+        from jaxseg._scores import iou
+
+        return iou(self, average="macro")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ConfusionMatrix(_CountAlgebra):
+    """Exact multiclass confusion matrix: rows are labels, columns predictions.
+
+    A pytree whose leaves are wide integer counts (exact to at least ``2**48``
+    per cell without ``jax_enable_x64``; see :mod:`jaxseg._counts`) and whose
+    ``num_classes`` and ignored classes are static metadata.
+
+    A pixel is *valid* when ``where`` is true and its label is not in
+    ``ignore_index``; valid pixels whose label (or prediction) lies outside
+    ``[0, C)`` are counted in ``invalid``, never wrapped or dropped. Ignored ids
+    inside ``[0, C)`` are also left out of class averages.
+
+    Statistics per class ``c`` (float, ``[..., C]``)::
+
+        tp_c = M[c, c]      fp_c = sum_{r != c} M[r, c]
+        fn_c = sum_{k != c} M[c, k]      tn_c = N - tp_c - fp_c - fn_c
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.0, 1.0]])
+      >>> labels = jnp.array([0, 1, 1, 255])
+      >>> cm = jaxseg.ConfusionMatrix.from_logits(logits, labels, ignore_index=255)
+      >>> cm.to_numpy()
+      array([[1, 0],
+             [1, 1]])
+      >>> jaxseg.iou(cm, average=None)
+      Array([0.5, 0.5], dtype=float32)
+
+    Attributes:
+      counts: ``uint32 [..., C, C, 3]`` limbs of the counts.
+      invalid: ``uint32 [..., 3]`` limbs of the invalid-pixel count.
+      num_classes: ``C`` (static).
+      ignore_classes: ignored ids inside ``[0, C)`` (static).
+    """
+
+    counts: jax.Array
+    invalid: jax.Array
+    num_classes: int = _static()
+    ignore_classes: tuple[int, ...] = _static(())
+    exclusive: ClassVar[bool] = True
+
+    def _unbatched_ndim(self, name: str) -> int:
+        return 3
+
+    @classmethod
+    def empty(cls, num_classes: int, *, ignore_index: Any = None) -> ConfusionMatrix:
+        """The identity of :meth:`merge`: all counts zero."""
+        c = v.check_num_classes(num_classes)
+        ignored = v.normalize_ignore_index(ignore_index)
+        return cls(
+            counts=_counts.zeros((c, c)),
+            invalid=_counts.zeros(()),
+            num_classes=c,
+            ignore_classes=tuple(i for i in ignored if 0 <= i < c),
+        )
+
+    @classmethod
+    def from_predictions(
+        cls,
+        preds: ArrayLike,
+        labels: ArrayLike,
+        *,
+        num_classes: int,
+        ignore_index: Any = None,
+        where: ArrayLike | None = None,
+    ) -> ConfusionMatrix:
+        """Count integer predictions against integer labels of the same shape.
+
+        Args:
+          preds: predicted class ids, int ``[...]``.
+          labels: true class ids, int ``[...]``, same shape.
+          num_classes: ``C``.
+          ignore_index: a label id or tuple of ids to leave out.
+          where: boolean mask broadcastable to ``labels.shape``; false pixels
+            are left out.
+
+        Returns:
+          A state with counts ``[C, C]`` (no batch axis; ``vmap`` to get one).
+        """
+        c = v.check_num_classes(num_classes)
+        preds = v.check_int_labels(jnp.asarray(preds), "preds")
+        labels = v.check_int_labels(jnp.asarray(labels), "labels")
+        v.check_same_shape("preds", preds, "labels", labels)
+        ignored = v.normalize_ignore_index(ignore_index)
+        mask = v.broadcast_where(where, labels.shape)
+        counts, invalid = _kernels.confusion_counts(
+            preds, labels, num_classes=c, ignore_index=ignored, where=mask
+        )
+        return cls(
+            counts=_counts.from_int(counts),
+            invalid=_counts.from_int(invalid),
+            num_classes=c,
+            ignore_classes=tuple(i for i in ignored if 0 <= i < c),
+        )
+
+    @classmethod
+    def from_logits(
+        cls,
+        logits: ArrayLike,
+        labels: ArrayLike,
+        *,
+        ignore_index: Any = None,
+        where: ArrayLike | None = None,
+    ) -> ConfusionMatrix:
+        """Count ``argmax(logits, -1)`` against integer labels.
+
+        Args:
+          logits: scores ``[..., C]`` (any float dtype; probabilities work too).
+          labels: class ids, int ``[...]`` = ``logits.shape[:-1]``.
+          ignore_index: a label id or tuple of ids to leave out.
+          where: boolean mask broadcastable to ``labels.shape``.
+
+        Returns:
+          A state with counts ``[C, C]``.
+        """
+        logits = v.check_logits(jnp.asarray(logits))
+        labels = v.check_int_labels(jnp.asarray(labels))
+        v.check_labels_for_logits(logits, labels)
+        preds = _kernels.argmax_classes(logits)
+        return cls.from_predictions(
+            preds,
+            labels,
+            num_classes=logits.shape[-1],
+            ignore_index=ignore_index,
+            where=where,
+        )
+
+    @classmethod
+    def from_model_output(
+        cls,
+        logits: ArrayLike,
+        labels: ArrayLike,
+        mask: ArrayLike | None = None,
+        **_: Any,
+    ) -> ConfusionMatrix:
+        """CLU protocol: :meth:`from_logits` with ``mask`` as ``where``."""
+        if mask is not None:
+            mask = jnp.asarray(mask).astype(jnp.bool_)
+        return cls.from_logits(logits, labels, where=mask)
+
+    def to_numpy(self) -> np.ndarray:
+        """Exact host counts, ``int64 [..., C, C]``."""
+        return _counts.to_int64_numpy(self.counts)
+
+    # -- statistics ------------------------------------------------------------
+
+    def _limb_stats(self) -> dict[str, jax.Array]:
+        c = self.num_classes
+        eye = jnp.eye(c, dtype=jnp.uint32)[..., None]
+        diag = jnp.diagonal(self.counts, axis1=-3, axis2=-2)  # [..., 3, C]
+        diag = jnp.moveaxis(diag, -2, -1)
+        off = self.counts * (1 - eye)
+        fp = _counts.normalize(off.sum(-3))  # column sums without the diagonal
+        fn = _counts.normalize(off.sum(-2))  # row sums without the diagonal
+        return {"tp": diag, "fp": fp, "fn": fn}
+
+    @property
+    def tp(self) -> jax.Array:
+        """True positives per class, float ``[..., C]``."""
+        return _counts.to_float(self._limb_stats()["tp"])
+
+    @property
+    def fp(self) -> jax.Array:
+        """False positives per class (column sum minus diagonal), float ``[..., C]``."""
+        return _counts.to_float(self._limb_stats()["fp"])
+
+    @property
+    def fn(self) -> jax.Array:
+        """False negatives per class (row sum minus diagonal), float ``[..., C]``."""
+        return _counts.to_float(self._limb_stats()["fn"])
+
+    @property
+    def tn(self) -> jax.Array:
+        """True negatives per class, float ``[..., C]``, computed exactly in limbs."""
+        s = self._limb_stats()
+        flat = self.counts.reshape((*self.counts.shape[:-3], -1, _counts.NUM_LIMBS))
+        total = _counts.sum_limbs(jnp.moveaxis(flat, -2, 0), 0)[..., None, :]
+        signed = (
+            total.astype(jnp.int32)
+            - s["tp"].astype(jnp.int32)
+            - s["fp"].astype(jnp.int32)
+            - s["fn"].astype(jnp.int32)
+        )
+        return _counts.to_float(_counts.normalize_signed(signed))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class BinaryStats(_CountAlgebra):
+    """Exact per-class ``tp, fp, fn, tn`` for binary and multilabel predictions.
+
+    Each of the ``C`` channels is an independent yes/no decision (sigmoid
+    outputs thresholded per channel). Same algebra as :class:`ConfusionMatrix`:
+    ``empty``, ``merge`` / ``+``, ``reduce``, ``psum``, ``to_numpy``.
+
+    Labels must be 0 or 1; a label equal to an ``ignore_index`` id is left out,
+    any other value is counted in ``invalid``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> logits = jnp.array([[3.0, -1.0], [-2.0, 2.0], [1.0, 1.0]])
+      >>> labels = jnp.array([[1, 0], [1, 1], [0, 1]])
+      >>> s = jaxseg.BinaryStats.from_logits(logits, labels)
+      >>> s.to_numpy()  # rows tp, fp, fn, tn; one column per channel
+      array([[1, 2],
+             [1, 0],
+             [1, 0],
+             [0, 1]])
+      >>> jaxseg.dice(s, average=None)
+      Array([0.5, 1. ], dtype=float32)
+
+    Attributes:
+      counts: ``uint32 [..., 4, C, 3]`` limbs of ``(tp, fp, fn, tn)``.
+      invalid: ``uint32 [..., 3]`` limbs of the invalid count.
+      num_classes: number of channels ``C`` (static).
+    """
+
+    counts: jax.Array
+    invalid: jax.Array
+    num_classes: int = _static()
+    ignore_classes: tuple[int, ...] = _static(())
+    exclusive: ClassVar[bool] = False
+
+    def _unbatched_ndim(self, name: str) -> int:
+        return 3
+
+    @classmethod
+    def empty(cls, num_classes: int) -> BinaryStats:
+        """The identity of :meth:`merge`."""
+        c = v.check_num_classes(num_classes)
+        return cls(counts=_counts.zeros((4, c)), invalid=_counts.zeros(()), num_classes=c)
+
+    @classmethod
+    def from_predictions(
+        cls,
+        preds: ArrayLike,
+        labels: ArrayLike,
+        *,
+        ignore_index: Any = None,
+        where: ArrayLike | None = None,
+    ) -> BinaryStats:
+        """Count boolean (or 0/1) predictions ``[..., C]`` against 0/1 labels ``[..., C]``.
+
+        ``where`` has the shape of ``preds`` or broadcasts to ``preds.shape[:-1]``
+        (one flag per pixel, shared by the channels).
+        """
+        preds = jnp.asarray(preds)
+        labels = v.check_int_labels(jnp.asarray(labels), "labels")
+        v.check_int_labels(preds, "preds")
+        v.check_same_shape("preds", preds, "labels", labels)
+        if preds.ndim < 1:
+            raise ValueError("`preds` must have a trailing channel axis; got a scalar.")
+        mask = _channel_where(where, preds.shape)
+        counts, invalid = _kernels.binary_counts(
+            preds != 0,
+            labels,
+            ignore_index=v.normalize_ignore_index(ignore_index),
+            where=mask,
+        )
+        return cls(
+            counts=_counts.from_int(counts),
+            invalid=_counts.from_int(invalid),
+            num_classes=preds.shape[-1],
+        )
+
+    @classmethod
+    def from_logits(
+        cls,
+        logits: ArrayLike,
+        labels: ArrayLike,
+        *,
+        threshold: ArrayLike = 0.5,
+        ignore_index: Any = None,
+        where: ArrayLike | None = None,
+    ) -> BinaryStats:
+        """Count ``sigmoid(logits) > threshold`` against 0/1 labels of the same shape.
+
+        Args:
+          logits: ``[..., C]``, one independent logit per channel.
+          labels: 0/1 ints (or bool) of ``logits.shape``.
+          threshold: probability threshold in ``[0, 1]``, a scalar or one per
+            channel ``[C]``.
+          ignore_index: label value(s) to leave out (e.g. 255).
+          where: mask of ``logits.shape`` or broadcastable to ``logits.shape[:-1]``.
+        """
+        logits = v.check_logits(jnp.asarray(logits))
+        labels = v.check_int_labels(jnp.asarray(labels), "labels")
+        v.check_same_shape("logits", logits, "labels", labels)
+        threshold = _check_threshold(threshold, logits.shape[-1])
+        preds = jax.nn.sigmoid(logits.astype(jnp.float32)) > threshold
+        return cls.from_predictions(preds, labels, ignore_index=ignore_index, where=where)
+
+    @classmethod
+    def from_model_output(
+        cls,
+        logits: ArrayLike,
+        labels: ArrayLike,
+        mask: ArrayLike | None = None,
+        **_: Any,
+    ) -> BinaryStats:
+        """CLU protocol: :meth:`from_logits` with ``mask`` as ``where``."""
+        if mask is not None:
+            mask = jnp.asarray(mask).astype(jnp.bool_)
+        return cls.from_logits(logits, labels, where=mask)
+
+    def to_numpy(self) -> np.ndarray:
+        """Exact host counts ``int64 [..., 4, C]``: rows ``tp, fp, fn, tn``."""
+        return _counts.to_int64_numpy(self.counts)
+
+    def _stat(self, k: int) -> jax.Array:
+        return _counts.to_float(self.counts[..., k, :, :])
+
+    @property
+    def tp(self) -> jax.Array:
+        """True positives per channel, float ``[..., C]``."""
+        return self._stat(0)
+
+    @property
+    def fp(self) -> jax.Array:
+        """False positives per channel, float ``[..., C]``."""
+        return self._stat(1)
+
+    @property
+    def fn(self) -> jax.Array:
+        """False negatives per channel, float ``[..., C]``."""
+        return self._stat(2)
+
+    @property
+    def tn(self) -> jax.Array:
+        """True negatives per channel, float ``[..., C]``."""
+        return self._stat(3)
+
+
+def _channel_where(where: Any, shape: tuple[int, ...]) -> jax.Array | None:
+    """A mask of the full ``[..., C]`` shape, or a per-pixel mask broadcast over channels."""
+    if where is None:
+        return None
+    w = jnp.asarray(where)
+    if tuple(w.shape) == tuple(shape):
+        return v.broadcast_where(w, shape)
+    per_pixel = v.broadcast_where(w, shape[:-1])
+    return jnp.broadcast_to(per_pixel[..., None], shape)
+
+
+def _check_threshold(threshold: Any, num_classes: int) -> jax.Array:
+    t = np.asarray(threshold) if not isinstance(threshold, jax.core.Tracer) else threshold
+    if t.ndim not in (0, 1) or (t.ndim == 1 and t.shape[0] != num_classes):
+        raise ValueError(
+            f"`threshold` must be a scalar or have shape ({num_classes},); "
+            f"got shape {tuple(t.shape)}."
+        )
+    if isinstance(t, np.ndarray) and (np.any(t < 0) or np.any(t > 1) or np.any(np.isnan(t))):
+        raise ValueError(f"`threshold` must lie in [0, 1]; got {threshold!r}.")
+    return jnp.asarray(t, jnp.float32)

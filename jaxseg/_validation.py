@@ -1,0 +1,193 @@
+"""Static argument checks shared by every public function.
+
+Everything here runs at trace time on Python values, shapes and dtypes only, so
+it works identically eagerly and under ``jit``/``vmap``/``grad``. Value checks
+(label ranges, NaN logits) cannot raise inside ``jit``; they are counted (see
+``ConfusionMatrix.invalid``) or turned into errors by :mod:`jaxseg.checked`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+AVERAGES = (None, "micro", "macro", "weighted")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, jax.Array | np.ndarray):
+        return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return repr(value)
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """Raise ``ValueError`` unless ``value`` is one of ``allowed``."""
+    if not any(value is a or (a is not None and value == a) for a in allowed):
+        raise ValueError(f"`{name}` must be one of {list(allowed)}; got {_show(value)}.")
+    return value
+
+
+def check_average(average: Any) -> str | None:
+    if average is not None and not isinstance(average, str):
+        raise ValueError(f"`average` must be one of {list(AVERAGES)}; got {_show(average)}.")
+    return check_choice("average", average, AVERAGES)
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """A non-negative Python scalar hyperparameter."""
+    if isinstance(value, jax.Array | np.ndarray) and value.ndim == 0:
+        try:
+            value = float(value)
+        except jax.errors.ConcretizationTypeError:
+            return value  # traced scalar: cannot be checked statically
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a non-negative number; got {_show(value)}.")
+    if not value >= 0 or math.isinf(value):
+        raise ValueError(f"`{name}` must be finite and >= 0; got {value!r}.")
+    return value
+
+
+def check_positive(name: str, value: Any) -> float:
+    value = check_nonnegative(name, value)
+    if isinstance(value, int | float) and value <= 0:
+        raise ValueError(f"`{name}` must be > 0; got {value!r}.")
+    return value
+
+
+def check_num_classes(num_classes: Any) -> int:
+    try:
+        n = operator.index(num_classes)
+    except TypeError:
+        raise TypeError(
+            f"`num_classes` must be a positive int; got {_show(num_classes)}."
+        ) from None
+    if n < 1:
+        raise ValueError(f"`num_classes` must be a positive int; got {n}.")
+    return n
+
+
+def normalize_ignore_index(ignore_index: Any) -> tuple[int, ...]:
+    """``None``, an int, or an iterable of ints -> a sorted tuple of unique ints."""
+    if ignore_index is None:
+        return ()
+    if isinstance(ignore_index, bool):
+        raise TypeError(
+            f"`ignore_index` must be None, an int or a tuple of ints; got {ignore_index!r}."
+        )
+    items: Iterable[Any]
+    if isinstance(ignore_index, Iterable) and not isinstance(ignore_index, str | bytes):
+        items = list(ignore_index)
+    else:
+        items = [ignore_index]
+    out = []
+    for item in items:
+        try:
+            if isinstance(item, bool):
+                raise TypeError
+            out.append(operator.index(item))
+        except TypeError:
+            raise TypeError(
+                "`ignore_index` must be None, an int or a tuple of ints; "
+                f"got {_show(ignore_index)}."
+            ) from None
+    return tuple(sorted(set(out)))
+
+
+def check_int_labels(labels: jax.Array, name: str = "labels") -> jax.Array:
+    if not (jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_):
+        raise TypeError(
+            f"`{name}` must hold integer class ids; got dtype {labels.dtype}. "
+            "Cast with `.astype(jnp.int32)`, or pass one-hot / soft labels of shape "
+            "`logits.shape` where a loss accepts them."
+        )
+    return labels
+
+
+def check_same_shape(a_name: str, a: jax.Array, b_name: str, b: jax.Array) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"`{a_name}` and `{b_name}` must have the same shape; "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}."
+        )
+
+
+def check_logits(logits: jax.Array, name: str = "logits") -> jax.Array:
+    if logits.ndim < 1:
+        raise ValueError(f"`{name}` must have a trailing class axis; got a scalar.")
+    if not jnp.issubdtype(logits.dtype, jnp.floating):
+        raise TypeError(f"`{name}` must be floating point; got dtype {logits.dtype}.")
+    if logits.shape[-1] < 1:
+        raise ValueError(f"`{name}` must have at least one class; got shape {logits.shape}.")
+    return logits
+
+
+def check_labels_for_logits(logits: jax.Array, labels: jax.Array) -> None:
+    """Integer labels must have shape ``logits.shape[:-1]``."""
+    if tuple(labels.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            "`labels` must have shape `logits.shape[:-1]` = "
+            f"{tuple(logits.shape[:-1])} for integer labels (or `logits.shape` for "
+            f"one-hot / soft labels); got {tuple(labels.shape)}."
+        )
+
+
+def broadcast_where(where: Any, shape: tuple[int, ...], name: str = "where") -> jax.Array | None:
+    """Check and broadcast a boolean mask to ``shape``."""
+    if where is None:
+        return None
+    where = jnp.asarray(where)
+    if where.dtype != jnp.bool_:
+        raise TypeError(f"`{name}` must be a boolean mask; got dtype {where.dtype}.")
+    try:
+        return jnp.broadcast_to(where, shape)
+    except ValueError:
+        raise ValueError(
+            f"`{name}` must broadcast to the per-pixel shape {tuple(shape)}; "
+            f"got shape {tuple(where.shape)}."
+        ) from None
+
+
+def check_class_weights(class_weights: Any, num_classes: int) -> jax.Array | None:
+    if class_weights is None:
+        return None
+    w = jnp.asarray(class_weights)
+    if not (jnp.issubdtype(w.dtype, jnp.floating) or jnp.issubdtype(w.dtype, jnp.integer)):
+        raise TypeError(f"`class_weights` must be numeric; got dtype {w.dtype}.")
+    if w.shape != (num_classes,):
+        raise ValueError(
+            f"`class_weights` must have shape ({num_classes},), one weight per class; "
+            f"got shape {tuple(w.shape)}."
+        )
+    return w.astype(jnp.float32)
+
+
+def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
+    """Normalise an int / tuple of ints to sorted non-negative axes of ``ndim``."""
+    if isinstance(axis, int) and not isinstance(axis, bool):
+        axis = (axis,)
+    try:
+        axes = tuple(operator.index(a) for a in axis)
+    except TypeError:
+        raise TypeError(f"`{name}` must be an int or a tuple of ints; got {axis!r}.") from None
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(
+                f"`{name}` entry {a} is out of range for {ndim} per-pixel axes "
+                f"(the class axis is not counted)."
+            )
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"`{name}` has repeated axes: {axis!r}.")
+    return tuple(sorted(out))
+
+
+def float_dtype() -> Any:
+    """float64 when x64 is enabled, else float32."""
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
