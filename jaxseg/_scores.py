@@ -104,8 +104,9 @@ def _reduce(
     average = v.check_average(average)
     empty = _check_empty(empty)
     tp, fp, fn, tn, counted = _stats_of(stats)
-    counted_j = jnp.asarray(counted)
+    counted_j = jnp.broadcast_to(jnp.asarray(counted), tp.shape)
     if average == "micro":
+
         def pool(x):
             return jnp.sum(jnp.where(counted_j, x, 0.0), axis=-1)
 
@@ -269,9 +270,7 @@ def tversky(
     return _reduce(stats, lambda *s: tversky_terms(*s, alpha=alpha, beta=beta), average, empty)
 
 
-def precision(
-    stats: Stats, *, average: str | None = "macro", empty: float = math.nan
-) -> jax.Array:
+def precision(stats: Stats, *, average: str | None = "macro", empty: float = math.nan) -> jax.Array:
     """Precision (positive predictive value): ``tp / (tp + fp)``.
 
     A class that was never predicted but occurs in the labels scores 0.
@@ -332,7 +331,7 @@ def pixel_accuracy(stats: Stats) -> jax.Array:
       Array(0.5, dtype=float32)
     """
     tp, fp, fn, tn, counted = _stats_of(stats)
-    counted_j = jnp.asarray(counted)
+    counted_j = jnp.broadcast_to(jnp.asarray(counted), tp.shape)
 
     def pool(x):
         return jnp.sum(jnp.where(counted_j, x, 0.0), axis=-1)
@@ -431,7 +430,7 @@ def generalized_dice(
     """
     empty = _check_empty(empty)
     tp, fp, fn, _, counted = _stats_of(stats)
-    counted_j = jnp.asarray(counted)
+    counted_j = jnp.broadcast_to(jnp.asarray(counted), tp.shape)
     w = sudre_weights(tp + fn, counted_j, weighting)
     num, den = dice_terms(tp, fp, fn)
     num, den = jnp.sum(w * num, axis=-1), jnp.sum(w * den, axis=-1)
@@ -505,7 +504,7 @@ def class_weights_from_counts(
         raise ValueError(f"`enet_c` must be > 1; got {enet_c!r}.")
     present = n > 0
     total = jnp.sum(n)
-    k = jnp.sum(present)
+    k = jnp.sum(present, dtype=jnp.float32)
     safe = jnp.where(present, n, 1.0)
     p = safe / jnp.where(total > 0, total, 1.0)
     if scheme == "inverse":

@@ -66,8 +66,8 @@ def prepare_targets(
         mask = v.broadcast_where(where, labels.shape)
         valid, invalid = label_validity(labels, c, ignore_index, mask)
         safe = jnp.where(valid, labels, 0).astype(jnp.int32)
-        onehot = (safe[..., None] == jnp.arange(c, dtype=jnp.int32)) & valid[..., None]
-        return onehot.astype(jnp.float32), valid, invalid
+        onehot = jax.nn.one_hot(safe, c, dtype=jnp.float32) * valid[..., None].astype(jnp.float32)
+        return onehot, valid, invalid
     v.check_same_shape("logits", logits, "labels", labels)
     mask = _element_where(where, logits.shape)
     valid, invalid = label_validity(labels, 2, ignore_index, mask)

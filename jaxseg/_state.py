@@ -284,10 +284,10 @@ class ConfusionMatrix(_CountAlgebra):
 
     def _limb_stats(self) -> dict[str, jax.Array]:
         c = self.num_classes
-        eye = jnp.eye(c, dtype=jnp.uint32)[..., None]
+        eye = jnp.broadcast_to(jnp.eye(c, dtype=jnp.bool_)[..., None], self.counts.shape)
         diag = jnp.diagonal(self.counts, axis1=-3, axis2=-2)  # [..., 3, C]
         diag = jnp.moveaxis(diag, -2, -1)
-        off = self.counts * (1 - eye)
+        off = jnp.where(eye, jnp.uint32(0), self.counts)
         fp = _counts.normalize(off.sum(-3))  # column sums without the diagonal
         fn = _counts.normalize(off.sum(-2))  # row sums without the diagonal
         return {"tp": diag, "fp": fp, "fn": fn}
@@ -390,7 +390,7 @@ class BinaryStats(_CountAlgebra):
             raise ValueError("`preds` must have a trailing channel axis; got a scalar.")
         mask = _channel_where(where, preds.shape)
         counts, invalid = _kernels.binary_counts(
-            preds != 0,
+            preds.astype(jnp.bool_),
             labels,
             ignore_index=v.normalize_ignore_index(ignore_index),
             where=mask,
