@@ -112,8 +112,10 @@ class SoftStats:
       >>> import jax.numpy as jnp, jaxseg
       >>> probs = jnp.array([[0.8, 0.2], [0.4, 0.6]])
       >>> s = jaxseg.SoftStats.from_probabilities(probs, jnp.array([0, 1]))
-      >>> s.tp, s.fp, s.fn
-      (Array([0.8, 0.6], dtype=float32), Array([0.4, 0.2], dtype=float32), Array([0.2, 0.4], dtype=float32))
+      >>> s.tp
+      Array([0.8, 0.6], dtype=float32)
+      >>> s.fp, s.fn
+      (Array([0.4, 0.2], dtype=float32), Array([0.2, 0.4], dtype=float32))
       >>> jaxseg.dice(s, average=None)
       Array([0.72727275, 0.6666667 ], dtype=float32)
 
