@@ -34,6 +34,20 @@ def label_validity(
     return considered & in_range, considered & ~in_range
 
 
+def replicated_sharding(x: jax.Array) -> jax.sharding.NamedSharding | None:
+    """A replicated output sharding when ``x`` is sharded over explicit mesh axes.
+
+    Under ``jax.sharding.AxisType.Explicit`` a scatter (``bincount``) whose input
+    is sharded cannot infer its output sharding; the counts are wanted
+    replicated (XLA sums the per-shard counts). Elsewhere returns ``None``.
+    """
+    sharding = jax.typeof(x).sharding
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or jax.sharding.AxisType.Explicit not in tuple(mesh.axis_types):
+        return None
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
 def argmax_classes(logits: jax.Array) -> jax.Array:
     """Index of the largest logit along the last axis, as int32."""
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
@@ -58,7 +72,9 @@ def confusion_counts(
     invalid = invalid | (ok & ~pred_ok)
     ok = ok & pred_ok
     index = jnp.where(ok, labels.astype(jnp.int32) * c + preds.astype(jnp.int32), c * c)
-    counts = jnp.bincount(index.reshape(-1), length=c * c + 1)[: c * c]
+    flat = index.reshape(-1)
+    counts = jnp.bincount(flat, length=c * c + 1, out_sharding=replicated_sharding(flat))
+    counts = counts[: c * c]
     return counts.reshape(c, c).astype(jnp.int32), jnp.sum(invalid, dtype=jnp.int32)
 
 
