@@ -44,6 +44,8 @@ def prepare_targets(
     """
     c = logits.shape[-1]
     if jnp.issubdtype(labels.dtype, jnp.floating):
+        if exclusive and tuple(labels.shape) == tuple(logits.shape[:-1]):
+            v.check_int_labels(labels)  # float class ids: raises TypeError
         v.check_same_shape("logits", logits, "labels", labels)
         mask_shape = logits.shape[:-1] if exclusive else logits.shape
         if where is None:
@@ -60,7 +62,7 @@ def prepare_targets(
         targets = labels.astype(jnp.float32)
         vmask = valid[..., None] if exclusive else valid
         return jnp.where(vmask, targets, 0.0), valid, jnp.zeros_like(valid)
-    v.check_int_labels(labels)
+    labels = v.check_int_labels(labels)
     if exclusive:
         v.check_labels_for_logits(logits, labels)
         mask = v.broadcast_where(where, labels.shape)
@@ -137,11 +139,26 @@ class SoftStats:
     _fields: ClassVar[tuple[str, ...]] = ("tp", "fp", "fn", "tn", "invalid")
 
     @classmethod
-    def empty(cls, num_classes: int, *, exclusive: bool = True) -> SoftStats:
-        """The identity of :meth:`merge`: all sums zero."""
+    def empty(
+        cls, num_classes: int, *, exclusive: bool = True, ignore_index: Any = None
+    ) -> SoftStats:
+        """The identity of :meth:`merge`: all sums zero.
+
+        Pass the ``ignore_index`` of the updates so that the ignored classes match.
+        """
         c = v.check_num_classes(num_classes)
+        ignored = v.normalize_ignore_index(ignore_index)
         z = jnp.zeros((c,), jnp.float32)
-        return cls(z, z, z, z, jnp.zeros((), jnp.float32), num_classes=c, exclusive=exclusive)
+        return cls(
+            z,
+            z,
+            z,
+            z,
+            jnp.zeros((), jnp.float32),
+            num_classes=c,
+            exclusive=exclusive,
+            ignore_classes=tuple(i for i in ignored if 0 <= i < c) if exclusive else (),
+        )
 
     @classmethod
     def from_probabilities(

@@ -425,7 +425,9 @@ class BinaryStats(_CountAlgebra):
         labels = v.check_int_labels(jnp.asarray(labels), "labels")
         v.check_same_shape("logits", logits, "labels", labels)
         threshold = _check_threshold(threshold, logits.shape[-1])
-        preds = jax.nn.sigmoid(logits.astype(jnp.float32)) > threshold
+        preds = jax.nn.sigmoid(logits.astype(jnp.float32)) > jnp.broadcast_to(
+            threshold, logits.shape
+        )
         return cls.from_predictions(preds, labels, ignore_index=ignore_index, where=where)
 
     @classmethod

@@ -41,6 +41,8 @@ def check_average(average: Any) -> str | None:
 
 def check_nonnegative(name: str, value: Any) -> float:
     """A non-negative Python scalar hyperparameter."""
+    if isinstance(value, np.integer | np.floating):
+        value = value.item()
     if isinstance(value, jax.Array | np.ndarray) and value.ndim == 0:
         try:
             value = float(value)
@@ -62,6 +64,8 @@ def check_positive(name: str, value: Any) -> float:
 
 def check_num_classes(num_classes: Any) -> int:
     try:
+        if isinstance(num_classes, bool | np.bool_):
+            raise TypeError
         n = operator.index(num_classes)
     except TypeError:
         raise TypeError(
@@ -106,6 +110,8 @@ def check_int_labels(labels: jax.Array, name: str = "labels") -> jax.Array:
             "Cast with `.astype(jnp.int32)`, or pass one-hot / soft labels of shape "
             "`logits.shape` where a loss accepts them."
         )
+    if labels.dtype == jnp.bool_:
+        return labels.astype(jnp.int32)  # comparisons with int ids need an int dtype
     return labels
 
 
