@@ -11,6 +11,7 @@ batches (Python loops, ``lax.scan``), vmapped images (:meth:`reduce`), devices
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, ClassVar, Self
 
 import jax
@@ -276,6 +277,37 @@ class ConfusionMatrix(_CountAlgebra):
             mask = jnp.asarray(mask).astype(jnp.bool_)
         return cls.from_logits(logits, labels, where=mask)
 
+    @classmethod
+    def configure(cls, num_classes: int, *, ignore_index: Any = None) -> type[ConfusionMatrix]:
+        """A subclass with ``num_classes`` and ``ignore_index`` bound, for CLU collections.
+
+        ``clu.metrics.Collection`` calls ``Metric.empty()`` with no arguments and
+        ``Metric.from_model_output(**model_outputs)``; the returned class
+        supplies the bound values to both (``mask`` acts as ``where``). The
+        same arguments return the same class, so jitted functions do not
+        retrace.
+
+        Args:
+          num_classes: ``C``.
+          ignore_index: a label id or tuple of ids to leave out.
+
+        Returns:
+          A registered pytree subclass of this class.
+
+        Examples:
+          >>> import jax.numpy as jnp, jaxseg
+          >>> Metric = jaxseg.ConfusionMatrix.configure(2, ignore_index=255)
+          >>> Metric is jaxseg.ConfusionMatrix.configure(2, ignore_index=[255])
+          True
+          >>> logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+          >>> update = Metric.from_model_output(logits=logits, labels=jnp.array([0, 1, 255]))
+          >>> Metric.empty().merge(update).to_numpy()
+          array([[1, 0],
+                 [0, 1]])
+        """
+        c = v.check_num_classes(num_classes)
+        return _configured_confusion(cls, c, v.normalize_ignore_index(ignore_index))
+
     def to_numpy(self) -> np.ndarray:
         """Exact host counts, ``int64 [..., C, C]``."""
         return _counts.to_int64_numpy(self.counts)
@@ -492,3 +524,34 @@ def _check_threshold(threshold: Any, num_classes: int) -> jax.Array:
     if isinstance(t, np.ndarray) and (np.any(t < 0) or np.any(t > 1) or np.any(np.isnan(t))):
         raise ValueError(f"`threshold` must lie in [0, 1]; got {threshold!r}.")
     return jnp.asarray(t, jnp.float32)
+
+
+@functools.cache
+def _configured_confusion(
+    base: type[ConfusionMatrix], num_classes: int, ignored: tuple[int, ...]
+) -> type[ConfusionMatrix]:
+    """Build (once per arguments) the subclass returned by ``ConfusionMatrix.configure``."""
+
+    def empty(cls, num_classes: int = num_classes, *, ignore_index: Any = ignored):
+        return base.empty.__func__(cls, num_classes, ignore_index=ignore_index)
+
+    def from_model_output(cls, logits, labels, mask=None, **_):
+        logits = v.check_logits(jnp.asarray(logits))
+        if logits.shape[-1] != num_classes:
+            raise ValueError(
+                f"`logits` must have {num_classes} classes on the last axis, as configured; "
+                f"got shape {tuple(logits.shape)}."
+            )
+        where = None if mask is None else jnp.asarray(mask).astype(jnp.bool_)
+        return cls.from_logits(logits, labels, ignore_index=ignored, where=where)
+
+    name = f"{base.__name__}_{num_classes}"
+    namespace = {
+        "__doc__": f"{base.__name__} with num_classes={num_classes}, ignore_index={ignored}.",
+        "__module__": base.__module__,
+        "__qualname__": name,
+        "empty": classmethod(empty),
+        "from_model_output": classmethod(from_model_output),
+    }
+    sub = type(name, (base,), namespace)
+    return jax.tree_util.register_dataclass(dataclasses.dataclass(frozen=True)(sub))
