@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxseg import _checked
+
 
 def label_validity(
     labels: jax.Array,
@@ -31,7 +33,9 @@ def label_validity(
     for i in ignore_index:
         considered = considered & (labels != i)
     in_range = (labels >= 0) & (labels < num_classes)
-    return considered & in_range, considered & ~in_range
+    invalid = considered & ~in_range
+    _checked.check_labels(labels, invalid, num_classes)  # traced only under `jaxseg.checked`
+    return considered & in_range, invalid
 
 
 def replicated_sharding(x: jax.Array) -> jax.sharding.NamedSharding | None:

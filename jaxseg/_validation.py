@@ -3,7 +3,7 @@
 Everything here runs at trace time on Python values, shapes and dtypes only, so
 it works identically eagerly and under ``jit``/``vmap``/``grad``. Value checks
 (label ranges, NaN logits) cannot raise inside ``jit``; they are counted (see
-``ConfusionMatrix.invalid``) or turned into errors by :mod:`jaxseg.checked`.
+``ConfusionMatrix.invalid``) or turned into errors by :func:`jaxseg.checked`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxseg import _checked
 
 AVERAGES = (None, "micro", "macro", "weighted")
 
@@ -130,6 +132,7 @@ def check_logits(logits: jax.Array, name: str = "logits") -> jax.Array:
         raise TypeError(f"`{name}` must be floating point; got dtype {logits.dtype}.")
     if logits.shape[-1] < 1:
         raise ValueError(f"`{name}` must have at least one class; got shape {logits.shape}.")
+    _checked.check_not_nan(logits, name)  # traced only under `jaxseg.checked`
     return logits
 
 
