@@ -1,6 +1,19 @@
 """jaxseg: segmentation losses and exact, reducible metrics for JAX."""
 
 from jaxseg._checked import checked as checked
+from jaxseg._cross_entropy import cross_entropy_loss as cross_entropy_loss
+from jaxseg._cross_entropy import focal_loss as focal_loss
+from jaxseg._cross_entropy import sigmoid_focal_loss as sigmoid_focal_loss
+from jaxseg._losses import dice_loss as dice_loss
+from jaxseg._losses import fbeta_loss as fbeta_loss
+from jaxseg._losses import generalized_dice_loss as generalized_dice_loss
+from jaxseg._losses import iou_loss as iou_loss
+from jaxseg._losses import sigmoid_dice_loss as sigmoid_dice_loss
+from jaxseg._losses import sigmoid_iou_loss as sigmoid_iou_loss
+from jaxseg._losses import sigmoid_tversky_loss as sigmoid_tversky_loss
+from jaxseg._losses import tversky_loss as tversky_loss
+from jaxseg._lovasz import lovasz_hinge_loss as lovasz_hinge_loss
+from jaxseg._lovasz import lovasz_softmax_loss as lovasz_softmax_loss
 from jaxseg._scores import class_weights_from_counts as class_weights_from_counts
 from jaxseg._scores import dice as dice
 from jaxseg._scores import fbeta as fbeta
@@ -24,14 +37,27 @@ __all__ = [
     "SoftStats",
     "checked",
     "class_weights_from_counts",
+    "cross_entropy_loss",
     "dice",
+    "dice_loss",
     "fbeta",
+    "fbeta_loss",
+    "focal_loss",
     "frequency_weighted_iou",
     "generalized_dice",
+    "generalized_dice_loss",
     "iou",
+    "iou_loss",
+    "lovasz_hinge_loss",
+    "lovasz_softmax_loss",
     "mean_accuracy",
     "pixel_accuracy",
     "precision",
     "recall",
+    "sigmoid_dice_loss",
+    "sigmoid_focal_loss",
+    "sigmoid_iou_loss",
+    "sigmoid_tversky_loss",
     "tversky",
+    "tversky_loss",
 ]

@@ -1,0 +1,693 @@
+"""Region losses: ``1 - score`` of soft statistics (Dice, IoU, F-beta, Tversky, GDL).
+
+Every loss here computes :class:`~jaxseg.SoftStats` of ``softmax(logits)`` (or
+``sigmoid(logits)`` for the ``sigmoid_*`` family) against the labels, pooled
+over ``axis``, and applies the same ratio kernels as the hard scores in
+:mod:`jaxseg._scores`. On one-hot predictions the loss therefore equals
+``1 - score`` of the exact confusion matrix.
+
+Shared rules (see ``docs/losses.md``):
+
+* ``axis``: the per-pixel axes pooled before the ratio (the class axis is not
+  counted). Default ``None``: every per-pixel axis except the first (batch) one,
+  giving one value per example. Including axis 0 pools the batch (smp's default,
+  MONAI ``batch=True``).
+* ``smooth`` is added once to the numerator and once to the denominator of the
+  ratio as written (MONAI's ``smooth_nr = smooth_dr``).
+* A class with ``tp + fp + fn == 0`` in a pooled group is *empty*: with
+  ``smooth > 0`` it scores 1 (loss 0) and counts in the class average; with
+  ``smooth == 0`` it is left out. A group whose classes are all left out has
+  loss 0. Ignored class ids inside ``[0, C)`` and zero ``class_weights`` are
+  left out too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxseg import _validation as v
+from jaxseg._scores import (
+    dice_terms,
+    fbeta_terms,
+    iou_terms,
+    safe_ratio,
+    sudre_weights,
+    tversky_terms,
+)
+from jaxseg._soft import SoftStats, prepare_targets
+
+ArrayLike = jax.typing.ArrayLike
+_LOG_EPS = 1e-7
+
+
+# -- helpers shared with the Lovász and cross-entropy modules -------------------
+
+
+def loss_axes(axis: Any, pixel_ndim: int) -> tuple[int, ...]:
+    """Pooled per-pixel axes; ``None`` means all but the first (batch) axis."""
+    if axis is None:
+        return tuple(range(1, pixel_ndim))
+    return v.normalize_axis(axis, pixel_ndim)
+
+
+def float_logits(logits: ArrayLike) -> jax.Array:
+    """Checked logits, cast to float32 (bf16 / fp16 inputs accumulate in float32)."""
+    return v.check_logits(jnp.asarray(logits)).astype(jnp.float32)
+
+
+def class_mean(
+    per_class: jax.Array, include: jax.Array, class_weights: jax.Array | None
+) -> jax.Array:
+    """Weighted mean over the last (class) axis of the included entries; 0 if none."""
+    w = jnp.ones(per_class.shape[-1:], jnp.float32) if class_weights is None else class_weights
+    w = jnp.where(include, jnp.broadcast_to(w, include.shape), 0.0)
+    total = jnp.sum(w, axis=-1)
+    value = jnp.sum(w * jnp.where(include, per_class, 0.0), axis=-1)
+    ok = total > 0
+    return jnp.where(ok, value / jnp.where(ok, total, 1.0), 0.0)
+
+
+def safe_power(x: jax.Array, gamma: Any) -> jax.Array:
+    """``x ** gamma`` for ``x >= 0`` with finite gradients at ``x = 0``."""
+    if isinstance(gamma, int | float) and gamma == 1:
+        return x
+    if isinstance(gamma, int | float) and gamma == 0:
+        return jnp.ones_like(x)
+    pos = x > 0
+    return jnp.where(pos, jnp.where(pos, x, 1.0) ** gamma, 0.0)
+
+
+def counted_mask(stats: SoftStats, class_weights: jax.Array | None) -> jax.Array:
+    """Classes that enter class averages: not ignored, and with a non-zero weight."""
+    counted = jnp.broadcast_to(jnp.asarray(stats.counted_classes), stats.tp.shape)
+    if class_weights is not None:
+        counted = counted & jnp.broadcast_to(class_weights != 0, counted.shape)
+    return counted
+
+
+def _stats(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    exclusive: bool,
+    axis: Any,
+    ignore_index: Any,
+    where: ArrayLike | None,
+    class_weights: Any,
+    squared: bool = False,
+) -> tuple[SoftStats, jax.Array | None, jax.Array | None]:
+    """Soft statistics (and, for ``squared``, sum p^2 + sum y^2 with tp = sum p y)."""
+    x = float_logits(logits)
+    labels = jnp.asarray(labels)
+    c = x.shape[-1]
+    cw = v.check_class_weights(class_weights, c)
+    axes = loss_axes(axis, x.ndim - 1)
+    probs = jax.nn.softmax(x, axis=-1) if exclusive else jax.nn.sigmoid(x)
+    stats = SoftStats.from_probabilities(
+        probs, labels, axis=axes, exclusive=exclusive, ignore_index=ignore_index, where=where
+    )
+    if not squared:
+        return stats, cw, None
+    ignored = v.normalize_ignore_index(ignore_index)
+    y, valid, _ = prepare_targets(x, labels, exclusive=exclusive, ignore_index=ignored, where=where)
+    p = jnp.where(valid[..., None] if exclusive else valid, probs, 0.0)
+    tp = jnp.sum(p * y, axis=axes)
+    den = jnp.sum(p * p, axis=axes) + jnp.sum(y * y, axis=axes)
+    return (
+        stats.__class__(
+            tp,
+            den - 2 * tp,
+            jnp.zeros_like(tp),
+            stats.tn,
+            stats.invalid,
+            num_classes=stats.num_classes,
+            exclusive=stats.exclusive,
+            ignore_classes=stats.ignore_classes,
+        ),
+        cw,
+        den,
+    )
+
+
+def _region_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    terms: Callable[..., tuple[jax.Array, jax.Array]],
+    *,
+    exclusive: bool,
+    axis: Any,
+    ignore_index: Any,
+    where: ArrayLike | None,
+    class_weights: Any,
+    smooth: Any,
+    squared: bool = False,
+    gamma: Any = 1.0,
+    log: bool = False,
+) -> jax.Array:
+    smooth = v.check_nonnegative("smooth", smooth)
+    stats, cw, _ = _stats(
+        logits,
+        labels,
+        exclusive=exclusive,
+        axis=axis,
+        ignore_index=ignore_index,
+        where=where,
+        class_weights=class_weights,
+        squared=squared,
+    )
+    tp, fp, fn = stats.tp, stats.fp, stats.fn
+    num, den = terms(tp, fp, fn)
+    score = safe_ratio(num, den, smooth)
+    empty = (tp + fp + fn) == 0
+    include = counted_mask(stats, cw) & (~empty | (smooth > 0))
+    if log:
+        per_class = -jnp.log(jnp.maximum(score, _LOG_EPS))
+    else:
+        per_class = safe_power(jnp.maximum(1.0 - score, 0.0), gamma)
+    return class_mean(per_class, include, cw)
+
+
+_SHARED_ARGS = """axis: per-pixel axes pooled before the ratio (the class axis is not
+        counted). Default ``None``: all but the first (batch) axis, one value per
+        example; include axis 0 to pool the batch.
+      ignore_index: integer label id(s) to leave out (inside or outside ``[0, C)``).
+      where: boolean mask broadcastable to ``logits.shape[:-1]``; false pixels are
+        left out.
+      class_weights: ``[C]`` weights of the class average (normalised; a zero
+        weight removes a class)."""
+
+
+# -- multiclass (softmax) region losses -----------------------------------------
+
+
+def dice_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: Any = None,
+    ignore_index: Any = None,
+    where: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    smooth: float = 0.0,
+    squared: bool = False,
+) -> jax.Array:
+    """Soft Dice loss (= 1 - soft F1) of ``softmax(logits)``.
+
+    Per class ``c``, with soft statistics pooled over ``axis``::
+
+        loss_c = 1 - (2 tp_c + s) / (2 tp_c + fp_c + fn_c + s)
+
+    where ``2 tp + fp + fn = sum p + sum y``; ``squared=True`` uses the V-Net
+    denominator ``sum p² + sum y²`` with ``tp = sum p y``. The result is the
+    ``class_weights``-weighted mean of ``loss_c`` over counted classes.
+    Dice = F1 = Tversky(0.5, 0.5) (equal to :func:`tversky_loss` only at ``s = 0``).
+
+    Args:
+      logits: ``[..., C]`` unnormalised scores (any float dtype; computed in float32).
+      labels: int class ids ``logits.shape[:-1]``, or float one-hot / soft
+        targets ``logits.shape``.
+      axis: per-pixel axes pooled before the ratio (the class axis is not
+        counted). Default ``None``: all but the first (batch) axis, one value per
+        example; include axis 0 to pool the batch.
+      ignore_index: integer label id(s) to leave out (inside or outside ``[0, C)``).
+      where: boolean mask broadcastable to ``logits.shape[:-1]``; false pixels are
+        left out.
+      class_weights: ``[C]`` weights of the class average (normalised; a zero
+        weight removes a class).
+      smooth: ``s >= 0``, added to numerator and denominator (MONAI
+        ``smooth_nr = smooth_dr = s``; smp's ``smooth = s / 2``).
+      squared: use the squared (V-Net) denominator.
+
+    Returns:
+      float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])  # [1, 3, 2]
+      >>> labels = jnp.array([[0, 1, 1]])
+      >>> jaxseg.dice_loss(logits, labels)
+      Array([0.30013946], dtype=float32)
+      >>> jaxseg.dice_loss(logits, labels, ignore_index=0, smooth=1.0)
+      Array([0.18173736], dtype=float32)
+
+    References:
+      Milletari et al., "V-Net: Fully convolutional neural networks for volumetric
+      medical image segmentation", 3DV 2016; Dice, 1945.
+    """
+    return _region_loss(
+        logits,
+        labels,
+        dice_terms,
+        exclusive=True,
+        axis=axis,
+        ignore_index=ignore_index,
+        where=where,
+        class_weights=class_weights,
+        smooth=smooth,
+        squared=squared,
+    )
+
+
+def iou_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: Any = None,
+    ignore_index: Any = None,
+    where: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    smooth: float = 0.0,
+    log: bool = False,
+) -> jax.Array:
+    """Soft IoU (Jaccard) loss of ``softmax(logits)``: ``1 - IoU`` or ``-ln IoU``.
+
+    Per class ``c``, with soft statistics pooled over ``axis``::
+
+        IoU_c = (tp_c + s) / (tp_c + fp_c + fn_c + s)
+        loss_c = 1 - IoU_c          (log=False)
+        loss_c = -ln max(IoU_c, 1e-7)   (log=True)
+
+    averaged over counted classes with ``class_weights``. IoU = Jaccard =
+    Tversky(1, 1). MONAI ``DiceLoss(jaccard=True)`` with smooth ``s`` equals this
+    loss with ``s / 2``.
+
+    Args:
+      logits: ``[..., C]`` unnormalised scores (computed in float32).
+      labels: int class ids ``logits.shape[:-1]``, or float targets ``logits.shape``.
+      axis: per-pixel axes pooled before the ratio. Default ``None``: all but the
+        first (batch) axis; include axis 0 to pool the batch.
+      ignore_index: integer label id(s) to leave out.
+      where: boolean mask broadcastable to ``logits.shape[:-1]``.
+      class_weights: ``[C]`` weights of the class average (normalised).
+      smooth: ``s >= 0`` added to numerator and denominator.
+      log: return ``-ln IoU`` per class instead of ``1 - IoU``.
+
+    Returns:
+      float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
+      >>> labels = jnp.array([[0, 1, 1]])
+      >>> jaxseg.iou_loss(logits, labels)
+      Array([0.46058515], dtype=float32)
+      >>> jaxseg.iou_loss(logits, labels, log=True)
+      Array([0.62023747], dtype=float32)
+
+    References:
+      Rahman & Wang, "Optimizing intersection-over-union in deep neural networks
+      for image segmentation", ISVC 2016.
+    """
+    return _region_loss(
+        logits,
+        labels,
+        iou_terms,
+        exclusive=True,
+        axis=axis,
+        ignore_index=ignore_index,
+        where=where,
+        class_weights=class_weights,
+        smooth=smooth,
+        log=log,
+    )
+
+
+def fbeta_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    beta: float = 1.0,
+    axis: Any = None,
+    ignore_index: Any = None,
+    where: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    smooth: float = 0.0,
+) -> jax.Array:
+    """Soft F-beta loss of ``softmax(logits)``.
+
+    Per class ``c``, with ``b = beta``::
+
+        loss_c = 1 - ((1 + b²) tp_c + s) / ((1 + b²) tp_c + b² fn_c + fp_c + s)
+
+    averaged over counted classes with ``class_weights``. ``beta = 1`` is
+    :func:`dice_loss`; ``beta > 1`` weighs recall (false negatives) more.
+
+    Args:
+      logits: ``[..., C]`` unnormalised scores (computed in float32).
+      labels: int class ids ``logits.shape[:-1]``, or float targets ``logits.shape``.
+      beta: non-negative weight of recall.
+      axis: per-pixel axes pooled before the ratio. Default ``None``: all but the
+        first (batch) axis.
+      ignore_index: integer label id(s) to leave out.
+      where: boolean mask broadcastable to ``logits.shape[:-1]``.
+      class_weights: ``[C]`` weights of the class average (normalised).
+      smooth: ``s >= 0`` added to numerator and denominator.
+
+    Returns:
+      float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
+      >>> labels = jnp.array([[0, 1, 1]])
+      >>> jaxseg.fbeta_loss(logits, labels, beta=2.0)
+      Array([0.2810979], dtype=float32)
+
+    References:
+      van Rijsbergen, "Information Retrieval", 1979.
+    """
+    beta = v.check_nonnegative("beta", beta)
+    return _region_loss(
+        logits,
+        labels,
+        lambda *s: fbeta_terms(*s, beta=beta),
+        exclusive=True,
+        axis=axis,
+        ignore_index=ignore_index,
+        where=where,
+        class_weights=class_weights,
+        smooth=smooth,
+    )
+
+
+def tversky_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+    axis: Any = None,
+    ignore_index: Any = None,
+    where: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    smooth: float = 0.0,
+) -> jax.Array:
+    """Tversky loss of ``softmax(logits)``, with a focal exponent per class.
+
+    Per class ``c``::
+
+        TI_c = (tp_c + s) / (tp_c + alpha fp_c + beta fn_c + s)
+        loss_c = (1 - TI_c) ** gamma
+
+    averaged over counted classes with ``class_weights``. ``alpha = beta = 0.5``
+    is Dice (at ``s = 0``), ``alpha = beta = 1`` is IoU. ``gamma`` is applied
+    as written (Abraham & Liu write the exponent as ``1 / gamma``).
+
+    Args:
+      logits: ``[..., C]`` unnormalised scores (computed in float32).
+      labels: int class ids ``logits.shape[:-1]``, or float targets ``logits.shape``.
+      alpha: weight of false positives (>= 0).
+      beta: weight of false negatives (>= 0).
+      gamma: focal exponent (>= 0) applied to each class loss.
+      axis: per-pixel axes pooled before the ratio. Default ``None``: all but the
+        first (batch) axis.
+      ignore_index: integer label id(s) to leave out.
+      where: boolean mask broadcastable to ``logits.shape[:-1]``.
+      class_weights: ``[C]`` weights of the class average (normalised).
+      smooth: ``s >= 0`` added to numerator and denominator.
+
+    Returns:
+      float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
+      >>> labels = jnp.array([[0, 1, 1]])
+      >>> jaxseg.tversky_loss(logits, labels, alpha=0.3, beta=0.7)
+      Array([0.29044288], dtype=float32)
+      >>> jaxseg.tversky_loss(logits, labels, alpha=0.3, beta=0.7, gamma=2.0)
+      Array([0.08511661], dtype=float32)
+
+    References:
+      Salehi et al., "Tversky loss function for image segmentation using 3D fully
+      convolutional deep networks", MLMI 2017; Abraham & Khan, "A novel focal
+      Tversky loss function", ISBI 2019.
+    """
+    alpha = v.check_nonnegative("alpha", alpha)
+    beta = v.check_nonnegative("beta", beta)
+    gamma = v.check_nonnegative("gamma", gamma)
+    return _region_loss(
+        logits,
+        labels,
+        lambda *s: tversky_terms(*s, alpha=alpha, beta=beta),
+        exclusive=True,
+        axis=axis,
+        ignore_index=ignore_index,
+        where=where,
+        class_weights=class_weights,
+        smooth=smooth,
+        gamma=gamma,
+    )
+
+
+def generalized_dice_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weighting: str = "square",
+    axis: Any = None,
+    ignore_index: Any = None,
+    where: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    smooth: float = 0.0,
+) -> jax.Array:
+    """Generalized Dice loss (Sudre et al. 2017): one ratio of weighted sums.
+
+    With soft statistics pooled over ``axis`` and label volume ``T_c = sum y_c``::
+
+        w_c  = cw_c / T_c²  ("square"),  cw_c / T_c  ("simple"),  cw_c  ("uniform")
+        loss = 1 - (2 sum_c w_c tp_c + s) / (sum_c w_c (2 tp_c + fp_c + fn_c) + s)
+
+    The weights are constants (no gradient flows through ``T_c``). A class
+    absent from the labels of a group gets the largest finite weight of the
+    others (MONAI's rule), so its false positives still cost. ``class_weights``
+    multiply Sudre's weights; a zero weight removes a class (MONAI's
+    ``include_background=False`` is ``class_weights=[0, 1, ...]``). A group
+    whose counted classes are all empty has loss 0.
+
+    Args:
+      logits: ``[..., C]`` unnormalised scores (computed in float32).
+      labels: int class ids ``logits.shape[:-1]``, or float targets ``logits.shape``.
+      weighting: ``"square"`` (default), ``"simple"`` or ``"uniform"``.
+      axis: per-pixel axes pooled before the ratio. Default ``None``: all but the
+        first (batch) axis.
+      ignore_index: integer label id(s) to leave out.
+      where: boolean mask broadcastable to ``logits.shape[:-1]``.
+      class_weights: ``[C]`` factors multiplied into Sudre's weights.
+      smooth: ``s >= 0`` added to numerator and denominator.
+
+    Returns:
+      float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
+      >>> labels = jnp.array([[0, 1, 1]])
+      >>> jaxseg.generalized_dice_loss(logits, labels)
+      Array([0.31834918], dtype=float32)
+
+    References:
+      Sudre et al., "Generalised Dice overlap as a deep learning loss function for
+      highly unbalanced segmentations", DLMIA 2017.
+    """
+    smooth = v.check_nonnegative("smooth", smooth)
+    stats, cw, _ = _stats(
+        logits,
+        labels,
+        exclusive=True,
+        axis=axis,
+        ignore_index=ignore_index,
+        where=where,
+        class_weights=class_weights,
+    )
+    tp, fp, fn = stats.tp, stats.fp, stats.fn
+    counted = counted_mask(stats, cw)
+    w = sudre_weights(lax.stop_gradient(tp + fn), counted, weighting)
+    if cw is not None:
+        w = w * jnp.broadcast_to(cw, w.shape)
+    num, den = dice_terms(tp, fp, fn)
+    num, den = jnp.sum(w * num, axis=-1), jnp.sum(w * den, axis=-1)
+    all_empty = jnp.sum(jnp.where(counted, tp + fp + fn, 0.0), axis=-1) == 0
+    return jnp.where(all_empty, 0.0, 1.0 - safe_ratio(num, den, smooth))
+
+
+# -- binary / multilabel (sigmoid) region losses --------------------------------
+
+
+def sigmoid_dice_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: Any = None,
+    ignore_index: Any = None,
+    where: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    smooth: float = 0.0,
+    squared: bool = False,
+) -> jax.Array:
+    """Soft Dice loss of ``sigmoid(logits)``, one independent channel per class.
+
+    Per channel ``c`` as :func:`dice_loss`, with ``p = sigmoid(logits)``::
+
+        loss_c = 1 - (2 tp_c + s) / (2 tp_c + fp_c + fn_c + s)
+
+    averaged over counted channels with ``class_weights``.
+
+    Args:
+      logits: ``[..., C]`` unnormalised scores (computed in float32).
+      labels: 0/1 integers or float (soft) targets of ``logits.shape``.
+      axis: per-pixel axes pooled before the ratio. Default ``None``: all but the
+        first (batch) axis.
+      ignore_index: integer label value(s) to leave out (e.g. 255).
+      where: boolean mask, per pixel (``logits.shape[:-1]``) or per element
+        (``logits.shape``).
+      class_weights: ``[C]`` weights of the channel average (normalised).
+      smooth: ``s >= 0`` added to numerator and denominator.
+      squared: use the squared (V-Net) denominator ``sum p² + sum y²``.
+
+    Returns:
+      float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> logits = jnp.array([[[2.0], [-1.0], [0.5]]])  # [1, 3, 1]
+      >>> labels = jnp.array([[[1], [0], [1]]])
+      >>> jaxseg.sigmoid_dice_loss(logits, labels)
+      Array([0.20298117], dtype=float32)
+
+    References:
+      Milletari et al., "V-Net", 3DV 2016.
+    """
+    return _region_loss(
+        logits,
+        labels,
+        dice_terms,
+        exclusive=False,
+        axis=axis,
+        ignore_index=ignore_index,
+        where=where,
+        class_weights=class_weights,
+        smooth=smooth,
+        squared=squared,
+    )
+
+
+def sigmoid_iou_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: Any = None,
+    ignore_index: Any = None,
+    where: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    smooth: float = 0.0,
+    log: bool = False,
+) -> jax.Array:
+    """Soft IoU (Jaccard) loss of ``sigmoid(logits)``, one channel per class.
+
+    Per channel ``c``: ``1 - (tp_c + s) / (tp_c + fp_c + fn_c + s)`` (or
+    ``-ln`` of the ratio with ``log=True``), averaged with ``class_weights``.
+
+    Args:
+      logits: ``[..., C]`` unnormalised scores (computed in float32).
+      labels: 0/1 integers or float targets of ``logits.shape``.
+      axis: per-pixel axes pooled before the ratio. Default ``None``: all but the
+        first (batch) axis.
+      ignore_index: integer label value(s) to leave out.
+      where: boolean mask, per pixel or per element.
+      class_weights: ``[C]`` weights of the channel average (normalised).
+      smooth: ``s >= 0`` added to numerator and denominator.
+      log: return ``-ln IoU`` per channel.
+
+    Returns:
+      float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> logits = jnp.array([[[2.0], [-1.0], [0.5]]])
+      >>> labels = jnp.array([[[1], [0], [1]]])
+      >>> jaxseg.sigmoid_iou_loss(logits, labels)
+      Array([0.33746356], dtype=float32)
+
+    References:
+      Rahman & Wang, ISVC 2016.
+    """
+    return _region_loss(
+        logits,
+        labels,
+        iou_terms,
+        exclusive=False,
+        axis=axis,
+        ignore_index=ignore_index,
+        where=where,
+        class_weights=class_weights,
+        smooth=smooth,
+        log=log,
+    )
+
+
+def sigmoid_tversky_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+    axis: Any = None,
+    ignore_index: Any = None,
+    where: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    smooth: float = 0.0,
+) -> jax.Array:
+    """Tversky loss of ``sigmoid(logits)``, focal exponent per channel.
+
+    Per channel ``c``: ``(1 - (tp_c + s) / (tp_c + alpha fp_c + beta fn_c + s)) ** gamma``,
+    averaged with ``class_weights``.
+
+    Args:
+      logits: ``[..., C]`` unnormalised scores (computed in float32).
+      labels: 0/1 integers or float targets of ``logits.shape``.
+      alpha: weight of false positives (>= 0).
+      beta: weight of false negatives (>= 0).
+      gamma: focal exponent (>= 0).
+      axis: per-pixel axes pooled before the ratio. Default ``None``: all but the
+        first (batch) axis.
+      ignore_index: integer label value(s) to leave out.
+      where: boolean mask, per pixel or per element.
+      class_weights: ``[C]`` weights of the channel average (normalised).
+      smooth: ``s >= 0`` added to numerator and denominator.
+
+    Returns:
+      float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> logits = jnp.array([[[2.0], [-1.0], [0.5]]])
+      >>> labels = jnp.array([[[1], [0], [1]]])
+      >>> jaxseg.sigmoid_tversky_loss(logits, labels, alpha=0.3, beta=0.7)
+      Array([0.22177976], dtype=float32)
+
+    References:
+      Salehi et al., MLMI 2017; Abraham & Khan, ISBI 2019.
+    """
+    alpha = v.check_nonnegative("alpha", alpha)
+    beta = v.check_nonnegative("beta", beta)
+    gamma = v.check_nonnegative("gamma", gamma)
+    return _region_loss(
+        logits,
+        labels,
+        lambda *s: tversky_terms(*s, alpha=alpha, beta=beta),
+        exclusive=False,
+        axis=axis,
+        ignore_index=ignore_index,
+        where=where,
+        class_weights=class_weights,
+        smooth=smooth,
+        gamma=gamma,
+    )
