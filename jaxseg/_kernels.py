@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxseg import _checked
 from jaxseg import _validation as v
 
 #: Argmax implementations: ``None`` picks per platform.
@@ -65,10 +66,21 @@ def label_validity(
       ``(in_range, invalid)`` boolean arrays of ``labels.shape``.
     """
     considered = jnp.ones(labels.shape, jnp.bool_) if where is None else where
+    info = jnp.iinfo(labels.dtype)
     for i in ignore_index:
-        considered = considered & (labels != i)
-    in_range = (labels >= 0) & (labels < num_classes)
-    return considered & in_range, considered & ~in_range
+        if info.min <= i <= info.max:  # an id the dtype cannot hold matches no label
+            considered = considered & (labels != i)
+    in_range = in_class_range(labels, num_classes)
+    invalid = considered & ~in_range
+    _checked.check_labels(labels, invalid, num_classes)  # traced only under `jaxseg.checked`
+    return considered & in_range, invalid
+
+
+def in_class_range(ids: jax.Array, num_classes: int) -> jax.Array:
+    """``0 <= ids < num_classes`` without wrapping ``num_classes`` into a narrow dtype."""
+    if num_classes > jnp.iinfo(ids.dtype).max:
+        return ids >= 0
+    return (ids >= 0) & (ids < num_classes)
 
 
 # -- argmax ---------------------------------------------------------------------
@@ -189,7 +201,7 @@ def confusion_counts(
     v.check_choice("method", method, COUNT_METHODS)
     c = num_classes
     ok, invalid = label_validity(labels, c, ignore_index, where)
-    pred_ok = (preds >= 0) & (preds < c)
+    pred_ok = in_class_range(preds, c)
     invalid = invalid | (ok & ~pred_ok)
     ok = ok & pred_ok
     rows, cols = labels.astype(jnp.int32), preds.astype(jnp.int32)
