@@ -83,6 +83,22 @@ def in_class_range(ids: jax.Array, num_classes: int) -> jax.Array:
     return (ids >= 0) & (ids < num_classes)
 
 
+# -- sharding helpers -------------------------------------------------------------
+
+
+def replicated_sharding(x: jax.Array) -> jax.sharding.NamedSharding | None:
+    """A replicated output sharding when ``x`` is sharded over explicit mesh axes.
+
+    Under ``jax.sharding.AxisType.Explicit`` a scatter (``bincount``) whose input
+    is sharded cannot infer its output sharding; the counts are wanted
+    replicated (XLA sums the per-shard counts). Elsewhere returns ``None``.
+    """
+    mesh = getattr(jax.typeof(x).sharding, "mesh", None)
+    if mesh is None or jax.sharding.AxisType.Explicit not in tuple(mesh.axis_types):
+        return None
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
 # -- argmax ---------------------------------------------------------------------
 
 
@@ -94,7 +110,7 @@ def _take_right(a: jax.Array, b: jax.Array) -> jax.Array:
 def _argmax_chain(logits: jax.Array) -> jax.Array:
     """Running max over the class slices, one class at a time."""
     best = logits[..., 0]
-    index = jnp.zeros(best.shape, jnp.int32)
+    index = jnp.zeros_like(best, jnp.int32)
     for c in range(1, logits.shape[-1]):
         x = logits[..., c]
         take = _take_right(best, x)
@@ -105,9 +121,8 @@ def _argmax_chain(logits: jax.Array) -> jax.Array:
 
 def _argmax_tree(logits: jax.Array) -> jax.Array:
     """Balanced tournament over the class slices; the left side holds lower classes."""
-    shape = logits.shape[:-1]
     values = [logits[..., c] for c in range(logits.shape[-1])]
-    indices = [jnp.full(shape, c, jnp.int32) for c in range(logits.shape[-1])]
+    indices = [jnp.full_like(values[c], c, jnp.int32) for c in range(logits.shape[-1])]
     while len(values) > 1:
         next_values, next_indices = [], []
         for k in range(0, len(values) - 1, 2):
@@ -152,8 +167,9 @@ def argmax_classes(logits: jax.Array, *, method: str | None = None) -> jax.Array
 
 def _counts_scatter(rows: jax.Array, cols: jax.Array, ok: jax.Array, c: int) -> jax.Array:
     """One ``bincount`` of ``row * C + col``; pixels that do not count go to a dump bin."""
-    index = jnp.where(ok, rows * c + cols, c * c)
-    counts = jnp.bincount(index.reshape(-1), length=c * c + 1)[: c * c]
+    index = jnp.where(ok, rows * c + cols, c * c).reshape(-1)
+    counts = jnp.bincount(index, length=c * c + 1, out_sharding=replicated_sharding(index))
+    counts = counts[: c * c]
     return counts.reshape(c, c).astype(jnp.int32)
 
 
@@ -169,15 +185,22 @@ def _counts_matmul(rows: jax.Array, cols: jax.Array, ok: jax.Array, c: int) -> j
     cols = jnp.pad(cols, (0, pad), constant_values=-1).reshape(blocks, block)
     classes = jnp.arange(c, dtype=jnp.int32)[None, :]
 
-    def one_block(total: jax.Array, rc: tuple[jax.Array, jax.Array]):
+    def one_block(rc: tuple[jax.Array, jax.Array]) -> jax.Array:
         r, k = rc
         hot_r = (r[:, None] == classes).astype(jnp.bfloat16)
         hot_k = (k[:, None] == classes).astype(jnp.bfloat16)
-        part = jnp.einsum("pr,pk->rk", hot_r, hot_k, preferred_element_type=jnp.float32)
-        return total + part.astype(jnp.int32), None
+        part = jnp.einsum(
+            "pr,pk->rk",
+            hot_r,
+            hot_k,
+            preferred_element_type=jnp.float32,
+            out_sharding=replicated_sharding(r),
+        )
+        return part.astype(jnp.int32)
 
-    total, _ = lax.scan(one_block, jnp.zeros((c, c), jnp.int32), (rows, cols))
-    return total
+    # lax.map, not a scan carry: the per-block parts need no device-variance
+    # bookkeeping inside shard_map, and [blocks, C, C] is small.
+    return lax.map(one_block, (rows, cols)).sum(0, dtype=jnp.int32)
 
 
 _COUNT = {"scatter": _counts_scatter, "matmul": _counts_matmul}
