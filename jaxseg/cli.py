@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import math
@@ -204,6 +205,7 @@ def _check_values(
         )
 
 
+@functools.lru_cache(maxsize=8)
 def _make_step(num_classes: int, ignore: tuple[int, ...]) -> Any:
     """Jitted batch update: per-image states (vmap) -> per-image mIoU, folded total."""
     import jax
