@@ -1,0 +1,79 @@
+"""Exact accumulation across 1, 2, 4 and 8 devices (pmap, shard_map, sharded jit, scan).
+
+The cases live in ``tests/multidevice_cases.py`` and run in one subprocess with
+8 simulated CPU devices (the device count is fixed when JAX starts, so it
+cannot be changed inside this test process). Each case compares exact integer
+counts with a slow single-device NumPy ``int64`` reference.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).with_name("multidevice_cases.py")
+TIMEOUT_S = 55
+
+EXPECTED = [
+    "loop_merge",
+    "vmap_reduce",
+    "overflow_scan",
+    *[
+        f"{name}[{n}]"
+        for name in (
+            "pmap_psum",
+            "shard_map_psum",
+            "shard_map_scan",
+            "jit_sharded_auto",
+            "jit_sharded_explicit",
+            "jit_scan_epoch",
+            "padded_last_batch",
+        )
+        for n in (1, 2, 4, 8)
+    ],
+    "overflow_psum[2]",
+    "overflow_psum[8]",
+    "pmap_reduce[8]",
+    "binary_stats_shard_map[8]",
+    "soft_stats_psum[8]",
+    "clu_gather[8]",
+]
+
+
+@pytest.fixture(scope="module")
+def results():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    ).strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the multi-device cases did not finish within {TIMEOUT_S} s")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS ")]
+    if proc.returncode != 0 or not lines:
+        pytest.fail(f"multi-device script failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULTS "))
+
+
+def test_eight_devices_and_every_case_ran(results):
+    assert results["device_count"] == 8
+    ran = set(results) - {"device_count", "seconds"}
+    assert ran == set(EXPECTED)
+
+
+@pytest.mark.parametrize("case", EXPECTED)
+def test_case(results, case):
+    outcome = results[case]
+    assert outcome == "ok", f"{case} failed:\n{outcome}"
