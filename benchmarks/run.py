@@ -47,10 +47,10 @@ FULL = {
 }
 QUICK = {
     "W1": ("logits", (2, 256, 256), 19),
-    "W2": ("logits", (1, 256, 256), 150),
+    "W2": ("logits", (1, 128, 256), 150),
     "W3": ("labels", (2, 256, 256), 19),
-    "L1": ("loss", (2, 256, 256), 19),
-    "L2": ("loss", (1, 256, 256), 150),
+    "L1": ("loss", (1, 256, 256), 19),
+    "L2": ("loss", (1, 64, 128), 150),
 }
 TINY = {
     "W1": ("logits", (2, 16, 16), 19),
@@ -194,7 +194,7 @@ def keras_row(name, x, labels, c, reps, from_logits, check) -> list[Row]:
         return metric.stateless_update_state(variables, b, a)
 
     timing, out = time_jax(update, (x, labels), reps)
-    total = [o for o in out if o.ndim == 2][0]
+    total = next(o for o in out if o.ndim == 2)
     return [Row(name, "keras MeanIoU", timing, check(np.rint(np.asarray(total))))]
 
 
@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else QUICK if args.quick else FULL
-    reps = args.reps or (2 if args.tiny else 5 if args.quick else 15)
+    reps = args.reps or (2 if args.tiny else 3 if args.quick else 15)
     rows, info, targets = run(args.workload, sizes=sizes, reps=reps)
     cfg = {
         "mode": "tiny" if args.tiny else "quick" if args.quick else "full",

@@ -1,0 +1,57 @@
+"""The benchmark suite runs end to end at tiny shapes, so that it cannot rot."""
+
+import json
+
+import numpy as np
+
+from benchmarks import run
+
+
+def test_tiny_run_writes_checked_table_and_json(tmp_path):
+    code = run.main(
+        ["--tiny", "--workload", "W1", "W3", "L1", "--reps", "1", "--out", str(tmp_path)]
+    )
+    assert code == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["machine"]["backend"]
+    assert result["machine"]["cpu_count"] >= 1
+    rows = {(r["workload"], r["name"]): r for r in result["rows"]}
+    for w in ("W1", "W3"):
+        assert rows[w, "jaxseg"]["check"] == "ok"
+        assert rows[w, "jaxseg"]["compile_s"] > 0
+        assert rows[w, "jaxseg"]["memory_bytes"] is not None
+        assert rows[w, "numpy argmax+bincount"]["check"] == "ok"
+        for r in result["rows"]:
+            if r["workload"] == w and "skipped" not in r and r["name"] != "read roof":
+                assert r["check"] == "ok", r
+    for r in result["rows"]:
+        assert "MISMATCH" not in r["check"], r
+    table = (tmp_path / "results.md").read_text()
+    assert "| W1 | jaxseg |" in table and "| L1 |" in table
+
+
+def test_workload_data_is_cityscapes_like():
+    data = run.make_data("logits", (2, 64, 64), 19)
+    labels = data["labels"]
+    assert data["logits"].shape == (2, 64, 64, 19) and data["logits"].dtype == np.float32
+    assert 0.03 < np.mean(labels == run.IGNORE) < 0.07
+    valid = labels != run.IGNORE
+    agree = np.argmax(data["logits"], -1)[valid] == labels[valid]
+    assert 0.6 < agree.mean() < 0.9  # a plausible trained model, not random logits
+
+
+def test_targets_are_evaluated_from_medians():
+    from benchmarks.timing import Timing
+
+    rows = [
+        run.Row("W1", "read roof", Timing([1.0, 1.0, 9.0])),
+        run.Row("W1", "jaxseg", Timing([2.0, 3.0, 4.0], memory_bytes=2**20)),
+        run.Row("W1", "keras MeanIoU", Timing([30.0])),
+        run.Row("W1", "torchmetrics", skipped="not installed"),
+    ]
+    targets = {t["target"]: t for t in run.evaluate_targets(rows)}
+    roof = targets["W1: time(jaxseg) / time(read roof) <= 3.5"]
+    assert roof["measured"] == 3.0 and roof["met"]
+    assert targets["W1: time(keras MeanIoU) / time(jaxseg) >= 4.5"]["measured"] == 10.0
+    assert not any("torchmetrics" in t for t in targets)
+    assert targets["W1: memory(jaxseg) <= 64 MiB"]["met"]
