@@ -1,4 +1,4 @@
-"""Plot a ``results.json`` of ``benchmarks.run``: ``python -m benchmarks.plot RESULTS PNG``."""
+"""Plot result files of ``benchmarks.run``: ``python -m benchmarks.plot OUT.png RESULTS...``."""
 
 from __future__ import annotations
 
@@ -44,10 +44,16 @@ def plot(results: dict, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        print("usage: python -m benchmarks.plot RESULTS.json OUT.png")
+    if len(argv) < 2:
+        print("usage: python -m benchmarks.plot OUT.png RESULTS.json [RESULTS.json ...]")
         return 2
-    plot(json.loads(Path(argv[0]).read_text()), Path(argv[1]))
+    parts = [json.loads(Path(a).read_text()) for a in argv[1:]]
+    merged = dict(parts[0])
+    merged["rows"] = [r for p in parts for r in p["rows"]]
+    merged["config"] = {
+        "workloads": {k: w for p in parts for k, w in p["config"]["workloads"].items()}
+    }
+    plot(merged, Path(argv[0]))
     return 0
 
 
