@@ -1,0 +1,538 @@
+"""Region losses against float64 loop references; identities; the transform sweep over all losses."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxseg
+from tests import reference_losses as ref
+
+SHAPE = (2, 3, 4)  # batch, height, width
+
+
+def _data(c, seed=0, soft=False, sigmoid=False, ignore_frac=0.15):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(*SHAPE, c)).astype(np.float32) * 2
+    if sigmoid:
+        labels = rng.integers(0, 2, size=(*SHAPE, c)).astype(np.int32)
+        labels[rng.random(labels.shape) < ignore_frac] = 255
+    elif soft:
+        labels = rng.dirichlet(np.ones(c), size=SHAPE).astype(np.float32)
+    else:
+        labels = rng.integers(0, c, size=SHAPE).astype(np.int32)
+        labels[rng.random(SHAPE) < ignore_frac] = 255
+    where = rng.random(SHAPE) > 0.2
+    return logits, labels, where
+
+
+def _directional_check(fn, reffn, logits, seed=1, n_dirs=2, h=1e-5):
+    """Directional derivatives of the JAX loss against central differences of the reference."""
+    rng = np.random.default_rng(seed)
+    out_shape = np.shape(reffn(logits))
+    cot = rng.normal(size=out_shape)
+    g = jax.grad(lambda x: jnp.sum(fn(x) * jnp.asarray(cot, jnp.float32)))(jnp.asarray(logits))
+    g = np.asarray(g, np.float64)
+    x64 = np.asarray(logits, np.float64)
+    for _ in range(n_dirs):
+        d = rng.normal(size=x64.shape)
+        fd = (np.sum(reffn(x64 + h * d) * cot) - np.sum(reffn(x64 - h * d) * cot)) / (2 * h)
+        np.testing.assert_allclose(np.sum(g * d), fd, rtol=1e-3, atol=1e-5)
+
+
+# -- region losses against the references ---------------------------------------
+
+REGION = {
+    "dice_loss": ("dice", {}),
+    "iou_loss": ("iou", {}),
+    "fbeta_loss": ("fbeta", {"beta": 2.0}),
+    "tversky_loss": ("tversky", {"alpha": 0.3, "beta": 0.7}),
+}
+
+OPTIONS = [
+    {},
+    {"smooth": 1.0},
+    {"ignore_index": 255},
+    {"ignore_index": (255, 1)},
+    {"use_where": True},
+    {"class_weights": [0.0, 1.0, 2.0, 0.5]},
+    {"axis": (0, 1, 2), "ignore_index": 255},
+    {"axis": 2, "ignore_index": 255, "smooth": 0.5},
+    {"soft": True},
+    {"soft": True, "use_where": True, "smooth": 0.1},
+]
+
+
+def _split(opts, where):
+    opts = dict(opts)
+    soft = opts.pop("soft", False)
+    if opts.pop("use_where", False):
+        opts["where"] = where
+    return soft, opts
+
+
+def _ref_kwargs(name, extra):
+    kind, hyper = REGION[name]
+    kw = {"kind": kind, **hyper}
+    if name == "fbeta_loss":
+        kw["beta"] = extra.pop("beta", hyper["beta"])
+    return kw, hyper
+
+
+@pytest.mark.parametrize("name", list(REGION))
+@pytest.mark.parametrize("opts", OPTIONS, ids=str)
+def test_region_against_reference(name, opts):
+    c = 4
+    logits, labels, where = _data(c, soft=opts.get("soft", False))
+    soft, kw = _split(opts, where)
+    if soft:
+        _, labels, _ = _data(c, soft=True)
+    kind, hyper = REGION[name]
+    got = getattr(jaxseg, name)(logits, labels, **hyper, **kw)
+    want = ref.region_loss(logits, labels, kind, **hyper, **kw)
+    assert got.dtype == jnp.float32
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "hyper"),
+    [
+        ("dice_loss", "dice", {"squared": True}),
+        ("dice_loss", "dice", {"squared": True, "smooth": 1.0}),
+        ("iou_loss", "iou", {"log": True}),
+        ("iou_loss", "iou", {"log": True, "smooth": 1.0}),
+        ("tversky_loss", "tversky", {"alpha": 0.7, "beta": 0.3, "gamma": 2.0}),
+        ("tversky_loss", "tversky", {"alpha": 0.7, "beta": 0.3, "gamma": 0.75}),
+        ("fbeta_loss", "fbeta", {"beta": 0.5, "smooth": 1.0}),
+    ],
+)
+@pytest.mark.parametrize("soft", [False, True])
+def test_region_options_against_reference(name, kind, hyper, soft):
+    c = 5
+    logits, labels, _ = _data(c, seed=3, soft=soft)
+    kw = {} if soft else {"ignore_index": 255}
+    got = getattr(jaxseg, name)(logits, labels, **hyper, **kw)
+    want = ref.region_loss(logits, labels, kind, **hyper, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["square", "simple", "uniform"])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"smooth": 1e-2},
+        {"ignore_index": (255, 2)},
+        {"class_weights": [0.0, 1.0, 1.0, 3.0]},
+        {"axis": (0, 1, 2), "ignore_index": 255},
+        {"soft": True},
+    ],
+    ids=str,
+)
+def test_generalized_dice_against_reference(weighting, opts):
+    c = 4
+    logits, labels, where = _data(c, seed=5)
+    soft, kw = _split(opts, where)
+    if soft:
+        _, labels, _ = _data(c, seed=5, soft=True)
+    else:
+        labels[labels == 3] = 0  # class 3 absent: takes the largest weight of the others
+    got = jaxseg.generalized_dice_loss(logits, labels, weighting=weighting, **kw)
+    want = ref.generalized_dice_loss(logits, labels, weighting=weighting, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+SIGMOID = {
+    "sigmoid_dice_loss": ("dice", {}),
+    "sigmoid_iou_loss": ("iou", {}),
+    "sigmoid_tversky_loss": ("tversky", {"alpha": 0.3, "beta": 0.7, "gamma": 1.5}),
+}
+
+
+@pytest.mark.parametrize("name", list(SIGMOID))
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"ignore_index": 255},
+        {"ignore_index": 255, "smooth": 1.0, "class_weights": [1.0, 0.0, 2.0]},
+        {"ignore_index": 255, "use_where": True, "axis": (0, 2)},
+        {"element_where": True},
+        {"soft": True},
+    ],
+    ids=str,
+)
+def test_sigmoid_region_against_reference(name, opts):
+    c = 3
+    logits, labels, where = _data(c, seed=7, sigmoid=True)
+    opts = dict(opts)
+    if opts.pop("soft", False):
+        labels = np.random.default_rng(8).random(labels.shape).astype(np.float32)
+    if opts.pop("element_where", False):
+        opts["where"] = np.asarray(labels != 255)
+        labels = np.where(labels == 255, 0, labels)
+    soft, kw = _split(opts, where)
+    kind, hyper = SIGMOID[name]
+    got = getattr(jaxseg, name)(logits, labels, **hyper, **kw)
+    want = ref.region_loss(logits, labels, kind, exclusive=False, **hyper, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_sigmoid_dice_squared_against_reference():
+    logits, labels, _ = _data(3, seed=9, sigmoid=True)
+    got = jaxseg.sigmoid_dice_loss(logits, labels, ignore_index=255, squared=True, smooth=0.5)
+    want = ref.region_loss(
+        logits, labels, "dice", exclusive=False, ignore_index=255, squared=True, smooth=0.5
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "kw", "reffn"),
+    [
+        ("dice_loss", {"ignore_index": 255}, functools.partial(ref.region_loss, kind="dice")),
+        (
+            "dice_loss",
+            {"ignore_index": 255, "squared": True, "smooth": 1.0},
+            functools.partial(ref.region_loss, kind="dice"),
+        ),
+        ("iou_loss", {"log": True, "axis": (0, 1, 2)}, functools.partial(ref.region_loss, kind="iou")),
+        (
+            "tversky_loss",
+            {"alpha": 0.3, "beta": 0.7, "gamma": 2.0, "class_weights": [1.0, 2.0, 0.0, 1.0]},
+            functools.partial(ref.region_loss, kind="tversky"),
+        ),
+        ("fbeta_loss", {"beta": 2.0, "smooth": 0.5}, functools.partial(ref.region_loss, kind="fbeta")),
+        ("generalized_dice_loss", {"ignore_index": 255}, ref.generalized_dice_loss),
+    ],
+)
+def test_region_gradients(name, kw, reffn):
+    logits, labels, _ = _data(4, seed=11)
+    fn = getattr(jaxseg, name)
+    _directional_check(
+        lambda x: fn(x, labels, **kw), lambda x: reffn(x, labels, **kw), logits
+    )
+
+
+def test_sigmoid_gradients():
+    logits, labels, _ = _data(3, seed=12, sigmoid=True)
+    kw = {"ignore_index": 255, "alpha": 0.3, "beta": 0.7, "gamma": 1.5}
+    _directional_check(
+        lambda x: jaxseg.sigmoid_tversky_loss(x, labels, **kw),
+        lambda x: ref.region_loss(x, labels, "tversky", exclusive=False, **kw),
+        logits,
+    )
+
+
+# -- identities ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("loss", "score", "kw"),
+    [
+        (jaxseg.dice_loss, jaxseg.dice, {}),
+        (jaxseg.iou_loss, jaxseg.iou, {}),
+        (jaxseg.fbeta_loss, jaxseg.fbeta, {"beta": 2.0}),
+        (jaxseg.tversky_loss, jaxseg.tversky, {"alpha": 0.2, "beta": 0.8}),
+    ],
+)
+def test_loss_on_one_hot_equals_hard_metric(loss, score, kw):
+    c = 5
+    rng = np.random.default_rng(13)
+    labels = rng.integers(0, c, size=(4, 6, 5))
+    labels[rng.random(labels.shape) < 0.1] = 255
+    labels[0][labels[0] == 2] = 0  # class 2 absent in image 0 (empty or false positive)
+    preds = rng.integers(0, c, size=labels.shape)
+    logits = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[preds])
+    got = loss(logits, labels, ignore_index=(255, 4), **kw)
+    cm = jax.vmap(lambda a, b: jaxseg.ConfusionMatrix.from_logits(a, b, ignore_index=(255, 4)))(
+        logits, jnp.asarray(labels)
+    )
+    want = 1.0 - score(cm, **kw)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    g = jax.grad(lambda x: jnp.sum(loss(x, labels, ignore_index=255, **kw)))(logits)
+    assert np.all(np.isfinite(g))
+
+
+def test_region_loss_equivalences():
+    logits, labels, _ = _data(5, seed=14)
+    kw = {"ignore_index": 255}
+    dice = jaxseg.dice_loss(logits, labels, **kw)
+    np.testing.assert_allclose(
+        jaxseg.tversky_loss(logits, labels, alpha=0.5, beta=0.5, **kw), dice, rtol=1e-6
+    )
+    np.testing.assert_allclose(jaxseg.fbeta_loss(logits, labels, beta=1.0, **kw), dice, rtol=1e-6)
+    np.testing.assert_allclose(
+        jaxseg.tversky_loss(logits, labels, alpha=1.0, beta=1.0, **kw),
+        jaxseg.iou_loss(logits, labels, **kw),
+        rtol=1e-6,
+    )
+    # with smoothing Dice != Tversky(0.5, 0.5): smooth enters once, not doubled
+    t = jaxseg.tversky_loss(logits, labels, smooth=1.0, **kw)
+    assert not np.allclose(t, jaxseg.dice_loss(logits, labels, smooth=1.0, **kw))
+    np.testing.assert_allclose(t, jaxseg.dice_loss(logits, labels, smooth=2.0, **kw), rtol=1e-6)
+
+
+ALL_LOSSES = {
+    "dice_loss": {},
+    "iou_loss": {},
+    "fbeta_loss": {"beta": 2.0},
+    "tversky_loss": {"alpha": 0.3, "beta": 0.7, "gamma": 1.5},
+    "generalized_dice_loss": {},
+    "lovasz_softmax_loss": {},
+    "cross_entropy_loss": {"label_smoothing": 0.1},
+    "focal_loss": {"gamma": 2.0},
+}
+SIGMOID_LOSSES = {
+    "sigmoid_dice_loss": {},
+    "sigmoid_iou_loss": {},
+    "sigmoid_tversky_loss": {"alpha": 0.3, "beta": 0.7},
+    "sigmoid_focal_loss": {"alpha": 0.25},
+    "lovasz_hinge_loss": {},
+}
+
+
+@pytest.mark.parametrize("name", list(ALL_LOSSES))
+def test_ignore_index_equals_where_permutation_and_shift(name):
+    c = 5
+    fn = functools.partial(getattr(jaxseg, name), **ALL_LOSSES[name])
+    logits, labels, _ = _data(c, seed=15)
+    labels[0, 0, :] = 3  # make sure class 3 has pixels to ignore
+    w = np.array([1.0, 2.0, 0.5, 1.0, 3.0], np.float32)
+    a = fn(logits, labels, ignore_index=(255, 3), class_weights=w)
+    # region losses also leave an ignored class id out of the class average; the
+    # pixel-wise losses keep it in the label-smoothing sum, as torch does
+    pixelwise = name in ("cross_entropy_loss", "focal_loss")
+    w_b = w if pixelwise else np.where(np.arange(c) == 3, 0.0, w).astype(np.float32)
+    b = fn(logits, np.where(labels == 255, 0, labels), where=(labels != 255) & (labels != 3),
+           class_weights=w_b)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    perm = np.array([3, 0, 4, 1, 2])
+    inv = np.argsort(perm)
+    lab = np.where(labels == 255, 255, inv[np.clip(labels, 0, c - 1)])
+    p = fn(logits[..., perm], lab, ignore_index=255, class_weights=w[perm])
+    np.testing.assert_allclose(p, fn(logits, labels, ignore_index=255, class_weights=w),
+                               rtol=2e-5, atol=1e-6)
+    s = fn(logits + 7.0, labels, ignore_index=255)
+    np.testing.assert_allclose(s, fn(logits, labels, ignore_index=255), rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(ALL_LOSSES) + list(SIGMOID_LOSSES))
+def test_batch_axis_pooling_equals_flattening(name):
+    sig = name in SIGMOID_LOSSES
+    hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
+    fn = functools.partial(getattr(jaxseg, name), **hyper)
+    logits, labels, _ = _data(3, seed=16, sigmoid=sig)
+    pooled = fn(logits, labels, ignore_index=255, axis=(0, 1, 2))
+    c = logits.shape[-1]
+    flat_labels = labels.reshape(1, -1, c) if sig else labels.reshape(1, -1)
+    flat = fn(logits.reshape(1, -1, c), flat_labels, ignore_index=255)
+    assert pooled.shape == ()
+    np.testing.assert_allclose(pooled, flat[0], rtol=1e-5, atol=1e-7)
+
+
+def test_soft_label_optimum_is_the_target():
+    rng = np.random.default_rng(17)
+    y = rng.dirichlet(np.ones(4), size=(1, 8)).astype(np.float32)
+    at_y = jnp.log(jnp.asarray(y))
+    for fn in (jaxseg.dice_loss, jaxseg.iou_loss, jaxseg.tversky_loss):
+        f = lambda x, fn=fn: fn(x, y)[0]  # noqa: E731
+        assert abs(float(f(at_y))) < 1e-6
+        for _ in range(3):
+            assert float(f(at_y + 0.3 * rng.normal(size=y.shape).astype(np.float32))) > 1e-3
+    sq = jaxseg.dice_loss(at_y, y, squared=True)
+    assert abs(float(sq[0])) < 1e-6
+
+
+def test_empty_class_rules():
+    c = 3
+    labels = np.zeros((2, 4), np.int32)
+    logits = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[labels])  # perfect, classes 1, 2 empty
+    # smooth = 0: empty classes left out -> perfect score, loss 0; smooth > 0: they score 1
+    np.testing.assert_array_equal(jaxseg.dice_loss(logits, labels), [0.0, 0.0])
+    np.testing.assert_array_equal(jaxseg.dice_loss(logits, labels, smooth=1.0), [0.0, 0.0])
+    # an example with every pixel masked has loss 0 and zero gradient
+    where = np.array([[True] * 4, [False] * 4])
+    soft = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, c)), jnp.float32)
+    for fn in (jaxseg.dice_loss, jaxseg.generalized_dice_loss, jaxseg.iou_loss):
+        out = fn(soft, labels, where=where)
+        assert out[1] == 0.0 and out[0] > 0
+        g = jax.grad(lambda x, fn=fn: jnp.sum(fn(x, labels, where=where)))(soft)
+        assert np.all(np.asarray(g[1]) == 0.0)
+    # a class absent from the labels but predicted costs its false positives (not left out)
+    logits2 = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[np.array([[0, 0, 0, 2]] * 2)])
+    np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels), [(1 / 7 + 1) / 2] * 2,
+                               rtol=1e-6)
+
+
+def test_bad_input():
+    logits = jnp.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match="smooth"):
+        jaxseg.dice_loss(logits, jnp.zeros((2, 3), jnp.int32), smooth=-1.0)
+    with pytest.raises(ValueError, match=r"labels.*\(2, 3\)"):
+        jaxseg.iou_loss(logits, jnp.zeros((2, 4), jnp.int32))
+    with pytest.raises(ValueError, match="class_weights"):
+        jaxseg.dice_loss(logits, jnp.zeros((2, 3), jnp.int32), class_weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="weighting"):
+        jaxseg.generalized_dice_loss(logits, jnp.zeros((2, 3), jnp.int32), weighting="cube")
+    with pytest.raises(ValueError, match="classes"):
+        jaxseg.lovasz_softmax_loss(logits, jnp.zeros((2, 3), jnp.int32), classes="some")
+    with pytest.raises(TypeError, match="dtype"):
+        jaxseg.cross_entropy_loss(logits, jnp.zeros((2, 3), jnp.float32))
+    with pytest.raises(ValueError, match="axis"):
+        jaxseg.focal_loss(logits, jnp.zeros((2, 3), jnp.int32), axis=5)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        jaxseg.cross_entropy_loss(logits, jnp.zeros((2, 3), jnp.int32), label_smoothing=1.5)
+
+
+# -- transform sweep over every loss and option branch ---------------------------
+
+
+def _sweep_cases():
+    cases = []
+    soft_opts = [
+        {"ignore_index": 255},
+        {"ignore_index": (255, 1), "class_weights": [1.0, 0.0, 2.0]},
+        {"where": "mask"},
+        {"soft": True},
+        {"axis": (0, 2), "ignore_index": 255},
+    ]
+    region_extra = {
+        "dice_loss": [{"smooth": 1.0, "squared": True}],
+        "iou_loss": [{"log": True}],
+        "generalized_dice_loss": [{"weighting": "simple", "smooth": 1e-3}],
+        "lovasz_softmax_loss": [{"classes": "all", "ignore_index": 255}],
+        "cross_entropy_loss": [{"axis": (), "ignore_index": 255}],
+        "focal_loss": [{"axis": (), "ignore_index": 255, "class_weights": [1.0, 2.0, 3.0]}],
+    }
+    for name, hyper in ALL_LOSSES.items():
+        for o in soft_opts + region_extra.get(name, []):
+            cases.append((name, False, {**hyper, **o}))
+    sig_opts = [
+        {"ignore_index": 255},
+        {"ignore_index": 255, "class_weights": [1.0, 0.0, 2.0], "smooth": 1.0},
+        {"where": "mask"},
+        {"soft": True},
+    ]
+    for name, hyper in SIGMOID_LOSSES.items():
+        for o in sig_opts:
+            o = dict(o)
+            if name in ("sigmoid_focal_loss", "lovasz_hinge_loss"):
+                o.pop("smooth", None)
+            cases.append((name, True, {**hyper, **o}))
+    return cases
+
+
+def _materialise(name, sig, opts, seed=0):
+    c = 3
+    logits, labels, where = _data(c, seed=seed, sigmoid=sig)
+    opts = dict(opts)
+    if opts.pop("soft", False):
+        rng = np.random.default_rng(seed)
+        labels = (
+            rng.random(labels.shape).astype(np.float32)
+            if sig
+            else rng.dirichlet(np.ones(c), size=SHAPE).astype(np.float32)
+        )
+    if opts.get("where") == "mask":
+        opts["where"] = where
+        if not np.issubdtype(labels.dtype, np.floating):
+            labels = np.where(labels == 255, 1, labels)
+    return jnp.asarray(logits), jnp.asarray(labels), opts
+
+
+@pytest.mark.parametrize(("name", "sig", "opts"), _sweep_cases(), ids=str)
+def test_transform_sweep(name, sig, opts):
+    fn = getattr(jaxseg, name)
+    logits, labels, opts = _materialise(name, sig, opts)
+    f = functools.partial(fn, **opts)
+    eager = f(logits, labels)
+    assert eager.dtype == jnp.float32
+    jitted = jax.jit(f)
+    np.testing.assert_allclose(jitted(logits, labels), eager, rtol=1e-5, atol=1e-6)
+    # vmap over an extra leading axis equals the stacked batched calls
+    if "axis" not in opts:
+        logits2, labels2, _ = _materialise(name, sig, {}, seed=1)
+        if labels2.dtype != labels.dtype:
+            labels2 = labels
+        stacked = jax.vmap(f)(jnp.stack([logits, logits2]), jnp.stack([labels, labels2]))
+        np.testing.assert_allclose(stacked[0], eager, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(stacked[1], f(logits2, labels2), rtol=1e-5, atol=1e-6)
+    # gradients: finite, exactly zero at ignored / masked pixels
+    g = jax.jit(jax.grad(lambda x: jnp.sum(f(x, labels))))(logits)
+    assert np.all(np.isfinite(g))
+    if "ignore_index" in opts and not jnp.issubdtype(labels.dtype, jnp.floating):
+        ign = np.asarray(labels) == 255
+        ign = ign if sig else ign[..., None] & np.ones(g.shape, bool)
+        assert np.all(np.asarray(g)[ign] == 0.0)
+    if isinstance(opts.get("where"), np.ndarray):
+        off = ~opts["where"]
+        assert np.all(np.asarray(g)[off] == 0.0)
+
+
+EDGE_NAMES = list(ALL_LOSSES) + list(SIGMOID_LOSSES)
+
+
+@pytest.mark.parametrize("name", EDGE_NAMES)
+def test_edges_finite(name):
+    sig = name in SIGMOID_LOSSES
+    hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
+    fn = jax.jit(functools.partial(getattr(jaxseg, name), **hyper, ignore_index=255))
+    grad = jax.jit(jax.grad(lambda x, y: jnp.sum(fn(x, y))))
+    c = 3
+    logits, labels, _ = _data(c, seed=21, sigmoid=sig)
+    cases = []
+    # all pixels ignored
+    cases.append((logits, np.full_like(labels, 255), True))
+    # logits +-1e4 (one-hot probabilities, empty classes)
+    big = np.where(np.random.default_rng(1).random(logits.shape) > 0.5, 1e4, -1e4)
+    cases.append((big.astype(np.float32), labels, False))
+    # bf16 logits
+    cases.append((jnp.asarray(logits, jnp.bfloat16), labels, False))
+    for x, y, all_ignored in cases:
+        val = fn(x, y)
+        assert val.dtype == jnp.float32
+        assert np.all(np.isfinite(np.asarray(val)))
+        g = grad(x, y)
+        assert g.dtype == jnp.asarray(x).dtype
+        assert np.all(np.isfinite(np.asarray(g, np.float32)))
+        if all_ignored:
+            assert np.all(np.asarray(val) == 0.0)
+            assert np.all(np.asarray(g) == 0.0)
+
+
+@pytest.mark.parametrize("name", EDGE_NAMES)
+def test_optax_steps_lower_the_loss(name):
+    sig = name in SIGMOID_LOSSES
+    hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
+    fn = functools.partial(getattr(jaxseg, name), **hyper)
+    rng = np.random.default_rng(22)
+    c, f = 3, 4
+    feats = jnp.asarray(rng.normal(size=(2, 16, f)), jnp.float32)
+    true_w = rng.normal(size=(f, c))
+    scores = np.asarray(feats) @ true_w
+    labels = (scores > 0).astype(np.int32) if sig else np.argmax(scores, -1).astype(np.int32)
+    params = {"w": jnp.zeros((f, c)), "b": jnp.zeros((c,))}
+    opt = optax.adam(0.05)
+
+    def loss_fn(p):
+        return jnp.mean(fn(feats @ p["w"] + p["b"][None, None], labels))
+
+    @jax.jit
+    def step(p, s):
+        val, g = jax.value_and_grad(loss_fn)(p)
+        with jax.numpy_dtype_promotion("standard"):  # optax's adam mixes int and float
+            u, s = opt.update(g, s, p)
+            return optax.apply_updates(p, u), s, val
+
+    state = opt.init(params)
+    first = float(loss_fn(params))
+    for _ in range(25):
+        params, state, _ = step(params, state)
+    assert float(loss_fn(params)) < first - 0.05
