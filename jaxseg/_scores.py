@@ -516,5 +516,5 @@ def class_weights_from_counts(
         med = jnp.nanmedian(jnp.where(present, p, jnp.nan))
         w = med / p
     else:
-        w = 1.0 / jnp.log(enet_c + p)
+        w = 1.0 / jnp.log1p((enet_c - 1.0) + p)  # log1p: ln(1.02 + p) loses digits in float32
     return jnp.where(present, w, 0.0).astype(jnp.float32)

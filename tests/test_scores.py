@@ -1,0 +1,325 @@
+"""Score functions against NumPy loop references and scikit-learn.
+
+Mapping to scikit-learn (``labels=range(C)``):
+
+* ``empty=0.0`` equals ``zero_division=0`` for every score and average: a class
+  with ``tp + fp + fn == 0`` scores 0 and counts in the macro mean, and any
+  other zero denominator (precision of a class never predicted, recall of a
+  class absent from the labels) scores 0 in both libraries.
+* ``empty=NaN`` (the default) equals ``zero_division=np.nan`` for Dice / F1
+  and F-beta (``beta > 0``), whose denominators vanish only for empty classes
+  (``jaccard_score`` does not accept ``zero_division=np.nan``; IoU follows the
+  same rule). For precision and recall they differ: scikit-learn leaves out every
+  zero denominator, we score a non-empty class 0 (it has false negatives or
+  false positives) and leave out only empty classes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxseg
+from jaxseg import ConfusionMatrix, SoftStats, _counts
+from tests import reference as ref
+
+AVERAGES = (None, "micro", "macro", "weighted")
+SCORES = {
+    "iou": {},
+    "dice": {},
+    "fbeta": {"beta": 2.0},
+    "fbeta_half": {"beta": 0.5},
+    "tversky": {"alpha": 0.7, "beta": 0.3},
+    "precision": {},
+    "recall": {},
+}
+
+
+def _call(name, state, **kw):
+    params = dict(SCORES[name])
+    fn = getattr(jaxseg, name.split("_")[0])
+    return fn(state, **params, **kw)
+
+
+def _ref(name, stats, counted, **kw):
+    return ref.score(name.split("_")[0], *stats, counted, **SCORES[name], **kw)
+
+
+def _state_from_matrix(m, ignore_classes=()):
+    return ConfusionMatrix(
+        counts=_counts.from_python_int(m),
+        invalid=_counts.zeros(()),
+        num_classes=m.shape[-1],
+        ignore_classes=tuple(ignore_classes),
+    )
+
+
+def _stats_state(stats, ignore_classes=()):
+    """The same per-class statistics as a (cheap, eager) SoftStats state."""
+    tp, fp, fn, tn = (jnp.asarray(np.asarray(x, np.float32)) for x in stats)
+    return SoftStats(
+        tp,
+        fp,
+        fn,
+        tn,
+        jnp.zeros((), jnp.float32),
+        num_classes=tp.shape[-1],
+        ignore_classes=tuple(ignore_classes),
+    )
+
+
+@st.composite
+def matrices(draw):
+    c = draw(st.sampled_from([1, 2, 3, 19, 200]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    density = draw(st.sampled_from([0.0, 0.02, 0.3, 1.0]))
+    m = rng.integers(0, 50, (c, c)) * (rng.random((c, c)) < density)
+    # some empty classes (no row and no column), some only predicted, some only labelled
+    for k in range(c):
+        kind = rng.integers(0, 6)
+        if kind == 0:
+            m[k, :] = 0
+            m[:, k] = 0
+        elif kind == 1:
+            m[k, :] = 0
+        elif kind == 2:
+            m[:, k] = 0
+    ignored = draw(st.sampled_from(["none", "first", "some"]))
+    if ignored == "none":
+        ig = ()
+    elif ignored == "first":
+        ig = (0,)
+    else:
+        ig = tuple(sorted({int(x) for x in rng.integers(0, c, 3)}))
+    return m.astype(np.int64), ig
+
+
+def _close(got, want, msg):
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=2e-6, atol=0, err_msg=msg)
+
+
+@settings(max_examples=20, deadline=None)
+@given(matrices(), st.sampled_from([math.nan, 0.0, 1.0]))
+def test_every_score_average_and_empty_matches_reference(case, empty):
+    m, ig = case
+    stats = ref.stats_from_matrix(m)
+    state = _stats_state(stats, ig)
+    counted = ref.counted_classes(m.shape[0], ig)
+    for name in SCORES:
+        for average in AVERAGES:
+            got = _call(name, state, average=average, empty=empty)
+            want = _ref(name, stats, counted, average=average, empty=empty)
+            _close(got, want, f"{name} average={average} empty={empty}")
+    _close(jaxseg.pixel_accuracy(state), ref.pixel_accuracy(*stats, counted), "pixel_accuracy")
+    _close(
+        jaxseg.mean_accuracy(state, empty=empty),
+        ref.score("recall", *stats, counted, average="macro", empty=empty),
+        "mean_accuracy",
+    )
+    _close(
+        jaxseg.frequency_weighted_iou(state, empty=empty),
+        ref.score("iou", *stats, counted, average="weighted", empty=empty),
+        "frequency_weighted_iou",
+    )
+    for weighting in ("square", "simple", "uniform"):
+        _close(
+            jaxseg.generalized_dice(state, weighting=weighting, empty=empty),
+            ref.generalized_dice(
+                stats[0], stats[1], stats[2], counted, weighting=weighting, empty=empty
+            ),
+            f"generalized_dice {weighting}",
+        )
+
+
+def test_scores_of_batched_states_are_per_image():
+    rng = np.random.default_rng(4)
+    ms = rng.integers(0, 9, (3, 4, 4))
+    ms[1, 2, :] = 0
+    ms[1, :, 2] = 0  # class 2 empty in image 1
+    batched = _state_from_matrix(ms)
+    for name in ("iou", "dice", "precision"):
+        for average in AVERAGES:
+            got = np.asarray(_call(name, batched, average=average))
+            for i in range(3):
+                want = _ref(name, ref.stats_from_matrix(ms[i]), np.ones(4, bool), average=average)
+                _close(got[i], want, f"{name} {average} image {i}")
+
+
+def test_empty_rule_per_class_and_all_empty():
+    m = np.zeros((3, 3), np.int64)
+    m[0, 0] = 4
+    m[1, 0] = 2  # class 1 only labelled, class 2 empty
+    s = _state_from_matrix(m)
+    np.testing.assert_array_equal(s.to_numpy(), m)
+    per = np.asarray(jaxseg.iou(s, average=None))
+    assert per[1] == 0.0 and np.isnan(per[2])
+    np.testing.assert_allclose(jaxseg.iou(s), (4 / 6 + 0) / 2, rtol=1e-6)
+    np.testing.assert_allclose(jaxseg.iou(s, empty=1.0), (4 / 6 + 0 + 1) / 3, rtol=1e-6)
+    zero = _state_from_matrix(np.zeros((3, 3), np.int64))
+    for average in ("micro", "macro", "weighted"):
+        assert np.isnan(float(jaxseg.iou(zero, average=average)))
+    assert float(jaxseg.iou(zero, average="micro", empty=1.0)) == 1.0
+    assert np.isnan(float(jaxseg.generalized_dice(zero)))
+    assert float(jaxseg.generalized_dice(zero, empty=1.0)) == 1.0
+
+
+def test_identities_between_scores():
+    rng = np.random.default_rng(7)
+    s = _state_from_matrix(rng.integers(0, 20, (6, 6)))
+    i, d = np.asarray(jaxseg.iou(s, average=None)), np.asarray(jaxseg.dice(s, average=None))
+    np.testing.assert_allclose(d, 2 * i / (1 + i), rtol=1e-6)
+    np.testing.assert_allclose(jaxseg.fbeta(s, beta=1.0, average=None), d, rtol=1e-6)
+    np.testing.assert_allclose(jaxseg.tversky(s, average=None), d, rtol=1e-6)
+    np.testing.assert_allclose(jaxseg.tversky(s, alpha=1.0, beta=1.0, average=None), i, rtol=1e-6)
+    np.testing.assert_allclose(
+        jaxseg.pixel_accuracy(s), jaxseg.recall(s, average="micro"), rtol=1e-6
+    )
+
+
+# -- scikit-learn ----------------------------------------------------------------
+
+
+def _label_maps(seed, c=6, n=3000):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, c - 2, n)  # classes c-2 and c-1 never labelled
+    preds = np.where(rng.random(n) < 0.5, labels, rng.integers(0, c - 1, n))  # c-1 empty
+    preds[preds == 1] = 0  # class 1 never predicted
+    return preds.astype(np.int32), labels.astype(np.int32)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_against_sklearn(seed):
+    metrics = pytest.importorskip("sklearn.metrics")
+    c = 6
+    preds, labels = _label_maps(seed, c)
+    cm = ConfusionMatrix.from_predictions(preds, labels, num_classes=c)
+    np.testing.assert_array_equal(
+        cm.to_numpy(), metrics.confusion_matrix(labels, preds, labels=range(c))
+    )
+    pairs = {
+        "iou": (jaxseg.iou, metrics.jaccard_score, {}),
+        "dice": (jaxseg.dice, metrics.f1_score, {}),
+        "fbeta": (jaxseg.fbeta, metrics.fbeta_score, {"beta": 2.0}),
+        "precision": (jaxseg.precision, metrics.precision_score, {}),
+        "recall": (jaxseg.recall, metrics.recall_score, {}),
+    }
+    for name, (ours, theirs, kw) in pairs.items():
+        for average in AVERAGES:
+            want = theirs(labels, preds, labels=range(c), average=average, zero_division=0, **kw)
+            _close(ours(cm, average=average, empty=0.0, **kw), want, f"{name} {average} empty=0")
+            if name in ("dice", "fbeta"):  # jaccard_score does not take zero_division=nan
+                want = theirs(
+                    labels, preds, labels=range(c), average=average, zero_division=np.nan, **kw
+                )
+                _close(ours(cm, average=average, **kw), want, f"{name} {average} empty=nan")
+    _close(jaxseg.pixel_accuracy(cm), metrics.accuracy_score(labels, preds), "accuracy")
+    # precision: class 1 is labelled but never predicted, so it scores 0 here and
+    # is dropped by zero_division=nan in scikit-learn
+    ours = np.asarray(jaxseg.precision(cm, average=None))
+    theirs = metrics.precision_score(
+        labels, preds, labels=range(c), average=None, zero_division=np.nan
+    )
+    assert ours[1] == 0.0 and np.isnan(theirs[1])
+
+
+def test_ignored_classes_match_sklearn_label_subset():
+    metrics = pytest.importorskip("sklearn.metrics")
+    preds, labels = _label_maps(3, 6)
+    cm = ConfusionMatrix.from_predictions(preds, labels, num_classes=6, ignore_index=2)
+    keep = labels != 2
+    kept = [0, 1, 3, 4, 5]
+    for average in ("micro", "macro", "weighted"):
+        want = metrics.jaccard_score(
+            labels[keep], preds[keep], labels=kept, average=average, zero_division=0
+        )
+        _close(jaxseg.iou(cm, average=average, empty=0.0), want, f"iou {average}")
+
+
+# -- class weights ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["inverse", "inverse_sqrt", "median", "enet"])
+def test_class_weights_match_reference(scheme):
+    rng = np.random.default_rng(0)
+    for counts in ([600, 300, 100, 0], rng.integers(0, 10**6, 19), [5], [0, 0, 7, 7]):
+        got = jaxseg.class_weights_from_counts(jnp.asarray(counts), scheme=scheme)
+        _close(got, ref.class_weights(counts, scheme), f"{scheme} {counts}")
+    preds, labels = _label_maps(0, 6)
+    cm = ConfusionMatrix.from_predictions(preds, labels, num_classes=6)
+    support = np.bincount(labels, minlength=6)
+    _close(
+        jaxseg.class_weights_from_counts(cm, scheme=scheme),
+        ref.class_weights(support, scheme),
+        f"{scheme} from state",
+    )
+
+
+def test_inverse_weights_equal_sklearn_balanced():
+    utils = pytest.importorskip("sklearn.utils.class_weight")
+    labels = np.random.default_rng(1).integers(0, 5, 1000)
+    want = utils.compute_class_weight("balanced", classes=np.arange(5), y=labels)
+    got = jaxseg.class_weights_from_counts(np.bincount(labels, minlength=5), scheme="inverse")
+    _close(got, want, "balanced")
+
+
+def _per_image_gd(preds, labels, c, weighting):
+    return np.array(
+        [
+            float(
+                jaxseg.generalized_dice(
+                    ConfusionMatrix.from_predictions(p, y, num_classes=c), weighting=weighting
+                )
+            )
+            for p, y in zip(preds, labels, strict=True)
+        ]
+    )
+
+
+def test_generalized_dice_against_torchmetrics():
+    tm = pytest.importorskip("torchmetrics.segmentation")
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    c = 4
+    labels = rng.integers(0, c, (2, 16, 16))  # every class present in every image
+    preds = np.where(rng.random(labels.shape) < 0.6, labels, rng.integers(0, c, labels.shape))
+    for weighting in ("square", "simple", "linear"):
+        metric = tm.GeneralizedDiceScore(
+            num_classes=c, include_background=True, weight_type=weighting, input_format="index"
+        )
+        metric.update(torch.as_tensor(preds), torch.as_tensor(labels))
+        ours = _per_image_gd(preds, labels, c, {"linear": "uniform"}.get(weighting, weighting))
+        # torchmetrics scores each image, then averages the images
+        np.testing.assert_allclose(ours.mean(), float(metric.compute()), rtol=1e-5)
+
+
+def test_generalized_dice_absent_class_against_monai():
+    """A class absent from the labels takes the largest weight of the others (MONAI's rule).
+
+    (torchmetrics 1.9 fills such weights with a maximum taken over the batch
+    axis instead, so it is compared above only where every class is present.)
+    """
+    monai_metrics = pytest.importorskip("monai.metrics")
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    c = 4
+    labels = rng.integers(0, c - 1, (3, 12, 12))  # class 3 never labelled
+    preds = np.where(rng.random(labels.shape) < 0.6, labels, rng.integers(0, c, labels.shape))
+
+    def onehot(x):
+        return torch.as_tensor(np.moveaxis(np.eye(c)[x], -1, 1))
+
+    for weighting in ("square", "simple", "uniform"):
+        want = monai_metrics.compute_generalized_dice(
+            onehot(preds),
+            onehot(labels),
+            include_background=True,
+            weight_type=weighting,
+            sum_over_classes=True,
+        )
+        ours = _per_image_gd(preds, labels, c, weighting)
+        np.testing.assert_allclose(ours, np.asarray(want).reshape(-1), rtol=1e-5)
