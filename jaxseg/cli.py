@@ -414,6 +414,15 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas; got {text!r}"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Segmentation losses and exact metrics for JAX."
@@ -436,11 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--ignore-index",
-        type=int,
-        nargs="+",
+        type=_int_list,
+        action="extend",
         default=None,
-        metavar="ID",
-        help="label value(s) to leave out, e.g. 255",
+        metavar="ID[,ID...]",
+        help="label value(s) to leave out, e.g. 255 or 0,255 (repeatable)",
     )
     ev.add_argument("--json", metavar="FILE", help="write all results as JSON")
     ev.add_argument("--csv", metavar="FILE", help="write the per-class table as CSV")
