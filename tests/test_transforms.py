@@ -1,0 +1,116 @@
+"""Transform sweep, metrics side: eager == jit, and vmap == the batched call, on every branch."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxseg
+from jaxseg import BinaryStats, ConfusionMatrix, SoftStats
+
+RNG = np.random.default_rng(0)
+B, H, W, C = 3, 4, 5, 4
+LOGITS = jnp.asarray(RNG.normal(size=(B, H, W, C)), jnp.float32)
+LABELS = jnp.asarray(RNG.integers(-1, C + 1, (B, H, W)), jnp.int32)
+PREDS = jnp.asarray(RNG.integers(0, C, (B, H, W)), jnp.int32)
+WHERE = jnp.asarray(RNG.random((B, H, W)) < 0.8)
+BIN = jnp.asarray(RNG.integers(0, 2, (B, H, W, C)), jnp.int32)
+
+CONSTRUCTORS = {
+    "cm_logits": lambda x, y, p, m, b: ConfusionMatrix.from_logits(x, y),
+    "cm_logits_ignore_where": lambda x, y, p, m, b: ConfusionMatrix.from_logits(
+        x, y, ignore_index=(-1, 1), where=m
+    ),
+    "cm_preds": lambda x, y, p, m, b: ConfusionMatrix.from_predictions(p, y, num_classes=C),
+    "cm_preds_ignore_where": lambda x, y, p, m, b: ConfusionMatrix.from_predictions(
+        p, y, num_classes=C, ignore_index=-1, where=m
+    ),
+    "binary": lambda x, y, p, m, b: BinaryStats.from_logits(x, b),
+    "binary_threshold_where": lambda x, y, p, m, b: BinaryStats.from_logits(
+        x, b, threshold=jnp.array([0.2, 0.4, 0.6, 0.8]), where=m
+    ),
+    "binary_preds": lambda x, y, p, m, b: BinaryStats.from_predictions(x > 0, b),
+    "soft_softmax": lambda x, y, p, m, b: SoftStats.from_logits(x, y, ignore_index=-1, where=m),
+    "soft_sigmoid": lambda x, y, p, m, b: SoftStats.from_logits(x, b, activation="sigmoid"),
+    "soft_probs_float": lambda x, y, p, m, b: SoftStats.from_probabilities(
+        jax.nn.softmax(x), jax.nn.one_hot(p, C), where=m
+    ),
+}
+
+
+def _leaves_equal(a, b):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CONSTRUCTORS))
+def test_constructors_eager_jit_vmap(name):
+    fn = CONSTRUCTORS[name]
+    args = (LOGITS, LABELS, PREDS, WHERE, BIN)
+    eager = fn(*args)
+    _leaves_equal(eager, jax.jit(fn)(*args))
+    per_image = jax.vmap(fn)(*args)
+    assert per_image.batch_shape == (B,)
+    _leaves_equal(per_image.reduce(), eager)
+    for i in range(B):
+        _leaves_equal(jax.tree.map(lambda t, i=i: t[i], per_image), fn(*(a[i] for a in args)))
+
+
+def _score_calls():
+    calls = {}
+    for name in ("iou", "dice", "precision", "recall"):
+        for average in (None, "micro", "macro", "weighted"):
+            for empty in (math.nan, 0.0):
+                calls[f"{name}-{average}-{empty}"] = functools.partial(
+                    getattr(jaxseg, name), average=average, empty=empty
+                )
+    calls["fbeta"] = functools.partial(jaxseg.fbeta, beta=2.0, average="weighted")
+    calls["tversky"] = functools.partial(jaxseg.tversky, alpha=0.7, beta=0.3, average=None)
+    calls["pixel_accuracy"] = jaxseg.pixel_accuracy
+    calls["mean_accuracy"] = jaxseg.mean_accuracy
+    calls["fw_iou"] = functools.partial(jaxseg.frequency_weighted_iou, empty=1.0)
+    for weighting in ("square", "simple", "uniform"):
+        calls[f"gd-{weighting}"] = functools.partial(jaxseg.generalized_dice, weighting=weighting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "state_name", ["cm_logits_ignore_where", "binary_threshold_where", "soft_softmax"]
+)
+def test_scores_eager_jit_vmap(state_name):
+    per_image = jax.jit(jax.vmap(CONSTRUCTORS[state_name]))(LOGITS, LABELS, PREDS, WHERE, BIN)
+    calls = _score_calls()
+    # the batched call on a batched state, jitted, against vmap over the images
+    batched = jax.jit(lambda s: {k: f(s) for k, f in calls.items()})(per_image)
+    vmapped = jax.jit(jax.vmap(lambda s: {k: f(s) for k, f in calls.items()}))(per_image)
+    for k in calls:
+        np.testing.assert_allclose(batched[k], vmapped[k], rtol=1e-6, err_msg=k)
+    for k in ("iou-None-nan", "dice-macro-0.0", "gd-square"):  # eager == jit
+        np.testing.assert_allclose(calls[k](per_image), batched[k], rtol=1e-6, err_msg=k)
+    whole = per_image.reduce()
+    cw = jax.jit(lambda s: jaxseg.class_weights_from_counts(s, scheme="median"))(whole)
+    np.testing.assert_allclose(cw, jaxseg.class_weights_from_counts(whole, scheme="median"))
+
+
+@pytest.mark.parametrize("scheme", ["inverse", "inverse_sqrt", "median", "enet"])
+def test_class_weights_jit_vmap(scheme):
+    counts = jnp.asarray(RNG.integers(0, 1000, (3, 6)), jnp.float32).at[1, 2].set(0)
+    fn = functools.partial(jaxseg.class_weights_from_counts, scheme=scheme)
+    v = jax.vmap(fn)(counts)
+    for i in range(3):
+        np.testing.assert_allclose(v[i], fn(counts[i]), rtol=1e-6)
+        np.testing.assert_allclose(jax.jit(fn)(counts[i]), fn(counts[i]), rtol=1e-6)
+
+
+def test_checked_under_jit_and_vmap():
+    fn = jaxseg.checked(jax.jit(jax.vmap(CONSTRUCTORS["cm_logits_ignore_where"])))
+    labels = jnp.clip(LABELS, 0, C - 1)
+    _leaves_equal(
+        fn(LOGITS, labels, PREDS, WHERE, BIN).reduce(),
+        ConfusionMatrix.from_logits(LOGITS, labels, ignore_index=(-1, 1), where=WHERE),
+    )
