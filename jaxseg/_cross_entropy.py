@@ -54,7 +54,9 @@ def _softmax_terms(
     norm = jnp.sum(y * w, axis=-1)  # weight of each valid pixel (w_y for int labels)
     t = y
     if not (isinstance(label_smoothing, int | float) and label_smoothing == 0):
-        t = (1.0 - label_smoothing) * y + (label_smoothing / c) * valid[..., None].astype(jnp.float32)
+        t = (1.0 - label_smoothing) * y + (label_smoothing / c) * valid[..., None].astype(
+            jnp.float32
+        )
     if not (isinstance(gamma, int | float) and gamma == 0):
         t = t * safe_power(-jnp.expm1(logp), gamma)  # (1 - p) ** gamma
     per_pixel = -jnp.sum((w * t) * logp, axis=-1)

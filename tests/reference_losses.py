@@ -266,7 +266,14 @@ def cross_entropy_loss(
 
 
 def sigmoid_focal_loss(
-    logits, labels, *, alpha=None, gamma=2.0, axis=None, ignore_index=None, where=None,
+    logits,
+    labels,
+    *,
+    alpha=None,
+    gamma=2.0,
+    axis=None,
+    ignore_index=None,
+    where=None,
     class_weights=None,
 ):
     x = np.asarray(logits, np.float64)
@@ -315,7 +322,13 @@ def _lovasz_class(errors, gt):
 
 
 def lovasz_softmax_loss(
-    logits, labels, *, classes="present", axis=None, ignore_index=None, where=None,
+    logits,
+    labels,
+    *,
+    classes="present",
+    axis=None,
+    ignore_index=None,
+    where=None,
     class_weights=None,
 ):
     x = np.asarray(logits, np.float64)
@@ -343,8 +356,9 @@ def lovasz_softmax_loss(
     return out.reshape(kshape)
 
 
-def lovasz_hinge_loss(logits, labels, *, axis=None, ignore_index=None, where=None,
-                      class_weights=None):
+def lovasz_hinge_loss(
+    logits, labels, *, axis=None, ignore_index=None, where=None, class_weights=None
+):
     x = np.asarray(logits, np.float64)
     c = x.shape[-1]
     nd = x.ndim - 1

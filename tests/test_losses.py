@@ -201,22 +201,28 @@ def test_sigmoid_dice_squared_against_reference():
             {"ignore_index": 255, "squared": True, "smooth": 1.0},
             functools.partial(ref.region_loss, kind="dice"),
         ),
-        ("iou_loss", {"log": True, "axis": (0, 1, 2)}, functools.partial(ref.region_loss, kind="iou")),
+        (
+            "iou_loss",
+            {"log": True, "axis": (0, 1, 2)},
+            functools.partial(ref.region_loss, kind="iou"),
+        ),
         (
             "tversky_loss",
             {"alpha": 0.3, "beta": 0.7, "gamma": 2.0, "class_weights": [1.0, 2.0, 0.0, 1.0]},
             functools.partial(ref.region_loss, kind="tversky"),
         ),
-        ("fbeta_loss", {"beta": 2.0, "smooth": 0.5}, functools.partial(ref.region_loss, kind="fbeta")),
+        (
+            "fbeta_loss",
+            {"beta": 2.0, "smooth": 0.5},
+            functools.partial(ref.region_loss, kind="fbeta"),
+        ),
         ("generalized_dice_loss", {"ignore_index": 255}, ref.generalized_dice_loss),
     ],
 )
 def test_region_gradients(name, kw, reffn):
     logits, labels, _ = _data(4, seed=11)
     fn = getattr(jaxseg, name)
-    _directional_check(
-        lambda x: fn(x, labels, **kw), lambda x: reffn(x, labels, **kw), logits
-    )
+    _directional_check(lambda x: fn(x, labels, **kw), lambda x: reffn(x, labels, **kw), logits)
 
 
 def test_sigmoid_gradients():
@@ -310,15 +316,20 @@ def test_ignore_index_equals_where_permutation_and_shift(name):
     # pixel-wise losses keep it in the label-smoothing sum, as torch does
     pixelwise = name in ("cross_entropy_loss", "focal_loss")
     w_b = w if pixelwise else np.where(np.arange(c) == 3, 0.0, w).astype(np.float32)
-    b = fn(logits, np.where(labels == 255, 0, labels), where=(labels != 255) & (labels != 3),
-           class_weights=w_b)
+    b = fn(
+        logits,
+        np.where(labels == 255, 0, labels),
+        where=(labels != 255) & (labels != 3),
+        class_weights=w_b,
+    )
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     perm = np.array([3, 0, 4, 1, 2])
     inv = np.argsort(perm)
     lab = np.where(labels == 255, 255, inv[np.clip(labels, 0, c - 1)])
     p = fn(logits[..., perm], lab, ignore_index=255, class_weights=w[perm])
-    np.testing.assert_allclose(p, fn(logits, labels, ignore_index=255, class_weights=w),
-                               rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        p, fn(logits, labels, ignore_index=255, class_weights=w), rtol=2e-5, atol=1e-6
+    )
     s = fn(logits + 7.0, labels, ignore_index=255)
     np.testing.assert_allclose(s, fn(logits, labels, ignore_index=255), rtol=2e-5, atol=1e-6)
 
@@ -367,8 +378,7 @@ def test_empty_class_rules():
         assert np.all(np.asarray(g[1]) == 0.0)
     # a class absent from the labels but predicted costs its false positives (not left out)
     logits2 = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[np.array([[0, 0, 0, 2]] * 2)])
-    np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels), [(1 / 7 + 1) / 2] * 2,
-                               rtol=1e-6)
+    np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels), [(1 / 7 + 1) / 2] * 2, rtol=1e-6)
 
 
 def test_bad_input():

@@ -1,0 +1,105 @@
+"""Lovász-Softmax and Lovász hinge against float64 loop references."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxseg
+from tests import reference_losses as ref
+from tests.test_losses import _data, _directional_check
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"classes": "all"},
+        {"ignore_index": 255},
+        {"ignore_index": (255, 2), "classes": "all"},
+        {"class_weights": [1.0, 0.0, 2.0, 1.0]},
+        {"axis": (0, 1, 2), "ignore_index": 255},
+        {"axis": 1, "ignore_index": 255, "classes": "all"},
+        {"use_where": True, "ignore_index": 255},
+        {"soft": True},
+    ],
+    ids=str,
+)
+def test_lovasz_softmax_against_reference(opts):
+    c = 4
+    logits, labels, where = _data(c, seed=31)
+    labels[0][labels[0] == 3] = 0  # class 3 absent from image 0: "present" skips it
+    opts = dict(opts)
+    if opts.pop("soft", False):
+        _, labels, _ = _data(c, seed=31, soft=True)
+    if opts.pop("use_where", False):
+        opts["where"] = where
+    got = jaxseg.lovasz_softmax_loss(logits, labels, **opts)
+    want = ref.lovasz_softmax_loss(logits, labels, **opts)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"ignore_index": 255},
+        {"ignore_index": 255, "axis": (0, 1, 2), "class_weights": [2.0, 1.0, 0.0]},
+        {"element_where": True},
+        {"soft": True},
+    ],
+    ids=str,
+)
+def test_lovasz_hinge_against_reference(opts):
+    logits, labels, _ = _data(3, seed=32, sigmoid=True)
+    opts = dict(opts)
+    if opts.pop("soft", False):
+        labels = np.random.default_rng(3).random(labels.shape).astype(np.float32)
+    if opts.pop("element_where", False):
+        opts["where"] = labels != 255
+        labels = np.where(labels == 255, 0, labels)
+    got = jaxseg.lovasz_hinge_loss(logits, labels, **opts)
+    want = ref.lovasz_hinge_loss(logits, labels, **opts)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_lovasz_gradients():
+    logits, labels, _ = _data(4, seed=33)
+    kw = {"ignore_index": 255}
+    _directional_check(
+        lambda x: jaxseg.lovasz_softmax_loss(x, labels, **kw),
+        lambda x: ref.lovasz_softmax_loss(x, labels, **kw),
+        logits,
+    )
+    logits, labels, _ = _data(2, seed=34, sigmoid=True)
+    _directional_check(
+        lambda x: jaxseg.lovasz_hinge_loss(x, labels, **kw),
+        lambda x: ref.lovasz_hinge_loss(x, labels, **kw),
+        logits,
+    )
+
+
+def test_lovasz_known_values():
+    # Berman et al.: on hard 0/1 errors the Lovász extension equals the Jaccard loss.
+    labels = np.array([[0, 0, 1, 1]])
+    logits = jnp.asarray(1e4 * np.eye(2, dtype=np.float32)[np.array([[0, 1, 1, 1]])])
+    cm = jaxseg.ConfusionMatrix.from_logits(logits[0], labels[0])
+    np.testing.assert_allclose(
+        jaxseg.lovasz_softmax_loss(logits, labels), 1 - jaxseg.iou(cm), rtol=1e-6
+    )
+    # hinge: a margin-1 perfect prediction has loss 0; no present class -> 0
+    x = jnp.asarray([[[3.0], [-2.0], [1.5]]])
+    assert float(jaxseg.lovasz_hinge_loss(x, np.array([[[1], [0], [1]]]))[0]) == 0.0
+    assert (
+        float(jaxseg.lovasz_softmax_loss(x[..., :1] * 0, np.full((1, 3), 255), ignore_index=255)[0])
+        == 0.0
+    )
+
+
+def test_lovasz_is_jittable_with_static_shapes():
+    logits, labels, _ = _data(3, seed=35)
+    f = jax.jit(lambda x, y: jaxseg.lovasz_softmax_loss(x, y, ignore_index=255))
+    np.testing.assert_allclose(
+        f(logits, labels), ref.lovasz_softmax_loss(logits, labels, ignore_index=255), rtol=1e-5
+    )
