@@ -218,7 +218,9 @@ def evaluate(
 def _progress(total: int, enabled: bool, desc: str) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, file=sys.stderr, desc=desc, disable=not enabled, leave=False)
+    return tqdm(
+        total=total, file=sys.stderr, desc=desc, disable=None if enabled else True, leave=False
+    )
 
 
 def _palette() -> np.ndarray:
