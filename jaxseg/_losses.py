@@ -220,7 +220,7 @@ def dice_loss(
       class_weights: ``[C]`` weights of the class average (normalised; a zero
         weight removes a class).
       smooth: ``s >= 0``, added to numerator and denominator (MONAI
-        ``smooth_nr = smooth_dr = s``; smp's ``smooth = s / 2``).
+        ``smooth_nr = smooth_dr = s``, and smp's ``smooth = s``).
       squared: use the squared (V-Net) denominator.
 
     Returns:
