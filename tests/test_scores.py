@@ -103,7 +103,7 @@ def _close(got, want, msg):
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=2e-6, atol=0, err_msg=msg)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(matrices(), st.sampled_from([math.nan, 0.0, 1.0]))
 def test_every_score_average_and_empty_matches_reference(case, empty):
     m, ig = case

@@ -57,7 +57,7 @@ def _hashable(ignore):
 # -- counts against the reference ------------------------------------------------
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(label_maps())
 def test_confusion_matrix_matches_reference(case):
     c, preds, labels, ignore, where = case
@@ -119,7 +119,7 @@ def _binary_stats(logits, labels, threshold, where, *, ignore):
     return _all_stats(s)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(multilabel_maps())
 def test_binary_stats_match_reference(case):
     logits, labels, ignore, where, threshold = case
