@@ -61,7 +61,7 @@ def targets(shape, labels, *, exclusive, ignore_index=None, where=None):
         if not valid[idx]:
             continue
         if exclusive:
-            y[idx + (lab,)] = 1.0
+            y[(*idx, lab)] = 1.0
         else:
             y[idx] = float(lab)
     return y, valid
@@ -251,10 +251,10 @@ def cross_entropy_loss(
         term = 0.0
         for k in range(c):
             logp = row[k] - logz
-            t = (1 - label_smoothing) * y[idx + (k,)] + label_smoothing / c
+            t = (1 - label_smoothing) * y[(*idx, k)] + label_smoothing / c
             focal = (1 - math.exp(logp)) ** gamma if gamma else 1.0
             term -= w[k] * t * focal * logp
-            norm[idx] += w[k] * y[idx + (k,)]
+            norm[idx] += w[k] * y[(*idx, k)]
         per_pixel[idx] = term
     axes = pool_axes(axis, nd)
     if not axes:

@@ -25,7 +25,7 @@ def _data(c, seed, ignore=False):
 
 
 def _torch(logits, labels):
-    """Channels-last arrays -> channels-first torch tensors (input [B, C, H, W], target [B, 1, H, W])."""
+    """Channels-last arrays -> channels-first tensors: input [B, C, H, W], target [B, 1, H, W]."""
     x = torch.from_numpy(np.moveaxis(logits, -1, 1).copy())
     y = torch.from_numpy(labels[:, None].copy())
     return x, y

@@ -1,4 +1,4 @@
-"""Region losses against float64 loop references; identities; the transform sweep over all losses."""
+"""Region losses against float64 loop references, identities, and the sweep over all losses."""
 
 from __future__ import annotations
 
@@ -176,7 +176,7 @@ def test_sigmoid_region_against_reference(name, opts):
     if opts.pop("element_where", False):
         opts["where"] = np.asarray(labels != 255)
         labels = np.where(labels == 255, 0, labels)
-    soft, kw = _split(opts, where)
+    _, kw = _split(opts, where)
     kind, hyper = SIGMOID[name]
     got = getattr(jaxseg, name)(logits, labels, **hyper, **kw)
     want = ref.region_loss(logits, labels, kind, exclusive=False, **hyper, **kw)
@@ -238,16 +238,7 @@ def test_sigmoid_gradients():
 # -- identities ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("loss", "score", "kw"),
-    [
-        (jaxseg.dice_loss, jaxseg.dice, {}),
-        (jaxseg.iou_loss, jaxseg.iou, {}),
-        (jaxseg.fbeta_loss, jaxseg.fbeta, {"beta": 2.0}),
-        (jaxseg.tversky_loss, jaxseg.tversky, {"alpha": 0.2, "beta": 0.8}),
-    ],
-)
-def test_loss_on_one_hot_equals_hard_metric(loss, score, kw):
+def test_loss_on_one_hot_equals_hard_metric():
     c = 5
     rng = np.random.default_rng(13)
     labels = rng.integers(0, c, size=(4, 6, 5))
@@ -255,14 +246,20 @@ def test_loss_on_one_hot_equals_hard_metric(loss, score, kw):
     labels[0][labels[0] == 2] = 0  # class 2 absent in image 0 (empty or false positive)
     preds = rng.integers(0, c, size=labels.shape)
     logits = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[preds])
-    got = loss(logits, labels, ignore_index=(255, 4), **kw)
-    cm = jax.vmap(lambda a, b: jaxseg.ConfusionMatrix.from_logits(a, b, ignore_index=(255, 4)))(
+    ign = (255, 4)
+    cm = jax.vmap(lambda a, b: jaxseg.ConfusionMatrix.from_logits(a, b, ignore_index=ign))(
         logits, jnp.asarray(labels)
     )
-    want = 1.0 - score(cm, **kw)
-    assert np.all(np.isfinite(got))
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
-    g = jax.grad(lambda x: jnp.sum(loss(x, labels, ignore_index=255, **kw)))(logits)
+    for loss, score, kw in [
+        (jaxseg.dice_loss, jaxseg.dice, {}),
+        (jaxseg.iou_loss, jaxseg.iou, {}),
+        (jaxseg.fbeta_loss, jaxseg.fbeta, {"beta": 2.0}),
+        (jaxseg.tversky_loss, jaxseg.tversky, {"alpha": 0.2, "beta": 0.8}),
+    ]:
+        got = loss(logits, labels, ignore_index=ign, **kw)
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, 1.0 - score(cm, **kw), rtol=1e-6, atol=1e-7)
+    g = jax.grad(lambda x: jnp.sum(jaxseg.dice_loss(x, labels, ignore_index=255)))(logits)
     assert np.all(np.isfinite(g))
 
 
@@ -334,7 +331,18 @@ def test_ignore_index_equals_where_permutation_and_shift(name):
     np.testing.assert_allclose(s, fn(logits, labels, ignore_index=255), rtol=2e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", list(ALL_LOSSES) + list(SIGMOID_LOSSES))
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dice_loss",
+        "generalized_dice_loss",
+        "lovasz_softmax_loss",
+        "cross_entropy_loss",
+        "sigmoid_iou_loss",
+        "sigmoid_focal_loss",
+        "lovasz_hinge_loss",
+    ],
+)
 def test_batch_axis_pooling_equals_flattening(name):
     sig = name in SIGMOID_LOSSES
     hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
@@ -406,32 +414,28 @@ def test_bad_input():
 
 def _sweep_cases():
     cases = []
-    soft_opts = [
-        {"ignore_index": 255},
+    softmax_opts = [
         {"ignore_index": (255, 1), "class_weights": [1.0, 0.0, 2.0]},
-        {"where": "mask"},
-        {"soft": True},
+        {"where": "mask", "soft": True},
         {"axis": (0, 2), "ignore_index": 255},
     ]
-    region_extra = {
-        "dice_loss": [{"smooth": 1.0, "squared": True}],
-        "iou_loss": [{"log": True}],
-        "generalized_dice_loss": [{"weighting": "simple", "smooth": 1e-3}],
+    extra = {
+        "dice_loss": [{"smooth": 1.0, "squared": True, "ignore_index": 255}],
+        "iou_loss": [{"log": True, "ignore_index": 255}],
+        "generalized_dice_loss": [{"weighting": "simple", "smooth": 1e-3, "ignore_index": 255}],
         "lovasz_softmax_loss": [{"classes": "all", "ignore_index": 255}],
         "cross_entropy_loss": [{"axis": (), "ignore_index": 255}],
         "focal_loss": [{"axis": (), "ignore_index": 255, "class_weights": [1.0, 2.0, 3.0]}],
     }
     for name, hyper in ALL_LOSSES.items():
-        for o in soft_opts + region_extra.get(name, []):
+        for o in softmax_opts + extra.get(name, []):
             cases.append((name, False, {**hyper, **o}))
-    sig_opts = [
-        {"ignore_index": 255},
+    sigmoid_opts = [
         {"ignore_index": 255, "class_weights": [1.0, 0.0, 2.0], "smooth": 1.0},
-        {"where": "mask"},
-        {"soft": True},
+        {"where": "mask", "soft": True},
     ]
     for name, hyper in SIGMOID_LOSSES.items():
-        for o in sig_opts:
+        for o in sigmoid_opts:
             o = dict(o)
             if name in ("sigmoid_focal_loss", "lovasz_hinge_loss"):
                 o.pop("smooth", None)
@@ -459,31 +463,36 @@ def _materialise(name, sig, opts, seed=0):
 
 @pytest.mark.parametrize(("name", "sig", "opts"), _sweep_cases(), ids=str)
 def test_transform_sweep(name, sig, opts):
+    """Eager == jit, vmap over a leading axis == the stacked batched calls, grads finite
+    and exactly zero at ignored / masked pixels: one compilation per case."""
     fn = getattr(jaxseg, name)
     logits, labels, opts = _materialise(name, sig, opts)
     f = functools.partial(fn, **opts)
     eager = f(logits, labels)
     assert eager.dtype == jnp.float32
-    jitted = jax.jit(f)
-    np.testing.assert_allclose(jitted(logits, labels), eager, rtol=1e-5, atol=1e-6)
-    # vmap over an extra leading axis equals the stacked batched calls
-    if "axis" not in opts:
-        logits2, labels2, _ = _materialise(name, sig, {}, seed=1)
-        if labels2.dtype != labels.dtype:
-            labels2 = labels
-        stacked = jax.vmap(f)(jnp.stack([logits, logits2]), jnp.stack([labels, labels2]))
-        np.testing.assert_allclose(stacked[0], eager, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(stacked[1], f(logits2, labels2), rtol=1e-5, atol=1e-6)
-    # gradients: finite, exactly zero at ignored / masked pixels
-    g = jax.jit(jax.grad(lambda x: jnp.sum(f(x, labels))))(logits)
+    stack = "axis" not in opts  # a stacked leading axis keeps the default pooling
+    logits2, labels2, _ = _materialise(name, sig, {}, seed=1)
+    if labels2.dtype != labels.dtype:
+        labels2 = labels
+
+    @jax.jit
+    def run(x, y, x2, y2):
+        value, grad = jax.value_and_grad(lambda a: jnp.sum(f(a, y)))(x)
+        vm = jax.vmap(f)(jnp.stack([x, x2]), jnp.stack([y, y2])) if stack else None
+        return f(x, y), value, grad, vm, f(x2, y2)
+
+    jitted, _, g, vm, second = run(logits, labels, logits2, labels2)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)
+    if stack:
+        np.testing.assert_allclose(vm[0], eager, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(vm[1], second, rtol=1e-5, atol=1e-6)
     assert np.all(np.isfinite(g))
     if "ignore_index" in opts and not jnp.issubdtype(labels.dtype, jnp.floating):
         ign = np.asarray(labels) == 255
         ign = ign if sig else ign[..., None] & np.ones(g.shape, bool)
         assert np.all(np.asarray(g)[ign] == 0.0)
     if isinstance(opts.get("where"), np.ndarray):
-        off = ~opts["where"]
-        assert np.all(np.asarray(g)[off] == 0.0)
+        assert np.all(np.asarray(g)[~opts["where"]] == 0.0)
 
 
 EDGE_NAMES = list(ALL_LOSSES) + list(SIGMOID_LOSSES)
@@ -491,30 +500,26 @@ EDGE_NAMES = list(ALL_LOSSES) + list(SIGMOID_LOSSES)
 
 @pytest.mark.parametrize("name", EDGE_NAMES)
 def test_edges_finite(name):
+    """All pixels ignored, logits +-1e4 (empty classes), bf16 logits: finite values and grads."""
     sig = name in SIGMOID_LOSSES
     hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
-    fn = jax.jit(functools.partial(getattr(jaxseg, name), **hyper, ignore_index=255))
-    grad = jax.jit(jax.grad(lambda x, y: jnp.sum(fn(x, y))))
-    c = 3
-    logits, labels, _ = _data(c, seed=21, sigmoid=sig)
-    cases = []
-    # all pixels ignored
-    cases.append((logits, np.full_like(labels, 255), True))
-    # logits +-1e4 (one-hot probabilities, empty classes)
+    f = functools.partial(getattr(jaxseg, name), **hyper, ignore_index=255)
+    logits, labels, _ = _data(3, seed=21, sigmoid=sig)
     big = np.where(np.random.default_rng(1).random(logits.shape) > 0.5, 1e4, -1e4)
-    cases.append((big.astype(np.float32), labels, False))
-    # bf16 logits
-    cases.append((jnp.asarray(logits, jnp.bfloat16), labels, False))
-    for x, y, all_ignored in cases:
-        val = fn(x, y)
-        assert val.dtype == jnp.float32
-        assert np.all(np.isfinite(np.asarray(val)))
-        g = grad(x, y)
-        assert g.dtype == jnp.asarray(x).dtype
-        assert np.all(np.isfinite(np.asarray(g, np.float32)))
-        if all_ignored:
-            assert np.all(np.asarray(val) == 0.0)
-            assert np.all(np.asarray(g) == 0.0)
+    xs = jnp.stack([jnp.asarray(logits), jnp.asarray(big, jnp.float32)])
+    ys = jnp.stack([jnp.full(labels.shape, 255, jnp.int32), jnp.asarray(labels)])
+
+    @jax.jit
+    def run(xs, ys, x16):
+        vg = jax.vmap(jax.value_and_grad(lambda x, y: jnp.sum(f(x, y))))
+        v16, g16 = jax.value_and_grad(lambda x: jnp.sum(f(x, ys[1])))(x16)
+        return vg(xs, ys), f(x16, ys[1]), g16, v16
+
+    (vals, grads), val16, g16, _ = run(xs, ys, jnp.asarray(logits, jnp.bfloat16))
+    assert val16.dtype == jnp.float32 and g16.dtype == jnp.bfloat16
+    for arr in (vals, grads, val16, g16):
+        assert np.all(np.isfinite(np.asarray(arr, np.float32)))
+    assert vals[0] == 0.0 and np.all(np.asarray(grads[0]) == 0.0)  # all pixels ignored
 
 
 @pytest.mark.parametrize("name", EDGE_NAMES)
@@ -525,8 +530,7 @@ def test_optax_steps_lower_the_loss(name):
     rng = np.random.default_rng(22)
     c, f = 3, 4
     feats = jnp.asarray(rng.normal(size=(2, 16, f)), jnp.float32)
-    true_w = rng.normal(size=(f, c))
-    scores = np.asarray(feats) @ true_w
+    scores = np.asarray(feats) @ rng.normal(size=(f, c))
     labels = (scores > 0).astype(np.int32) if sig else np.argmax(scores, -1).astype(np.int32)
     params = {"w": jnp.zeros((f, c)), "b": jnp.zeros((c,))}
     opt = optax.adam(0.05)
@@ -534,15 +538,18 @@ def test_optax_steps_lower_the_loss(name):
     def loss_fn(p):
         return jnp.mean(fn(feats @ p["w"] + p["b"][None, None], labels))
 
-    @jax.jit
-    def step(p, s):
+    def step(carry, _):
+        p, s = carry
         val, g = jax.value_and_grad(loss_fn)(p)
         with jax.numpy_dtype_promotion("standard"):  # optax's adam mixes int and float
             u, s = opt.update(g, s, p)
-            return optax.apply_updates(p, u), s, val
+            p = optax.apply_updates(p, u)
+        return (p, s), val
 
-    state = opt.init(params)
-    first = float(loss_fn(params))
-    for _ in range(25):
-        params, state, _ = step(params, state)
-    assert float(loss_fn(params)) < first - 0.05
+    @jax.jit
+    def train(p):
+        (p, _), vals = jax.lax.scan(step, (p, opt.init(p)), None, length=25)
+        return vals[0], loss_fn(p)
+
+    first, last = train(params)
+    assert float(last) < float(first) - 0.05
