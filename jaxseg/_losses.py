@@ -107,12 +107,16 @@ def _stats(
     c = x.shape[-1]
     cw = v.check_class_weights(class_weights, c)
     axes = loss_axes(axis, x.ndim - 1)
+    activation = "softmax" if exclusive else "sigmoid"
+    if not squared:
+        stats = SoftStats.from_logits(
+            x, labels, activation=activation, axis=axes, ignore_index=ignore_index, where=where
+        )
+        return stats, cw, None
     probs = jax.nn.softmax(x, axis=-1) if exclusive else jax.nn.sigmoid(x)
     stats = SoftStats.from_probabilities(
         probs, labels, axis=axes, exclusive=exclusive, ignore_index=ignore_index, where=where
     )
-    if not squared:
-        return stats, cw, None
     ignored = v.normalize_ignore_index(ignore_index)
     y, valid, _ = prepare_targets(x, labels, exclusive=exclusive, ignore_index=ignored, where=where)
     p = jnp.where(valid[..., None] if exclusive else valid, probs, 0.0)

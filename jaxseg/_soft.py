@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxseg import _validation as v
+from jaxseg._fused import softmax_label_sums
 from jaxseg._kernels import label_validity
 
 ArrayLike = jax.typing.ArrayLike
@@ -64,16 +65,31 @@ def prepare_targets(
         return jnp.where(vmask, targets, 0.0), valid, jnp.zeros_like(valid)
     labels = v.check_int_labels(labels)
     if exclusive:
-        v.check_labels_for_logits(logits, labels)
-        mask = v.broadcast_where(where, labels.shape)
-        valid, invalid = label_validity(labels, c, ignore_index, mask)
-        safe = jnp.where(valid, labels, 0).astype(jnp.int32)
+        safe, valid, invalid = sanitize_class_ids(logits, labels, ignore_index, where)
         onehot = jax.nn.one_hot(safe, c, dtype=jnp.float32) * valid[..., None].astype(jnp.float32)
         return onehot, valid, invalid
     v.check_same_shape("logits", logits, "labels", labels)
     mask = _element_where(where, logits.shape)
     valid, invalid = label_validity(labels, 2, ignore_index, mask)
     return ((labels == 1) & valid).astype(jnp.float32), valid, invalid
+
+
+def sanitize_class_ids(
+    logits: jax.Array,
+    labels: jax.Array,
+    ignore_index: tuple[int, ...],
+    where: Any,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Integer class ids -> ``(safe int32 ids, valid, invalid)``, all ``logits.shape[:-1]``.
+
+    Ignored, masked and out-of-range ids become 0 in ``safe`` and false in
+    ``valid``, so no gather or one-hot ever sees them.
+    """
+    labels = v.check_int_labels(labels)
+    v.check_labels_for_logits(logits, labels)
+    mask = v.broadcast_where(where, labels.shape)
+    valid, invalid = label_validity(labels, logits.shape[-1], ignore_index, mask)
+    return jnp.where(valid, labels, 0).astype(jnp.int32), valid, invalid
 
 
 def _element_where(where: Any, shape: tuple[int, ...]) -> jax.Array | None:
@@ -239,6 +255,9 @@ class SoftStats:
         """
         v.check_choice("activation", activation, ACTIVATIONS)
         logits = v.check_logits(jnp.asarray(logits)).astype(jnp.float32)
+        labels = jnp.asarray(labels)
+        if activation == "softmax" and not jnp.issubdtype(labels.dtype, jnp.floating):
+            return cls._from_logits_and_ids(logits, labels, axis, ignore_index, where)
         if activation == "softmax":
             probs = jax.nn.softmax(logits, axis=-1)
         else:
@@ -250,6 +269,38 @@ class SoftStats:
             exclusive=activation == "softmax",
             ignore_index=ignore_index,
             where=where,
+        )
+
+    @classmethod
+    def _from_logits_and_ids(cls, x, labels, axis, ignore_index, where) -> SoftStats:
+        """Softmax statistics against class ids through the fused custom-VJP reduction.
+
+        Same values as :meth:`from_probabilities` (for hard targets ``min(p, y) = p y``),
+        but the backward pass recomputes the softmax from a saved log-sum-exp
+        instead of keeping ``[..., C]`` intermediates (see :mod:`jaxseg._fused`).
+        """
+        ignored = v.normalize_ignore_index(ignore_index)
+        safe, valid, invalid = sanitize_class_ids(x, labels, ignored, where)
+        axes = pool_axes(axis, x.ndim - 1)
+        c = x.shape[-1]
+        tp, total = softmax_label_sums(x, safe, valid, axes)
+        onehot = (safe[..., None] == lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)) & (
+            valid[..., None]
+        )
+        support = jnp.sum(onehot, axis=axes, dtype=jnp.int32).astype(jnp.float32)
+        n_valid = jnp.sum(valid, axis=axes, dtype=jnp.int32).astype(jnp.float32)[..., None]
+        fp = total - tp
+        fn = support - tp
+        tn = n_valid - total - support + tp
+        return cls(
+            tp,
+            fp,
+            fn,
+            tn,
+            jnp.sum(invalid, axis=axes, dtype=jnp.float32),
+            num_classes=c,
+            exclusive=True,
+            ignore_classes=tuple(i for i in ignored if 0 <= i < c),
         )
 
     def _leaves(self) -> dict[str, jax.Array]:
