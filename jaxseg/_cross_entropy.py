@@ -132,7 +132,7 @@ def cross_entropy_loss(
       >>> jaxseg.cross_entropy_loss(logits, labels, ignore_index=255)
       Array([0.22009486], dtype=float32)
       >>> jaxseg.cross_entropy_loss(logits, labels, ignore_index=255, axis=())
-      Array([[0.12692805, 0.31326163, 0.        ]], dtype=float32)
+      Array([[0.12692809, 0.31326163, 0.        ]], dtype=float32)
 
     References:
       Szegedy et al., "Rethinking the Inception architecture for computer vision"
