@@ -29,7 +29,8 @@ import jax.numpy as jnp
 
 
 def _lse(x: jax.Array) -> jax.Array:
-    m = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+    """Per-pixel log-sum-exp ``[...]`` of the logits, stable for any finite values."""
+    m = jnp.max(x, axis=-1, keepdims=True)
     m = jnp.where(jnp.isfinite(m), m, 0.0)
     return (m + jnp.log(jnp.sum(jnp.exp(x - m), axis=-1, keepdims=True)))[..., 0]
 
@@ -44,6 +45,51 @@ def _expand(g: jax.Array, axes: tuple[int, ...]) -> jax.Array:
 
 
 # -- region statistics ------------------------------------------------------------
+
+
+def _group_index(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[jax.Array, int]:
+    """Row-major index of each pixel's non-pooled coordinates, and the group count."""
+    gid = jnp.zeros(shape, jnp.int32)
+    stride = 1
+    for d in reversed(range(len(shape))):
+        if d in axes:
+            continue
+        gid = gid + jax.lax.broadcasted_iota(jnp.int32, shape, d) * stride
+        stride *= shape[d]
+    return gid, stride
+
+
+def class_sums(
+    values: jax.Array | None, labels: jax.Array, valid: jax.Array, axes: tuple[int, ...], c: int
+) -> jax.Array:
+    """``sum_i v_i values_i [labels_i = c]`` over ``axes`` -> float32 ``[non-pooled..., C]``.
+
+    ``values=None`` counts pixels. On CPU one ``bincount`` over ``group * C + label``
+    (a scatter-add into a tiny table); elsewhere a compare-and-sum reduction,
+    since float scatter-adds serialise on GPUs.
+    """
+    kept = tuple(n for d, n in enumerate(labels.shape) if d not in axes)
+    w = jnp.ones(labels.shape, jnp.float32) if values is None else values
+
+    def reduce_onehot():
+        onehot = _onehot(labels, valid, c)
+        return jnp.sum(jnp.where(onehot, w[..., None], 0.0), axis=axes)
+
+    if not axes:
+        return reduce_onehot()
+
+    def scatter():
+        gid, groups = _group_index(labels.shape, axes)
+        index = jnp.where(valid, gid * c + labels, groups * c).reshape(-1)
+        out = jnp.bincount(index, weights=w.reshape(-1), length=groups * c + 1)
+        return out[:-1].reshape((*kept, c)).astype(jnp.float32)
+
+    return jax.lax.platform_dependent(cpu=scatter, default=reduce_onehot)
+
+
+def _gather_rows(x: jax.Array, labels: jax.Array) -> jax.Array:
+    """``x[..., labels]`` per pixel (labels already sanitised)."""
+    return jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -65,23 +111,29 @@ def softmax_label_sums(
 
 
 def _label_sums_fwd(x, labels, valid, axes):
+    c = x.shape[-1]
     lse = _lse(x)
-    p = jnp.exp(x - lse[..., None])
-    onehot = _onehot(labels, valid, x.shape[-1])
-    tp = jnp.sum(jnp.where(onehot, p, 0.0), axis=axes)
-    total = jnp.sum(jnp.where(valid[..., None], p, 0.0), axis=axes)
+    # tp gathers one probability per pixel; P is a single fused reduction of exp.
+    p_y = jnp.where(valid, jnp.exp(_gather_rows(x, labels) - lse), 0.0)
+    tp = class_sums(p_y, labels, valid, axes, c)
+    total = jnp.sum(jnp.where(valid[..., None], jnp.exp(x - lse[..., None]), 0.0), axis=axes)
     return (tp, total), (x, labels, valid, lse)
 
 
 def _label_sums_bwd(axes, res, cot):
+    # dx_ic = v_i p_ic (a_c [y_i = c] + b_c - s_i),  s_i = a_{y_i} p_{i y_i} + sum_c b_c p_ic
     x, labels, valid, lse = res
     g_tp, g_total = cot
+    c = x.shape[-1]
+    a, b = _expand(g_tp, axes), _expand(g_total, axes)
+    gid, groups = _group_index(labels.shape, axes)
+    a_y = jnp.take(g_tp.reshape(groups * c), gid * c + labels)
+    p_y = jnp.exp(_gather_rows(x, labels) - lse)
+    s = a_y * p_y + jnp.sum(b * jnp.exp(x - lse[..., None]), axis=-1)
     p = jnp.exp(x - lse[..., None])
-    onehot = _onehot(labels, valid, x.shape[-1])
-    g = jnp.where(onehot, _expand(g_tp, axes), 0.0) + _expand(g_total, axes)
-    dot = jnp.sum(p * g, axis=-1, keepdims=True)
-    dx = jnp.where(valid[..., None], p * (g - dot), 0.0)
-    return dx, None, None
+    onehot = _onehot(labels, valid, c)
+    dx = p * (b - s[..., None]) + jnp.where(onehot, p * a, 0.0)
+    return jnp.where(valid[..., None], dx, 0.0), None, None
 
 
 softmax_label_sums.defvjp(_label_sums_fwd, _label_sums_bwd)

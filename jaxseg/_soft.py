@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxseg import _validation as v
-from jaxseg._fused import softmax_label_sums
+from jaxseg._fused import class_sums, softmax_label_sums
 from jaxseg._kernels import label_validity
 
 ArrayLike = jax.typing.ArrayLike
@@ -284,10 +284,7 @@ class SoftStats:
         axes = pool_axes(axis, x.ndim - 1)
         c = x.shape[-1]
         tp, total = softmax_label_sums(x, safe, valid, axes)
-        onehot = (safe[..., None] == lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)) & (
-            valid[..., None]
-        )
-        support = jnp.sum(onehot, axis=axes, dtype=jnp.int32).astype(jnp.float32)
+        support = class_sums(None, safe, valid, axes, c)
         n_valid = jnp.sum(valid, axis=axes, dtype=jnp.int32).astype(jnp.float32)[..., None]
         fp = total - tp
         fn = support - tp
