@@ -54,7 +54,7 @@ def prepare_targets(
         elif exclusive:
             valid = v.broadcast_where(where, mask_shape)
         else:
-            valid = _element_where(where, logits.shape)
+            valid = v.channel_where(where, logits.shape)
         if ignore_index:
             raise ValueError(
                 "`ignore_index` applies to integer labels; with float (soft / one-hot) "
@@ -69,7 +69,7 @@ def prepare_targets(
         onehot = jax.nn.one_hot(safe, c, dtype=jnp.float32) * valid[..., None].astype(jnp.float32)
         return onehot, valid, invalid
     v.check_same_shape("logits", logits, "labels", labels)
-    mask = _element_where(where, logits.shape)
+    mask = v.channel_where(where, logits.shape)
     valid, invalid = label_validity(labels, 2, ignore_index, mask)
     return ((labels == 1) & valid).astype(jnp.float32), valid, invalid
 
@@ -90,16 +90,6 @@ def sanitize_class_ids(
     mask = v.broadcast_where(where, labels.shape)
     valid, invalid = label_validity(labels, logits.shape[-1], ignore_index, mask)
     return jnp.where(valid, labels, 0).astype(jnp.int32), valid, invalid
-
-
-def _element_where(where: Any, shape: tuple[int, ...]) -> jax.Array | None:
-    if where is None:
-        return None
-    w = jnp.asarray(where)
-    if tuple(w.shape) == tuple(shape):
-        return v.broadcast_where(w, shape)
-    per_pixel = v.broadcast_where(w, shape[:-1])
-    return jnp.broadcast_to(per_pixel[..., None], shape)
 
 
 def pool_axes(axis: Any, pixel_ndim: int) -> tuple[int, ...]:
@@ -346,8 +336,5 @@ class SoftStats:
 
     @property
     def counted_classes(self):
-        import numpy as np
-
-        mask = np.ones(self.num_classes, bool)
-        mask[list(self.ignore_classes)] = False
-        return mask
+        """Static boolean mask ``[C]``: classes that enter class averages."""
+        return v.counted_mask(self.num_classes, self.ignore_classes)

@@ -117,9 +117,7 @@ class _CountAlgebra:
     @property
     def counted_classes(self) -> np.ndarray:
         """Static boolean mask ``[C]``: classes that enter class averages."""
-        mask = np.ones(self.num_classes, bool)
-        mask[list(self.ignore_classes)] = False
-        return mask
+        return v.counted_mask(self.num_classes, self.ignore_classes)
 
     @property
     def num_invalid(self) -> jax.Array:
@@ -420,7 +418,7 @@ class BinaryStats(_CountAlgebra):
         v.check_same_shape("preds", preds, "labels", labels)
         if preds.ndim < 1:
             raise ValueError("`preds` must have a trailing channel axis; got a scalar.")
-        mask = _channel_where(where, preds.shape)
+        mask = v.channel_where(where, preds.shape)
         counts, invalid = _kernels.binary_counts(
             preds.astype(jnp.bool_),
             labels,
@@ -501,17 +499,6 @@ class BinaryStats(_CountAlgebra):
     def tn(self) -> jax.Array:
         """True negatives per channel, float ``[..., C]``."""
         return self._stat(3)
-
-
-def _channel_where(where: Any, shape: tuple[int, ...]) -> jax.Array | None:
-    """A mask of the full ``[..., C]`` shape, or a per-pixel mask broadcast over channels."""
-    if where is None:
-        return None
-    w = jnp.asarray(where)
-    if tuple(w.shape) == tuple(shape):
-        return v.broadcast_where(w, shape)
-    per_pixel = v.broadcast_where(w, shape[:-1])
-    return jnp.broadcast_to(per_pixel[..., None], shape)
 
 
 def _check_threshold(threshold: Any, num_classes: int) -> jax.Array:

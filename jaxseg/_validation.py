@@ -162,6 +162,28 @@ def broadcast_where(where: Any, shape: tuple[int, ...], name: str = "where") -> 
         ) from None
 
 
+def channel_where(where: Any, shape: tuple[int, ...]) -> jax.Array | None:
+    """A mask for independent channels ``[..., C]``.
+
+    ``where`` either has the full ``shape`` (one flag per element) or broadcasts
+    to the per-pixel shape ``shape[:-1]`` (one flag per pixel, shared by channels).
+    """
+    if where is None:
+        return None
+    w = jnp.asarray(where)
+    if tuple(w.shape) == tuple(shape):
+        return broadcast_where(w, shape)
+    per_pixel = broadcast_where(w, shape[:-1])
+    return jnp.broadcast_to(per_pixel[..., None], shape)
+
+
+def counted_mask(num_classes: int, ignore_classes: tuple[int, ...]) -> np.ndarray:
+    """Static boolean mask ``[C]``: classes that enter class averages."""
+    mask = np.ones(num_classes, bool)
+    mask[list(ignore_classes)] = False
+    return mask
+
+
 def check_class_weights(class_weights: Any, num_classes: int) -> jax.Array | None:
     if class_weights is None:
         return None
