@@ -60,7 +60,9 @@ def _softmax_terms(
         # Hot path: class ids, no focal term. One fused pass with a hand-written VJP.
         safe, valid, _ = sanitize_class_ids(x, labels, ignored, where)
         w = jnp.ones((c,), jnp.float32) if cw is None else lax.stop_gradient(cw)
-        num = cross_entropy_sums(x, safe, valid, w, jnp.asarray(label_smoothing, jnp.float32), axes)
+        smoothed = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
+        e = jnp.asarray(label_smoothing, jnp.float32)
+        num = cross_entropy_sums(x, safe, valid, w, e, axes, smoothed)
         norm = jnp.where(valid, jnp.take(w, safe), 0.0)
         return _pool(num, norm, axes, pooled=True)
     y, valid, _ = prepare_targets(

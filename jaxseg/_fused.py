@@ -18,6 +18,22 @@ fused sweep over the logits:
 
 Labels must already be sanitised (valid ids in ``[0, C)``, ``valid`` false
 elsewhere); class weights are treated as constants.
+
+How the passes are written (measured with ``benchmarks/``; XLA:CPU hands
+elementwise-and-reduce chains to its YNNPACK fusions, which vectorise ``exp``
+several times better than plain loop fusions but stop at ``select``):
+
+* no ``where`` over ``[..., C]`` inside a reduction: an ignored pixel gets the
+  shift ``+inf``, so ``exp(x - shift)`` is ``0`` there for any finite logit;
+* the labelled entries are read by a flat gather and the one-hot part of a
+  gradient is added by a flat scatter (``[pixels]`` work), not by a
+  ``[pixels, C]`` comparison;
+* the backward pass recomputes ``exp(x - shift)`` behind an optimisation
+  barrier, so XLA cannot merge it with the forward pass's identical ``exp``
+  and keep all the probabilities alive in between.
+
+Consequence: a NaN or infinite logit gives a NaN loss even in an ignored pixel
+(as in optax and torch); finite garbage there is left out exactly.
 """
 
 from __future__ import annotations
@@ -30,9 +46,14 @@ import jax.numpy as jnp
 
 def _lse(x: jax.Array) -> jax.Array:
     """Per-pixel log-sum-exp ``[...]`` of the logits, stable for any finite values."""
-    m = jnp.max(x, axis=-1, keepdims=True)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    return (m + jnp.log(jnp.sum(jnp.exp(x - m), axis=-1, keepdims=True)))[..., 0]
+    big = jnp.finfo(x.dtype).max
+    m = jnp.clip(jnp.max(x, axis=-1), -big, big)  # all -inf -> -big; keeps the fusion select-free
+    return m + jnp.log(jnp.sum(jnp.exp(x - m[..., None]), axis=-1))
+
+
+def _shift(lse: jax.Array, valid: jax.Array) -> jax.Array:
+    """``lse`` where valid, ``+inf`` elsewhere: ``exp(x - shift)`` is the masked softmax."""
+    return jnp.where(valid, lse, jnp.inf)
 
 
 def _onehot(labels: jax.Array, valid: jax.Array, c: int) -> jax.Array:
@@ -42,6 +63,54 @@ def _onehot(labels: jax.Array, valid: jax.Array, c: int) -> jax.Array:
 
 def _expand(g: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     return jnp.expand_dims(g, axes) if axes else g
+
+
+def _flat_index(labels: jax.Array, c: int) -> jax.Array | None:
+    """``i * C + labels_i`` over the flattened pixels, or ``None`` past int32."""
+    if labels.size * c >= 2**31:
+        return None
+    return jnp.arange(labels.size, dtype=jnp.int32) * c + labels.reshape(-1)
+
+
+def _gather_rows(x: jax.Array, labels: jax.Array) -> jax.Array:
+    """``x[..., labels]`` per pixel (labels already sanitised)."""
+    index = _flat_index(labels, x.shape[-1])
+    if index is None:
+        return jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+    return x.reshape(-1).at[index].get(mode="promise_in_bounds").reshape(labels.shape)
+
+
+def _add_at_labels(dx: jax.Array, labels: jax.Array, values: jax.Array) -> jax.Array:
+    """``dx[..., labels] += values`` per pixel.
+
+    On CPU a flat scatter (``[pixels]`` work); elsewhere a compare-and-select
+    that fuses into the elementwise kernel producing ``dx``.
+    """
+    c = dx.shape[-1]
+    index = _flat_index(labels, c)
+
+    def select():
+        return dx + jnp.where(
+            _onehot(labels, jnp.ones_like(labels, jnp.bool_), c), values[..., None], 0.0
+        )
+
+    if index is None:
+        return select()
+
+    def scatter():
+        flat = (
+            dx.reshape(-1)
+            .at[index]
+            .add(
+                values.reshape(-1),
+                mode="promise_in_bounds",
+                indices_are_sorted=True,
+                unique_indices=True,
+            )
+        )
+        return flat.reshape(dx.shape)
+
+    return jax.lax.platform_dependent(cpu=scatter, default=select)
 
 
 # -- region statistics ------------------------------------------------------------
@@ -87,11 +156,6 @@ def class_sums(
     return jax.lax.platform_dependent(cpu=scatter, default=reduce_onehot)
 
 
-def _gather_rows(x: jax.Array, labels: jax.Array) -> jax.Array:
-    """``x[..., labels]`` per pixel (labels already sanitised)."""
-    return jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
-
-
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
 def softmax_label_sums(
     x: jax.Array, labels: jax.Array, valid: jax.Array, axes: tuple[int, ...]
@@ -112,28 +176,27 @@ def softmax_label_sums(
 
 def _label_sums_fwd(x, labels, valid, axes):
     c = x.shape[-1]
-    lse = _lse(x)
+    shift = _shift(_lse(x), valid)
     # tp gathers one probability per pixel; P is a single fused reduction of exp.
-    p_y = jnp.where(valid, jnp.exp(_gather_rows(x, labels) - lse), 0.0)
+    p_y = jnp.exp(_gather_rows(x, labels) - shift)
     tp = class_sums(p_y, labels, valid, axes, c)
-    total = jnp.sum(jnp.where(valid[..., None], jnp.exp(x - lse[..., None]), 0.0), axis=axes)
-    return (tp, total), (x, labels, valid, lse)
+    total = jnp.sum(jnp.exp(x - shift[..., None]), axis=axes)
+    return (tp, total), (x, labels, shift, p_y)
 
 
 def _label_sums_bwd(axes, res, cot):
-    # dx_ic = v_i p_ic (a_c [y_i = c] + b_c - s_i),  s_i = a_{y_i} p_{i y_i} + sum_c b_c p_ic
-    x, labels, valid, lse = res
+    # dx_ic = p_ic (b_c - s_i) + [y_i = c] a_c p_ic,  s_i = a_{y_i} p_{i y_i} + sum_c b_c p_ic
+    x, labels, shift, p_y = res
     g_tp, g_total = cot
     c = x.shape[-1]
-    a, b = _expand(g_tp, axes), _expand(g_total, axes)
+    b = _expand(g_total, axes)
     gid, groups = _group_index(labels.shape, axes)
-    a_y = jnp.take(g_tp.reshape(groups * c), gid * c + labels)
-    p_y = jnp.exp(_gather_rows(x, labels) - lse)
-    s = a_y * p_y + jnp.sum(b * jnp.exp(x - lse[..., None]), axis=-1)
-    p = jnp.exp(x - lse[..., None])
-    onehot = _onehot(labels, valid, c)
-    dx = p * (b - s[..., None]) + jnp.where(onehot, p * a, 0.0)
-    return jnp.where(valid[..., None], dx, 0.0), None, None
+    a_y = g_tp.reshape(groups * c).at[gid * c + labels].get(mode="promise_in_bounds")
+    x, shift = jax.lax.optimization_barrier((x, shift))  # recompute p; do not keep it
+    p = jnp.exp(x - shift[..., None])
+    s = a_y * p_y + jnp.sum(b * p, axis=-1)
+    dx = _add_at_labels(p * (b - s[..., None]), labels, a_y * p_y)
+    return dx, None, None
 
 
 softmax_label_sums.defvjp(_label_sums_fwd, _label_sums_bwd)
@@ -142,7 +205,7 @@ softmax_label_sums.defvjp(_label_sums_fwd, _label_sums_bwd)
 # -- cross-entropy ------------------------------------------------------------------
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(5,))
+@partial(jax.custom_vjp, nondiff_argnums=(5, 6))
 def cross_entropy_sums(
     x: jax.Array,
     labels: jax.Array,
@@ -150,6 +213,7 @@ def cross_entropy_sums(
     weights: jax.Array,
     smoothing: jax.Array,
     axes: tuple[int, ...],
+    smoothed: bool = True,
 ) -> jax.Array:
     """``sum_i v_i l_i`` over ``axes`` (see the module docstring for ``l_i``).
 
@@ -160,40 +224,45 @@ def cross_entropy_sums(
       weights: float32 class weights ``[C]`` (constants: no gradient).
       smoothing: float32 scalar label smoothing ``e`` (constant).
       axes: pooled per-pixel axes (static); ``()`` gives per-pixel terms.
+      smoothed: static; ``False`` promises ``e = 0`` and skips the smoothing terms.
 
     Returns:
       float32 ``[non-pooled...]``.
     """
-    return _ce_fwd(x, labels, valid, weights, smoothing, axes)[0]
+    return _ce_fwd(x, labels, valid, weights, smoothing, axes, smoothed)[0]
 
 
-def _ce_fwd(x, labels, valid, weights, smoothing, axes):
+def _ce_fwd(x, labels, valid, weights, smoothing, axes, smoothed):
     c = x.shape[-1]
     lse = _lse(x)
-    onehot = _onehot(labels, valid, c)
-    w = jnp.broadcast_to(weights, x.shape)
-    x_y = jnp.sum(jnp.where(onehot, x, 0.0), axis=-1)
-    w_y = jnp.sum(jnp.where(onehot, w, 0.0), axis=-1)
-    per_pixel = (1.0 - smoothing) * w_y * (lse - x_y)
-    smooth_term = jnp.sum(w * (lse[..., None] - x), axis=-1)
-    per_pixel = per_pixel + jnp.where(smoothing > 0, (smoothing / c) * smooth_term, 0.0)
+    w_y = weights.at[labels].get(mode="promise_in_bounds")
+    e = smoothing if smoothed else jnp.zeros((), jnp.float32)
+    per_pixel = (1.0 - e) * w_y * (lse - _gather_rows(x, labels))
+    if smoothed:  # (e / C) sum_c w_c (lse - x_c)
+        per_pixel = per_pixel + (e / c) * (
+            jnp.sum(weights) * lse - jnp.sum(jnp.broadcast_to(weights, x.shape) * x, axis=-1)
+        )
     per_pixel = jnp.where(valid, per_pixel, 0.0)
     out = jnp.sum(per_pixel, axis=axes) if axes else per_pixel
-    return out, (x, labels, valid, weights, smoothing, lse)
+    return out, (x, labels, valid, weights, e, _shift(lse, valid), w_y)
 
 
-def _ce_bwd(axes, res, g):
-    x, labels, valid, weights, smoothing, lse = res
+def _ce_bwd(axes, smoothed, res, g):
+    # dx_ic = gv_i [((1 - e) w_y + (e / C) W) p_ic - (e / C) w_c - (1 - e) w_y [y_i = c]]
+    x, labels, valid, weights, e, shift, w_y = res
     c = x.shape[-1]
-    p = jnp.exp(x - lse[..., None])
-    onehot = _onehot(labels, valid, c)
-    w = jnp.broadcast_to(weights, x.shape)
-    w_y = jnp.sum(jnp.where(onehot, w, 0.0), axis=-1, keepdims=True)
-    grad = (1.0 - smoothing) * w_y * (p - onehot.astype(jnp.float32))
-    grad = grad + (smoothing / c) * (jnp.sum(weights) * p - w)
-    scale = jnp.where(valid, _expand(g, axes), 0.0)[..., None]
-    dx = jnp.where(valid[..., None], scale * grad, 0.0)
-    return dx, None, None, jnp.zeros_like(weights), jnp.zeros_like(smoothing)
+    gv = jnp.where(valid, _expand(g, axes), 0.0)
+    hard = gv * (1.0 - e) * w_y
+    p = jnp.exp(x - shift[..., None])
+    if smoothed:
+        soft = gv * (e / c)
+        dx = (hard + soft * jnp.sum(weights))[..., None] * p - soft[..., None] * jnp.broadcast_to(
+            weights, x.shape
+        )
+    else:
+        dx = hard[..., None] * p
+    dx = _add_at_labels(dx, labels, -hard)
+    return dx, None, None, jnp.zeros_like(weights), jnp.zeros_like(e)
 
 
 cross_entropy_sums.defvjp(_ce_fwd, _ce_bwd)
