@@ -61,6 +61,7 @@ TINY = {
 }
 
 #: (workload, numerator row, denominator row, bound, "<=" or ">="), ratio of medians.
+#: The L2 rows apply the L1 bounds at C = 150 for information; they are not stated targets.
 TARGETS = [
     ("W1", "jaxseg", "read roof", 3.5, "<="),
     ("W1", "keras MeanIoU", "jaxseg", 4.5, ">="),
@@ -80,6 +81,10 @@ MEMORY_TARGETS = [
     ("L1", "jaxseg dice", "optax dice", 0.6),
     ("L2", "jaxseg dice", "optax dice", 0.6),
 ]
+
+
+#: Workloads whose bounds are reported but are not acceptance targets.
+INFORMATIONAL = ("L2",)
 
 
 @dataclasses.dataclass
@@ -348,6 +353,7 @@ def evaluate_targets(rows: list[Row]) -> list[dict[str, Any]]:
                 "target": f"{w}: time({num}) / time({den}) {op} {bound}",
                 "measured": ratio,
                 "met": met,
+                "informational": w in INFORMATIONAL,
             }
         )
     for w, row, ref, factor in MEMORY_TARGETS:
@@ -363,6 +369,7 @@ def evaluate_targets(rows: list[Row]) -> list[dict[str, Any]]:
                     "target": f"{w}: memory({row}) / memory({ref}) <= {factor}",
                     "measured": ratio,
                     "met": ratio <= factor,
+                    "informational": w in INFORMATIONAL,
                 }
             )
         else:
@@ -371,6 +378,7 @@ def evaluate_targets(rows: list[Row]) -> list[dict[str, Any]]:
                     "target": f"{w}: memory({row}) <= {ref / 2**20:.0f} MiB",
                     "measured": mem / 2**20,
                     "met": mem <= ref,
+                    "informational": w in INFORMATIONAL,
                 }
             )
     return results
@@ -412,7 +420,10 @@ def markdown(rows: list[Row], info: dict[str, Any], targets: list[dict[str, Any]
     if targets:
         lines += ["", "| target | measured | met |", "| --- | ---: | --- |"]
         for t in targets:
-            lines.append(f"| {t['target']} | {t['measured']:.2f} | {'yes' if t['met'] else 'NO'} |")
+            met = "yes" if t["met"] else "NO"
+            if t.get("informational"):
+                met = ("yes" if t["met"] else "no") + " (informational)"
+            lines.append(f"| {t['target']} | {t['measured']:.2f} | {met} |")
     return "\n".join(lines) + "\n"
 
 

@@ -65,11 +65,19 @@ def _expand(g: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     return jnp.expand_dims(g, axes) if axes else g
 
 
+#: Flat ``[pixels * C]`` indices must fit int32 (XLA's index type here); larger
+#: inputs take the ``[..., C]`` fallbacks.
+FLAT_INDEX_LIMIT = 2**31
+
+
 def _flat_index(labels: jax.Array, c: int) -> jax.Array | None:
-    """``i * C + labels_i`` over the flattened pixels, or ``None`` past int32."""
-    if labels.size * c >= 2**31:
+    """``i * C + labels_i`` over the flattened pixels, or ``None`` past the limit.
+
+    Unsigned, so that indexing skips the wrap-around of negative indices.
+    """
+    if labels.size * c >= FLAT_INDEX_LIMIT:
         return None
-    return jnp.arange(labels.size, dtype=jnp.int32) * c + labels.reshape(-1)
+    return jnp.arange(labels.size, dtype=jnp.uint32) * c + labels.reshape(-1).astype(jnp.uint32)
 
 
 def _gather_rows(x: jax.Array, labels: jax.Array) -> jax.Array:
@@ -80,22 +88,21 @@ def _gather_rows(x: jax.Array, labels: jax.Array) -> jax.Array:
     return x.reshape(-1).at[index].get(mode="promise_in_bounds").reshape(labels.shape)
 
 
-def _add_at_labels(dx: jax.Array, labels: jax.Array, values: jax.Array) -> jax.Array:
+def _add_at_labels(
+    dx: jax.Array, labels: jax.Array, values: jax.Array, method: str | None = None
+) -> jax.Array:
     """``dx[..., labels] += values`` per pixel.
 
     On CPU a flat scatter (``[pixels]`` work); elsewhere a compare-and-select
-    that fuses into the elementwise kernel producing ``dx``.
+    that fuses into the elementwise kernel producing ``dx``. ``method``
+    (``"scatter"`` or ``"select"``) forces one, for tests.
     """
     c = dx.shape[-1]
     index = _flat_index(labels, c)
 
     def select():
-        return dx + jnp.where(
-            _onehot(labels, jnp.ones_like(labels, jnp.bool_), c), values[..., None], 0.0
-        )
-
-    if index is None:
-        return select()
+        hot = _onehot(labels, jnp.ones(labels.shape, jnp.bool_), c)
+        return dx + jnp.where(hot, values[..., None], 0.0)
 
     def scatter():
         flat = (
@@ -110,6 +117,10 @@ def _add_at_labels(dx: jax.Array, labels: jax.Array, values: jax.Array) -> jax.A
         )
         return flat.reshape(dx.shape)
 
+    if index is None or method == "select":
+        return select()
+    if method == "scatter":
+        return scatter()
     return jax.lax.platform_dependent(cpu=scatter, default=select)
 
 
@@ -253,6 +264,7 @@ def _ce_bwd(axes, smoothed, res, g):
     c = x.shape[-1]
     gv = jnp.where(valid, _expand(g, axes), 0.0)
     hard = gv * (1.0 - e) * w_y
+    x, shift = jax.lax.optimization_barrier((x, shift))  # keep the select out of the exp pass
     p = jnp.exp(x - shift[..., None])
     if smoothed:
         soft = gv * (e / c)

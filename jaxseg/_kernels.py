@@ -165,15 +165,22 @@ def argmax_classes(logits: jax.Array, *, method: str | None = None) -> jax.Array
 # -- confusion counts -----------------------------------------------------------
 
 
-def _counts_scatter(rows: jax.Array, cols: jax.Array, ok: jax.Array, c: int) -> jax.Array:
-    """One ``bincount`` of ``row * C + col``; pixels that do not count go to a dump bin."""
-    index = jnp.where(ok, rows * c + cols, c * c).reshape(-1)
-    counts = jnp.bincount(index, length=c * c + 1, out_sharding=replicated_sharding(index))
-    counts = counts[: c * c]
-    return counts.reshape(c, c).astype(jnp.int32)
+def _counts_scatter(
+    rows: jax.Array, cols: jax.Array, ok: jax.Array, invalid: jax.Array, c: int
+) -> tuple[jax.Array, jax.Array]:
+    """One ``bincount`` of ``row * C + col``, with a bin for invalid pixels and a dump bin.
+
+    Counting the invalid pixels in the same pass saves a separate reduction
+    (and its ``[pixels]`` temporary) over the labels.
+    """
+    index = jnp.where(ok, rows * c + cols, jnp.where(invalid, c * c, c * c + 1)).reshape(-1)
+    counts = jnp.bincount(index, length=c * c + 2, out_sharding=replicated_sharding(index))
+    return counts[: c * c].reshape(c, c).astype(jnp.int32), counts[c * c].astype(jnp.int32)
 
 
-def _counts_matmul(rows: jax.Array, cols: jax.Array, ok: jax.Array, c: int) -> jax.Array:
+def _counts_matmul(
+    rows: jax.Array, cols: jax.Array, ok: jax.Array, invalid: jax.Array, c: int
+) -> tuple[jax.Array, jax.Array]:
     """``onehot(rows)^T @ onehot(cols)`` over blocks of pixels, exact int32 sums."""
     rows = jnp.where(ok, rows, -1).reshape(-1)  # -1 has an all-zero one-hot row
     cols = cols.reshape(-1)
@@ -200,7 +207,8 @@ def _counts_matmul(rows: jax.Array, cols: jax.Array, ok: jax.Array, c: int) -> j
 
     # lax.map, not a scan carry: the per-block parts need no device-variance
     # bookkeeping inside shard_map, and [blocks, C, C] is small.
-    return lax.map(one_block, (rows, cols)).sum(0, dtype=jnp.int32)
+    counts = lax.map(one_block, (rows, cols)).sum(0, dtype=jnp.int32)
+    return counts, jnp.sum(invalid, dtype=jnp.int32)
 
 
 _COUNT = {"scatter": _counts_scatter, "matmul": _counts_matmul}
@@ -229,16 +237,15 @@ def confusion_counts(
     ok = ok & pred_ok
     rows, cols = labels.astype(jnp.int32), preds.astype(jnp.int32)
     if method is not None:
-        counts = _COUNT[method](rows, cols, ok, c)
-    else:
-        counts = lax.platform_dependent(
-            rows,
-            cols,
-            ok,
-            cpu=functools.partial(_counts_scatter, c=c),
-            default=functools.partial(_counts_matmul, c=c),
-        )
-    return counts, jnp.sum(invalid, dtype=jnp.int32)
+        return _COUNT[method](rows, cols, ok, invalid, c)
+    return lax.platform_dependent(
+        rows,
+        cols,
+        ok,
+        invalid,
+        cpu=functools.partial(_counts_scatter, c=c),
+        default=functools.partial(_counts_matmul, c=c),
+    )
 
 
 def binary_counts(

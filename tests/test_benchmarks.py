@@ -48,6 +48,8 @@ def test_targets_are_evaluated_from_medians():
         run.Row("W1", "jaxseg", Timing([2.0, 3.0, 4.0], memory_bytes=2**20)),
         run.Row("W1", "keras MeanIoU", Timing([30.0])),
         run.Row("W1", "torchmetrics", skipped="not installed"),
+        run.Row("L2", "jaxseg CE", Timing([1.0])),
+        run.Row("L2", "optax CE", Timing([1.0])),
     ]
     targets = {t["target"]: t for t in run.evaluate_targets(rows)}
     roof = targets["W1: time(jaxseg) / time(read roof) <= 3.5"]
@@ -55,3 +57,18 @@ def test_targets_are_evaluated_from_medians():
     assert targets["W1: time(keras MeanIoU) / time(jaxseg) >= 4.5"]["measured"] == 10.0
     assert not any("torchmetrics" in t for t in targets)
     assert targets["W1: memory(jaxseg) <= 64 MiB"]["met"]
+    assert not roof["informational"]
+    l2 = targets["L2: time(jaxseg CE) / time(optax CE) <= 0.8"]
+    assert l2["informational"] and not l2["met"]
+    assert "no (informational)" in run.markdown(rows, _info(), list(targets.values()))
+
+
+def _info():
+    return {
+        "backend": "cpu",
+        "device_kind": "cpu",
+        "cpu_count": 2,
+        "jax_version": "0",
+        "date": "today",
+        "load_average_start": None,
+    }

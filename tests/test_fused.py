@@ -1,0 +1,99 @@
+"""The fused softmax reductions behind the losses: fallbacks, masking and memory."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxseg
+from jaxseg import _fused
+
+C = 5
+
+
+def _data(seed: int, shape=(2, 7, 9)):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(*shape, C)).astype(np.float32) * 3
+    labels = rng.integers(0, C, size=shape).astype(np.int32)
+    labels[rng.random(shape) < 0.2] = 255
+    return jnp.asarray(logits), jnp.asarray(labels)
+
+
+LOSSES = {
+    "dice": lambda x, y: jaxseg.dice_loss(x, y, ignore_index=255),
+    "tversky": lambda x, y: jaxseg.tversky_loss(x, y, alpha=0.3, beta=0.7, ignore_index=255),
+    "ce": lambda x, y: jaxseg.cross_entropy_loss(x, y, ignore_index=255),
+    "ce smoothed weighted": lambda x, y: jaxseg.cross_entropy_loss(
+        x, y, ignore_index=255, label_smoothing=0.2, class_weights=[1.0, 2.0, 0.5, 1.0, 3.0]
+    ),
+}
+
+
+def _value_and_grad(name, x, y):
+    return jax.jit(jax.value_and_grad(lambda a: jnp.sum(LOSSES[name](a, y))))(x)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_flat_index_fallback_is_identical(name, monkeypatch):
+    """Inputs too large for flat int32 indices take the [..., C] paths: same numbers."""
+    x, y = _data(0)
+    v1, g1 = _value_and_grad(name, x, y)
+    monkeypatch.setattr(_fused, "FLAT_INDEX_LIMIT", 1)
+    v2, g2 = _value_and_grad(name, x, y)
+    np.testing.assert_allclose(v2, v1, rtol=1e-6)
+    np.testing.assert_allclose(g2, g1, rtol=1e-5, atol=1e-7)
+
+
+def test_add_at_labels_paths_agree():
+    rng = np.random.default_rng(3)
+    dx = jnp.asarray(rng.normal(size=(4, 6, C)).astype(np.float32))
+    labels = jnp.asarray(rng.integers(0, C, size=(4, 6)).astype(np.int32))
+    values = jnp.asarray(rng.normal(size=(4, 6)).astype(np.float32))
+    want = np.asarray(dx).copy()
+    idx = np.asarray(labels)
+    np.put_along_axis(
+        want,
+        idx[..., None],
+        np.take_along_axis(want, idx[..., None], -1) + np.asarray(values)[..., None],
+        -1,
+    )
+    for method in ("scatter", "select", None):
+        got = jax.jit(lambda d, lab, v, m=method: _fused._add_at_labels(d, lab, v, m))(
+            dx, labels, values
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=str(method))
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_finite_garbage_in_ignored_pixels_is_left_out(name):
+    """Ignored pixels may hold any finite logits (here +-3e38): same loss, zero gradient."""
+    x, y = _data(1)
+    ignored = np.asarray(y) == 255
+    rng = np.random.default_rng(2)
+    garbage = np.where(rng.random(x.shape) < 0.5, 3e38, -3e38).astype(np.float32)
+    x2 = jnp.where(jnp.asarray(ignored)[..., None], jnp.asarray(garbage), x)
+    v1, g1 = _value_and_grad(name, x, y)
+    v2, g2 = _value_and_grad(name, x2, y)
+    np.testing.assert_allclose(v2, v1, rtol=1e-6)
+    assert np.all(np.asarray(g2)[ignored] == 0.0)
+    np.testing.assert_allclose(
+        np.asarray(g2)[~ignored], np.asarray(g1)[~ignored], rtol=1e-5, atol=1e-8
+    )
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="memory bound measured for XLA:CPU")
+@pytest.mark.parametrize("name", ["dice", "ce"])
+def test_value_and_grad_keeps_no_pixels_by_classes_temporary(name):
+    """The compiled value_and_grad needs far less scratch than one [pixels, C] buffer."""
+    shape, c = (2, 64, 64), 19
+    x = jnp.zeros((*shape, c), jnp.float32)
+    y = jnp.zeros(shape, jnp.int32)
+    fn = {
+        "dice": lambda a: jnp.mean(jaxseg.dice_loss(a, y, ignore_index=255)),
+        "ce": lambda a: jnp.mean(jaxseg.cross_entropy_loss(a, y, ignore_index=255)),
+    }[name]
+    compiled = jax.jit(jax.value_and_grad(fn)).lower(x).compile()
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    assert temp < 0.5 * x.size * 4, (temp, x.size * 4)
