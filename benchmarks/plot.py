@@ -12,6 +12,7 @@ def plot(results: dict, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     rows = [r for r in results["rows"] if "median_ms" in r and not r["name"].startswith("path")]
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
@@ -26,6 +27,7 @@ def plot(results: dict, out: Path) -> None:
         colors = ["tab:blue" if n == "read roof" else c for n, c in zip(names, colors, strict=True)]
         ax.barh(names, med, color=colors)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
         ax.invert_yaxis()
         shape = results["config"]["workloads"][w]
         ax.set_title(f"{w}: {shape['kind']} {tuple(shape['shape'])}, C={shape['num_classes']}")
