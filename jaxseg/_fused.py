@@ -140,13 +140,19 @@ def _group_index(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[jax.Arr
 
 
 def class_sums(
-    values: jax.Array | None, labels: jax.Array, valid: jax.Array, axes: tuple[int, ...], c: int
+    values: jax.Array | None,
+    labels: jax.Array,
+    valid: jax.Array,
+    axes: tuple[int, ...],
+    c: int,
+    method: str | None = None,
 ) -> jax.Array:
     """``sum_i v_i values_i [labels_i = c]`` over ``axes`` -> float32 ``[non-pooled..., C]``.
 
     ``values=None`` counts pixels. On CPU one ``bincount`` over ``group * C + label``
     (a scatter-add into a tiny table); elsewhere a compare-and-sum reduction,
-    since float scatter-adds serialise on GPUs.
+    since float scatter-adds serialise on GPUs. ``method`` (``"scatter"`` or
+    ``"reduce"``) forces one, for tests.
     """
     kept = tuple(n for d, n in enumerate(labels.shape) if d not in axes)
     w = jnp.ones(labels.shape, jnp.float32) if values is None else values
@@ -155,7 +161,7 @@ def class_sums(
         onehot = _onehot(labels, valid, c)
         return jnp.sum(jnp.where(onehot, w[..., None], 0.0), axis=axes)
 
-    if not axes:
+    if not axes or method == "reduce":
         return reduce_onehot()
 
     def scatter():
@@ -164,6 +170,8 @@ def class_sums(
         out = jnp.bincount(index, weights=w.reshape(-1), length=groups * c + 1)
         return out[:-1].reshape((*kept, c)).astype(jnp.float32)
 
+    if method == "scatter":
+        return scatter()
     return jax.lax.platform_dependent(cpu=scatter, default=reduce_onehot)
 
 

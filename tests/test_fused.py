@@ -97,3 +97,27 @@ def test_value_and_grad_keeps_no_pixels_by_classes_temporary(name):
     compiled = jax.jit(jax.value_and_grad(fn)).lower(x).compile()
     temp = compiled.memory_analysis().temp_size_in_bytes
     assert temp < 0.5 * x.size * 4, (temp, x.size * 4)
+
+
+@pytest.mark.parametrize("axes", [(0, 1, 2), (1, 2), (0,), (2,)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_class_sums_paths_agree_with_numpy(axes, weighted):
+    """The CPU bincount and the accelerator compare-and-sum give the same sums."""
+    rng = np.random.default_rng(4)
+    shape = (3, 5, 6)
+    labels = rng.integers(0, C, size=shape).astype(np.int32)
+    valid = rng.random(shape) < 0.8
+    values = rng.random(shape).astype(np.float32) if weighted else None
+    w = np.ones(shape, np.float32) if values is None else values
+    onehot = (labels[..., None] == np.arange(C)) & valid[..., None]
+    want = np.sum(np.where(onehot, w[..., None], 0.0), axis=axes)
+    for method in ("scatter", "reduce", None):
+        got = _fused.class_sums(
+            None if values is None else jnp.asarray(values),
+            jnp.asarray(labels),
+            jnp.asarray(valid),
+            axes,
+            C,
+            method,
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=str(method))
