@@ -304,7 +304,8 @@ class ConfusionMatrix(_CountAlgebra):
                  [0, 1]])
         """
         c = v.check_num_classes(num_classes)
-        return _configured_confusion(cls, c, v.normalize_ignore_index(ignore_index))
+        ignored = v.normalize_ignore_index(ignore_index)
+        return _configured(cls, c, (("ignore_index", ignored),), (("ignore_index", ignored),))
 
     def to_numpy(self) -> np.ndarray:
         """Exact host counts, ``int64 [..., C, C]``."""
@@ -473,6 +474,43 @@ class BinaryStats(_CountAlgebra):
             mask = jnp.asarray(mask).astype(jnp.bool_)
         return cls.from_logits(logits, labels, where=mask)
 
+    @classmethod
+    def configure(
+        cls, num_classes: int, *, threshold: Any = 0.5, ignore_index: Any = None
+    ) -> type[BinaryStats]:
+        """A subclass with the channel count, threshold and ignored ids bound, for CLU.
+
+        As :meth:`ConfusionMatrix.configure`: ``clu.metrics.Collection`` calls
+        ``Metric.empty()`` with no arguments and
+        ``Metric.from_model_output(logits=..., labels=..., mask=...)``; equal
+        arguments return the same class.
+
+        Args:
+          num_classes: number of channels ``C``.
+          threshold: probability threshold in ``[0, 1]``, a scalar or one per channel.
+          ignore_index: label value(s) to leave out (e.g. 255).
+
+        Returns:
+          A registered pytree subclass of this class.
+
+        Examples:
+          >>> import jax.numpy as jnp, jaxseg
+          >>> Metric = jaxseg.BinaryStats.configure(2, threshold=[0.5, 0.9], ignore_index=255)
+          >>> logits = jnp.array([[3.0, 1.0], [-2.0, 3.0], [1.0, 1.0]])
+          >>> labels = jnp.array([[1, 1], [0, 1], [255, 0]])
+          >>> update = Metric.from_model_output(logits=logits, labels=labels)
+          >>> Metric.empty().merge(update).to_numpy()  # rows tp, fp, fn, tn
+          array([[1, 1],
+                 [0, 0],
+                 [0, 1],
+                 [1, 1]])
+        """
+        c = v.check_num_classes(num_classes)
+        t = np.asarray(_check_threshold(threshold, c), np.float64)
+        bound_threshold = float(t) if t.ndim == 0 else tuple(float(x) for x in t)
+        ignored = v.normalize_ignore_index(ignore_index)
+        return _configured(cls, c, (), (("threshold", bound_threshold), ("ignore_index", ignored)))
+
     def to_numpy(self) -> np.ndarray:
         """Exact host counts ``int64 [..., 4, C]``: rows ``tp, fp, fn, tn``."""
         return _counts.to_int64_numpy(self.counts)
@@ -514,27 +552,36 @@ def _check_threshold(threshold: Any, num_classes: int) -> jax.Array:
 
 
 @functools.cache
-def _configured_confusion(
-    base: type[ConfusionMatrix], num_classes: int, ignored: tuple[int, ...]
-) -> type[ConfusionMatrix]:
-    """Build (once per arguments) the subclass returned by ``ConfusionMatrix.configure``."""
+def _configured(
+    base: type[_CountAlgebra],
+    num_classes: int,
+    empty_kwargs: tuple[tuple[str, Any], ...],
+    logits_kwargs: tuple[tuple[str, Any], ...],
+) -> type[_CountAlgebra]:
+    """Build (once per arguments) the subclass returned by ``configure``.
 
-    def empty(cls, num_classes: int = num_classes, *, ignore_index: Any = ignored):
-        return base.empty.__func__(cls, num_classes, ignore_index=ignore_index)
+    ``empty_kwargs`` and ``logits_kwargs`` are the bound keywords of
+    ``base.empty`` and ``base.from_logits``, as hashable ``(name, value)`` pairs.
+    """
+    bound = dict(logits_kwargs)
+
+    def empty(cls, num_classes: int = num_classes, **kwargs: Any):
+        return base.empty.__func__(cls, num_classes, **{**dict(empty_kwargs), **kwargs})
 
     def from_model_output(cls, logits, labels, mask=None, **_):
         logits = v.check_logits(jnp.asarray(logits))
-        if logits.shape[-1] != num_classes:
+        if logits.ndim == 0 or logits.shape[-1] != num_classes:
             raise ValueError(
                 f"`logits` must have {num_classes} classes on the last axis, as configured; "
                 f"got shape {tuple(logits.shape)}."
             )
         where = None if mask is None else jnp.asarray(mask).astype(jnp.bool_)
-        return cls.from_logits(logits, labels, ignore_index=ignored, where=where)
+        return cls.from_logits(logits, labels, where=where, **bound)
 
+    settings = ", ".join(f"{k}={val}" for k, val in (("num_classes", num_classes), *logits_kwargs))
     name = f"{base.__name__}_{num_classes}"
     namespace = {
-        "__doc__": f"{base.__name__} with num_classes={num_classes}, ignore_index={ignored}.",
+        "__doc__": f"{base.__name__} with {settings}.",
         "__module__": base.__module__,
         "__qualname__": name,
         "empty": classmethod(empty),

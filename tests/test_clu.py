@@ -110,3 +110,74 @@ def test_merge_with_other_configuration_raises():
     other = jaxseg.ConfusionMatrix.configure(C + 1).empty()
     with pytest.raises(TypeError, match="ConfusionMatrix_4 with ConfusionMatrix_4; got Conf"):
         Metric.empty().merge(other)
+
+
+# -- BinaryStats (multilabel) ----------------------------------------------------
+
+THRESHOLD = (0.5, 0.3, 0.7, 0.9)
+Binary = jaxseg.BinaryStats.configure(C, threshold=THRESHOLD, ignore_index=IGNORE)
+BinaryMetrics = clu_metrics.Collection.create(channels=Binary)
+
+
+def _binary_batches(n_batches=3, seed=2):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_batches):
+        logits = rng.normal(size=(2, 5, 6, C)).astype(np.float32)
+        labels = (rng.random(logits.shape) < 0.4).astype(np.int32)
+        labels[rng.random(labels.shape) < 0.1] = IGNORE
+        labels[0, 0, 0, :] = 2  # neither 0/1 nor ignored: invalid
+        mask = rng.random(labels.shape[:-1]) < 0.8
+        out.append((logits, labels, mask))
+    return out
+
+
+def _binary_reference(batches):
+    """Slow loop: int64 [4, C] rows tp, fp, fn, tn, and the invalid count."""
+    counts = np.zeros((4, C), np.int64)
+    invalid = 0
+    for logits, labels, mask in batches:
+        pred = 1.0 / (1.0 + np.exp(-logits.astype(np.float64))) > np.asarray(THRESHOLD)
+        for idx in np.ndindex(labels.shape):
+            y, ch = labels[idx], idx[-1]
+            if not mask[idx[:-1]] or y == IGNORE:
+                continue
+            if y not in (0, 1):
+                invalid += 1
+                continue
+            p = pred[idx]
+            row = 0 if (p and y) else 1 if p else 2 if y else 3
+            counts[row, ch] += 1
+    return counts, invalid
+
+
+def test_binary_configure_is_cached_and_validated():
+    assert Binary is jaxseg.BinaryStats.configure(
+        C, threshold=list(THRESHOLD), ignore_index=[IGNORE]
+    )
+    assert Binary is not jaxseg.BinaryStats.configure(C, ignore_index=IGNORE)
+    assert issubclass(Binary, jaxseg.BinaryStats)
+    with pytest.raises(ValueError, match="threshold"):
+        jaxseg.BinaryStats.configure(C, threshold=(0.5, 0.5))
+    with pytest.raises(ValueError, match=r"`logits` must have 4 classes"):
+        Binary.from_model_output(logits=jnp.zeros((3, C + 1)), labels=jnp.zeros((3, C + 1)))
+
+
+def test_binary_collection_loop_matches_reference():
+    batches = _binary_batches()
+
+    @jax.jit
+    def update(metrics, logits, labels, mask):
+        new = BinaryMetrics.single_from_model_output(logits=logits, labels=labels, mask=mask)
+        return metrics.merge(new)
+
+    metrics = BinaryMetrics.empty()
+    for logits, labels, mask in batches:
+        metrics = update(metrics, logits, labels, mask)
+    assert update._cache_size() == 1
+    ref, invalid = _binary_reference(batches)
+    np.testing.assert_array_equal(metrics.channels.to_numpy(), ref)
+    assert int(jaxseg._counts.to_int64_numpy(metrics.channels.invalid)) == invalid
+    out = metrics.compute()
+    tp, fp, fn = ref[0], ref[1], ref[2]
+    np.testing.assert_allclose(out["channels"], np.mean(tp / (tp + fp + fn)), rtol=1e-6)

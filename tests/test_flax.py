@@ -117,7 +117,7 @@ def _doc_blocks():
 
 def test_docs_example_trains_and_evaluates(capsys):
     blocks = _doc_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     ns = {"TRAIN_EPOCHS": 20}
     # user code runs with JAX's default promotion (optax's Adam mixes int and float)
     with jax.numpy_dtype_promotion("standard"):
@@ -136,3 +136,13 @@ def test_docs_example_trains_and_evaluates(capsys):
     ref = _reference([(np.asarray(model(images)), labels, np.ones(labels.shape, bool))])
     np.testing.assert_array_equal(ns["metric"].state.to_numpy(), ref)
     assert "mIoU" in capsys.readouterr().out
+
+
+def test_docs_clu_example_counts_every_pixel(capsys):
+    pytest.importorskip("clu.metrics")
+    ns: dict = {}
+    exec(compile(_doc_blocks()[2], str(DOC), "exec"), ns)
+    state, channel_state = ns["state"], ns["channel_state"]
+    assert state.confusion.to_numpy().sum() == 3 * 4 * 8 * 8
+    assert channel_state.channels.to_numpy().sum() == 3 * 4 * 8 * 8 * 2  # pixels x channels
+    assert "768 1536" in capsys.readouterr().out
