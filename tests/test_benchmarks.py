@@ -7,10 +7,9 @@ import numpy as np
 from benchmarks import run
 
 
-def test_tiny_run_writes_checked_table_and_json(tmp_path):
-    code = run.main(
-        ["--tiny", "--workload", "W1", "W3", "L1", "--reps", "1", "--out", str(tmp_path)]
-    )
+def test_quick_run_writes_checked_table_and_json(tmp_path):
+    """``--quick`` (every workload at reduced shapes) runs end to end and checks out."""
+    code = run.main(["--quick", "--reps", "1", "--out", str(tmp_path)])
     assert code == 0
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["machine"]["backend"]
@@ -26,8 +25,12 @@ def test_tiny_run_writes_checked_table_and_json(tmp_path):
                 assert r["check"] == "ok", r
     for r in result["rows"]:
         assert "MISMATCH" not in r["check"], r
+    for w in ("L1", "L2"):
+        assert rows[w, "jaxseg dice"]["check"].startswith("ok vs optax"), rows[w, "jaxseg dice"]
+        assert rows[w, "jaxseg CE"]["check"].startswith("ok vs optax"), rows[w, "jaxseg CE"]
+    assert result["config"]["mode"] == "quick"
     table = (tmp_path / "results.md").read_text()
-    assert "| W1 | jaxseg |" in table and "| L1 |" in table
+    assert "| W1 | jaxseg |" in table and "| W2 | jaxseg |" in table and "| L2 |" in table
 
 
 def test_workload_data_is_cityscapes_like():
