@@ -554,3 +554,52 @@ def test_optax_steps_lower_the_loss(name):
 
     first, last = train(params)
     assert float(last) < float(first) - 0.05
+
+
+# -- segmentation_models_pytorch's smoothing convention ----------------------------
+
+
+def _smp_scores(probs, onehot, kind, smooth, alpha=0.5, beta=0.5):
+    """smp's published per-class score formulas (``losses/_functional.py``), pooled
+    over the batch and the pixels as its multiclass losses do:
+
+    dice    (2 I + s) / (Σp + Σy + s)
+    jaccard (I + s) / (Σp + Σy − I + s)
+    tversky (I + s) / (I + α FP + β FN + s)
+    """
+    axes = tuple(range(probs.ndim - 1))
+    inter = np.sum(probs * onehot, axis=axes)
+    card = np.sum(probs + onehot, axis=axes)
+    if kind == "dice":
+        return (2 * inter + smooth) / (card + smooth)
+    if kind == "iou":
+        return (inter + smooth) / (card - inter + smooth)
+    fp = np.sum(probs * (1 - onehot), axis=axes)
+    fn = np.sum((1 - probs) * onehot, axis=axes)
+    return (inter + smooth) / (inter + alpha * fp + beta * fn + smooth)
+
+
+@pytest.mark.parametrize("smooth", [0.0, 1.0, 7.5])
+@pytest.mark.parametrize(
+    ("name", "kind", "kw"),
+    [
+        ("dice_loss", "dice", {}),
+        ("iou_loss", "iou", {}),
+        ("tversky_loss", "tversky", {"alpha": 0.3, "beta": 0.7}),
+    ],
+)
+def test_smp_smoothing_is_ours_unscaled(name, kind, kw, smooth):
+    """smp's ``smooth=s`` is our ``smooth=s`` (every class present, so smp's mask of
+    classes absent from the labels does not apply; smp's Tversky ``gamma`` acts on the
+    class mean, so it is left at 1)."""
+    c = 4
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(2, 6, 7, c)).astype(np.float32)
+    labels = rng.integers(0, c, size=(2, 6, 7)).astype(np.int32)
+    assert len(np.unique(labels)) == c
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = (probs / probs.sum(-1, keepdims=True)).astype(np.float64)
+    onehot = np.eye(c)[labels]
+    want = np.mean(1.0 - _smp_scores(probs, onehot, kind, smooth, **kw))
+    got = getattr(jaxseg, name)(logits, labels, axis=(0, 1, 2), smooth=smooth, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
