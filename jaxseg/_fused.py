@@ -32,8 +32,9 @@ several times better than plain loop fusions but stop at ``select``):
   barrier, so XLA cannot merge it with the forward pass's identical ``exp``
   and keep all the probabilities alive in between.
 
-Consequence: a NaN or infinite logit gives a NaN loss even in an ignored pixel
-(as in optax and torch); finite garbage there is left out exactly.
+Consequence: a NaN or ``+inf`` logit in an ignored pixel can make the loss or
+its gradient NaN (as in torch; which one depends on the backend's ``exp``);
+finite values there, however large, are left out exactly.
 """
 
 from __future__ import annotations
