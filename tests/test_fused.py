@@ -46,7 +46,7 @@ def test_flat_index_fallback_is_identical(name, monkeypatch):
     np.testing.assert_allclose(g2, g1, rtol=1e-5, atol=1e-7)
 
 
-def test_add_at_labels_against_numpy():
+def test_add_at_labels_paths_agree():
     rng = np.random.default_rng(3)
     dx = jnp.asarray(rng.normal(size=(4, 6, C)).astype(np.float32))
     labels = jnp.asarray(rng.integers(0, C, size=(4, 6)).astype(np.int32))
@@ -59,8 +59,11 @@ def test_add_at_labels_against_numpy():
         np.take_along_axis(want, idx[..., None], -1) + np.asarray(values)[..., None],
         -1,
     )
-    got = jax.jit(_fused._add_at_labels)(dx, labels, values)
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    for method in ("scatter", "select", None):
+        got = jax.jit(lambda d, lab, v, m=method: _fused._add_at_labels(d, lab, v, m))(
+            dx, labels, values
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=str(method))
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
