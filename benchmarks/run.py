@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxseg
-from benchmarks.timing import Timing, time_jax, time_numpy, time_torch
+from benchmarks.timing import Interleaver, Timing, time_jax, time_numpy, time_torch
 from jaxseg import _kernels
 
 IGNORE = 255
@@ -131,13 +131,14 @@ def count_rows(name: str, data: dict[str, np.ndarray], c: int, reps: int) -> lis
     else:
         ref = numpy_counts(data["preds"], data["labels"], c)
     rows: list[Row] = []
+    session = Interleaver()  # every row of the workload is timed round-robin
 
     def check(counts: Any) -> str:
         got = np.asarray(counts).astype(np.int64)
         return "ok" if np.array_equal(got, ref) else f"MISMATCH ({np.abs(got - ref).sum()} off)"
 
     def add_jax(row_name: str, fn: Callable[..., Any], readout: Callable[[Any], Any] | None):
-        timing, out = time_jax(fn, (x, labels), reps)
+        timing, out = time_jax(fn, (x, labels), reps, session)
         rows.append(Row(name, row_name, timing, "n/a" if readout is None else check(readout(out))))
 
     # The read roof: touch every input byte once.
@@ -171,19 +172,20 @@ def count_rows(name: str, data: dict[str, np.ndarray], c: int, reps: int) -> lis
             label = f"path argmax={am}, count={cm}" if from_logits else f"path count={cm}"
             add_jax(label, path, lambda out: out)
 
-    rows.extend(keras_row(name, x, labels, c, reps, from_logits, check))
-    rows.extend(torch_row(name, data, c, reps, from_logits, check))
+    rows.extend(keras_row(name, x, labels, c, reps, from_logits, check, session))
+    rows.extend(torch_row(name, data, c, reps, from_logits, check, session))
 
     def np_update():
         p = np.argmax(data["logits"], -1) if from_logits else data["preds"]
         return numpy_counts(p, data["labels"], c)
 
-    timing, out = time_numpy(np_update, reps)
+    timing, out = time_numpy(np_update, reps, session)
     rows.append(Row(name, "numpy argmax+bincount", timing, check(out)))
+    session.run(reps)
     return rows
 
 
-def keras_row(name, x, labels, c, reps, from_logits, check) -> list[Row]:
+def keras_row(name, x, labels, c, reps, from_logits, check, session=None) -> list[Row]:
     try:
         import keras
     except ImportError:
@@ -198,7 +200,7 @@ def keras_row(name, x, labels, c, reps, from_logits, check) -> list[Row]:
     def update(a, b):
         return metric.stateless_update_state(variables, b, a)
 
-    timing, out = time_jax(update, (x, labels), reps)
+    timing, out = time_jax(update, (x, labels), reps, session)
     total = next(o for o in out if o.ndim == 2)
     return [Row(name, "keras MeanIoU", timing, check(np.rint(np.asarray(total))))]
 
@@ -209,7 +211,7 @@ def torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def torch_row(name, data, c, reps, from_logits, check) -> list[Row]:
+def torch_row(name, data, c, reps, from_logits, check, session=None) -> list[Row]:
     try:
         import torch
         from torchmetrics.classification import MulticlassJaccardIndex
@@ -225,10 +227,16 @@ def torch_row(name, data, c, reps, from_logits, check) -> list[Row]:
     else:
         preds = torch.from_numpy(data["preds"].astype(np.int64))
     preds = preds.to(device)
-    with torch.inference_mode():
-        timing, _ = time_torch(lambda: metric.update(preds, target), reps, device, metric.reset)
+
+    def update() -> Any:
+        with torch.inference_mode():
+            return metric.update(preds, target)
+
+    metric.reset()
+    update()
+    counts = metric.confmat.cpu().numpy()  # checked; the timed calls reset before each update
+    timing, _ = time_torch(update, reps, device, metric.reset, session)
     timing.memory_note += f" ({device})"
-    counts = metric.confmat.cpu().numpy()
     return [Row(name, "torchmetrics", timing, check(counts))]
 
 
@@ -267,10 +275,12 @@ def loss_rows(name: str, data: dict[str, np.ndarray], c: int, reps: int) -> list
     fns["optax CE"] = optax_ce
     fns["optax dice+CE"] = lambda a, b: optax_dice(a, b) + optax_ce(a, b)
     checks = loss_checks(x, labels, c, dice, ce, optax_ce)
+    session = Interleaver()  # every row of the workload is timed round-robin
     for row_name, fn in fns.items():
         grad_fn = jax.value_and_grad(fn)
-        timing, _ = time_jax(grad_fn, (x, labels), reps)
+        timing, _ = time_jax(grad_fn, (x, labels), reps, session)
         rows.append(Row(name, row_name, timing, checks.get(row_name, "reference")))
+    session.run(reps)
     if dice is None or ce is None:
         missing = [n for n, f in [("dice_loss", dice), ("cross_entropy_loss", ce)] if f is None]
         rows.append(Row(name, "jaxseg " + ", ".join(missing), skipped="not in this jaxseg"))

@@ -1,4 +1,12 @@
-"""Timing and memory measurement shared by every benchmark row."""
+"""Timing and memory measurement shared by every benchmark row.
+
+Rows of one workload are timed *interleaved* (one call of each row in turn,
+repeated): slow drifts of the machine (other processes, frequency, memory
+bandwidth) then affect every row alike, so the ratios within a workload are
+far steadier than when each row's repetitions run back to back. Pass an
+:class:`Interleaver` to the ``time_*`` functions to defer their timing to
+:meth:`Interleaver.run`; without one they time at once.
+"""
 
 from __future__ import annotations
 
@@ -37,18 +45,69 @@ ROW_BUDGET_S = 10.0
 MIN_REPS = 3
 
 
-def _repeat(call: Callable[[], Any], reps: int, sync: Callable[[Any], Any]) -> list[float]:
-    times: list[float] = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        sync(call())
-        times.append(time.perf_counter() - start)
-        if len(times) >= MIN_REPS and sum(times) > ROW_BUDGET_S:
-            break
-    return times
+@dataclasses.dataclass
+class _Entry:
+    timing: Timing
+    call: Callable[[], Any]
+    sync: Callable[[Any], Any]
+    reset: Callable[[], Any] | None
 
 
-def time_jax(fn: Callable[..., Any], args: tuple[Any, ...], reps: int) -> tuple[Timing, Any]:
+class Interleaver:
+    """Collects prepared (compiled, warmed-up) calls and times them round-robin."""
+
+    def __init__(self) -> None:
+        self._entries: list[_Entry] = []
+
+    def add(
+        self,
+        timing: Timing,
+        call: Callable[[], Any],
+        sync: Callable[[Any], Any],
+        reset: Callable[[], Any] | None = None,
+    ) -> Timing:
+        self._entries.append(_Entry(timing, call, sync, reset))
+        return timing
+
+    def run(self, reps: int) -> None:
+        """Up to ``reps`` rounds; stops once every row has ``MIN_REPS`` timings and
+        the rounds took more than ``ROW_BUDGET_S`` per row. Fills each ``Timing``."""
+        spent = 0.0
+        for r in range(reps):
+            for e in self._entries:
+                if e.reset is not None:
+                    e.reset()
+                start = time.perf_counter()
+                e.sync(e.call())
+                elapsed = time.perf_counter() - start
+                e.timing.times.append(elapsed)
+                spent += elapsed
+            if r + 1 >= MIN_REPS and spent > ROW_BUDGET_S * len(self._entries):
+                break
+        self._entries.clear()
+
+
+def _schedule(
+    timing: Timing,
+    call: Callable[[], Any],
+    sync: Callable[[Any], Any],
+    reps: int,
+    session: Interleaver | None,
+    reset: Callable[[], Any] | None = None,
+) -> Timing:
+    own = session or Interleaver()
+    own.add(timing, call, sync, reset)
+    if session is None:
+        own.run(reps)
+    return timing
+
+
+def time_jax(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    reps: int,
+    session: Interleaver | None = None,
+) -> tuple[Timing, Any]:
     """Compile ``jax.jit(fn)`` (timed separately), warm up once, time ``reps`` calls."""
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
@@ -60,25 +119,36 @@ def time_jax(fn: Callable[..., Any], args: tuple[Any, ...], reps: int) -> tuple[
     except Exception:  # some backends do not report it
         pass
     out = jax.block_until_ready(compiled(*args))  # warm-up
-    times = _repeat(lambda: compiled(*args), reps, jax.block_until_ready)
     note = "XLA temp buffers" if memory is not None else "not reported by this backend"
-    return Timing(times, compile_s, memory, note), out
+    timing = Timing([], compile_s, memory, note)
+    _schedule(timing, lambda: compiled(*args), jax.block_until_ready, reps, session)
+    return timing, out
 
 
-def time_numpy(fn: Callable[[], Any], reps: int) -> tuple[Timing, Any]:
+def time_numpy(
+    fn: Callable[[], Any], reps: int, session: Interleaver | None = None
+) -> tuple[Timing, Any]:
     """Warm up once (measuring the tracemalloc peak), then time ``reps`` calls."""
     tracemalloc.start()
     out = fn()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    times = _repeat(fn, reps, lambda x: x)
-    return Timing(times, None, int(peak), "tracemalloc peak"), out
+    timing = Timing([], None, int(peak), "tracemalloc peak")
+    _schedule(timing, fn, lambda x: x, reps, session)
+    return timing, out
 
 
 def time_torch(
-    fn: Callable[[], Any], reps: int, device: str, reset: Callable[[], Any] | None = None
+    fn: Callable[[], Any],
+    reps: int,
+    device: str,
+    reset: Callable[[], Any] | None = None,
+    session: Interleaver | None = None,
 ) -> tuple[Timing, Any]:
-    """Time a torch callable; on CUDA synchronise and read the allocator peak."""
+    """Time a torch callable; on CUDA synchronise and read the allocator peak.
+
+    ``reset`` (e.g. a metric's ``reset``) runs before each call, untimed.
+    """
     import torch
 
     def sync(x: Any) -> Any:
@@ -97,10 +167,6 @@ def time_torch(
     if device == "cuda":
         memory, note = torch.cuda.max_memory_allocated() - base, "CUDA allocator peak"
 
-    def call() -> Any:
-        if reset is not None:
-            reset()
-        return fn()
-
-    times = _repeat(call, reps, sync)
-    return Timing(times, None, memory, note), out
+    timing = Timing([], None, memory, note)
+    _schedule(timing, fn, sync, reps, session, reset)
+    return timing, out

@@ -75,3 +75,21 @@ def _info():
         "date": "today",
         "load_average_start": None,
     }
+
+
+def test_interleaver_times_rows_round_robin():
+    from benchmarks.timing import Interleaver, Timing
+
+    order: list[str] = []
+    session = Interleaver()
+    timings = {}
+    for name in ("a", "b", "c"):
+        timings[name] = session.add(
+            Timing([]),
+            call=lambda name=name: order.append(name),
+            sync=lambda x: x,
+            reset=(lambda: order.append("reset")) if name == "b" else None,
+        )
+    session.run(4)
+    assert order == ["a", "reset", "b", "c"] * 4
+    assert all(len(t.times) == 4 for t in timings.values())
