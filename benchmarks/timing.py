@@ -1,9 +1,12 @@
 """Timing and memory measurement shared by every benchmark row.
 
-Rows of one workload are timed *interleaved* (one call of each row in turn,
-repeated): slow drifts of the machine (other processes, frequency, memory
-bandwidth) then affect every row alike, so the ratios within a workload are
-far steadier than when each row's repetitions run back to back. Pass an
+Rows of one workload are timed *interleaved in blocks*: each round gives every
+row one untimed call (to reach its own steady state: caches, allocator) and
+then ``BLOCK`` timed calls back to back, and the rounds repeat. A training
+loop calls the same step back to back, which the blocks keep; slow drifts of
+the machine (other processes, frequency, memory bandwidth) are spread over
+every row alike by the rounds, so ratios within a workload are steadier than
+when each row's repetitions all run at one moment. Pass an
 :class:`Interleaver` to the ``time_*`` functions to defer their timing to
 :meth:`Interleaver.run`; without one they time at once.
 """
@@ -43,6 +46,8 @@ class Timing:
 #: A row stops repeating after this many seconds once it has ``MIN_REPS`` timings.
 ROW_BUDGET_S = 10.0
 MIN_REPS = 3
+#: Timed calls per row and round, after one untimed call.
+BLOCK = 3
 
 
 @dataclasses.dataclass
@@ -70,19 +75,25 @@ class Interleaver:
         return timing
 
     def run(self, reps: int) -> None:
-        """Up to ``reps`` rounds; stops once every row has ``MIN_REPS`` timings and
-        the rounds took more than ``ROW_BUDGET_S`` per row. Fills each ``Timing``."""
+        """Rounds of (one untimed call, then up to ``BLOCK`` timed calls) per row,
+        until every row has ``reps`` timings, or has ``MIN_REPS`` and the timed
+        calls took more than ``ROW_BUDGET_S`` per row. Fills each ``Timing``."""
         spent = 0.0
-        for r in range(reps):
+        done = 0
+        while done < reps:
+            block = min(BLOCK, reps - done)
             for e in self._entries:
-                if e.reset is not None:
-                    e.reset()
-                start = time.perf_counter()
-                e.sync(e.call())
-                elapsed = time.perf_counter() - start
-                e.timing.times.append(elapsed)
-                spent += elapsed
-            if r + 1 >= MIN_REPS and spent > ROW_BUDGET_S * len(self._entries):
+                for k in range(block + 1):
+                    if e.reset is not None:
+                        e.reset()
+                    start = time.perf_counter()
+                    e.sync(e.call())
+                    elapsed = time.perf_counter() - start
+                    if k:  # the first call of a block is the untimed one
+                        e.timing.times.append(elapsed)
+                        spent += elapsed
+            done += block
+            if done >= MIN_REPS and spent > ROW_BUDGET_S * len(self._entries):
                 break
         self._entries.clear()
 

@@ -90,6 +90,7 @@ def test_interleaver_times_rows_round_robin():
             sync=lambda x: x,
             reset=(lambda: order.append("reset")) if name == "b" else None,
         )
-    session.run(4)
-    assert order == ["a", "reset", "b", "c"] * 4
+    session.run(4)  # rounds of 1 untimed + BLOCK (3) timed calls, then 1 + 1
+    block = ["a"] * 4 + ["reset", "b"] * 4 + ["c"] * 4
+    assert order == block + ["a"] * 2 + ["reset", "b"] * 2 + ["c"] * 2
     assert all(len(t.times) == 4 for t in timings.values())
