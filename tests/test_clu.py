@@ -57,18 +57,24 @@ def test_configure_is_cached_and_a_pytree():
     assert type(jax.tree_util.tree_unflatten(tree, leaves)) is Metric
 
 
-def test_collection_loop_matches_reference():
-    batches = _batches()
+def _accumulate(collection, batches):
+    """The usual CLU loop: a jitted update merged into ``collection.empty()``."""
 
     @jax.jit
     def update(metrics, logits, labels, mask):
-        new = Metrics.single_from_model_output(logits=logits, labels=labels, mask=mask)
+        new = collection.single_from_model_output(logits=logits, labels=labels, mask=mask)
         return metrics.merge(new)
 
-    metrics = Metrics.empty()
+    metrics = collection.empty()
     for logits, labels, mask in batches:
         metrics = update(metrics, logits, labels, mask)
     assert update._cache_size() == 1  # the empty state has the dtypes of an update
+    return metrics
+
+
+def test_collection_loop_matches_reference():
+    batches = _batches()
+    metrics = _accumulate(Metrics, batches)
     ref, invalid = _reference(batches)
     np.testing.assert_array_equal(metrics.confusion.to_numpy(), ref)
     assert int(jaxseg._counts.to_int64_numpy(metrics.confusion.invalid)) == invalid
@@ -165,16 +171,7 @@ def test_binary_configure_is_cached_and_validated():
 
 def test_binary_collection_loop_matches_reference():
     batches = _binary_batches()
-
-    @jax.jit
-    def update(metrics, logits, labels, mask):
-        new = BinaryMetrics.single_from_model_output(logits=logits, labels=labels, mask=mask)
-        return metrics.merge(new)
-
-    metrics = BinaryMetrics.empty()
-    for logits, labels, mask in batches:
-        metrics = update(metrics, logits, labels, mask)
-    assert update._cache_size() == 1
+    metrics = _accumulate(BinaryMetrics, batches)
     ref, invalid = _binary_reference(batches)
     np.testing.assert_array_equal(metrics.channels.to_numpy(), ref)
     assert int(jaxseg._counts.to_int64_numpy(metrics.channels.invalid)) == invalid
