@@ -14,16 +14,21 @@ from jaxseg._losses import sigmoid_tversky_loss as sigmoid_tversky_loss
 from jaxseg._losses import tversky_loss as tversky_loss
 from jaxseg._lovasz import lovasz_hinge_loss as lovasz_hinge_loss
 from jaxseg._lovasz import lovasz_softmax_loss as lovasz_softmax_loss
+from jaxseg._scores import balanced_accuracy as balanced_accuracy
 from jaxseg._scores import class_weights_from_counts as class_weights_from_counts
+from jaxseg._scores import cohen_kappa as cohen_kappa
 from jaxseg._scores import dice as dice
 from jaxseg._scores import fbeta as fbeta
 from jaxseg._scores import frequency_weighted_iou as frequency_weighted_iou
 from jaxseg._scores import generalized_dice as generalized_dice
 from jaxseg._scores import iou as iou
+from jaxseg._scores import matthews_corrcoef as matthews_corrcoef
 from jaxseg._scores import mean_accuracy as mean_accuracy
+from jaxseg._scores import negative_predictive_value as negative_predictive_value
 from jaxseg._scores import pixel_accuracy as pixel_accuracy
 from jaxseg._scores import precision as precision
 from jaxseg._scores import recall as recall
+from jaxseg._scores import specificity as specificity
 from jaxseg._scores import tversky as tversky
 from jaxseg._soft import SoftStats as SoftStats
 from jaxseg._state import BinaryStats as BinaryStats
@@ -35,8 +40,10 @@ __all__ = [
     "BinaryStats",
     "ConfusionMatrix",
     "SoftStats",
+    "balanced_accuracy",
     "checked",
     "class_weights_from_counts",
+    "cohen_kappa",
     "cross_entropy_loss",
     "dice",
     "dice_loss",
@@ -50,7 +57,9 @@ __all__ = [
     "iou_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
+    "matthews_corrcoef",
     "mean_accuracy",
+    "negative_predictive_value",
     "pixel_accuracy",
     "precision",
     "recall",
@@ -58,6 +67,7 @@ __all__ = [
     "sigmoid_focal_loss",
     "sigmoid_iou_loss",
     "sigmoid_tversky_loss",
+    "specificity",
     "tversky",
     "tversky_loss",
 ]

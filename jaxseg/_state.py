@@ -29,17 +29,23 @@ def _static(default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"static": True})
 
 
-class _CountAlgebra:
-    """Monoid operations shared by the exact count states.
+class StateAlgebra:
+    """The commutative monoid shared by every statistics state.
 
-    Subclasses are dataclasses whose non-static fields are normal-form limb
-    arrays with trailing limb axis, and which define ``num_classes``.
+    Subclasses are frozen dataclasses whose non-static fields are the array
+    leaves and whose static fields (``num_classes``, ignored classes, ...) must
+    match to merge. A subclass says how two leaves add (:meth:`_combine`), how a
+    leading axis folds (:meth:`_fold`) and how a mapped axis sums
+    (:meth:`_all_reduce`); ``merge`` / ``+``, ``reduce``, ``psum`` and the
+    compatibility checks are written once here.
     """
 
     num_classes: int
     ignore_classes: tuple[int, ...]
     #: Classes are mutually exclusive (softmax / argmax) rather than independent.
-    exclusive: ClassVar[bool]
+    exclusive: bool
+    #: Float sums of probabilities rather than exact counts (see ``_classwise``).
+    soft: ClassVar[bool] = False
 
     def _leaves(self) -> dict[str, jax.Array]:
         return {
@@ -48,12 +54,31 @@ class _CountAlgebra:
             if not f.metadata.get("static")
         }
 
+    def _static_fields(self) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if f.metadata.get("static")
+        }
+
+    # Leaf arithmetic, overridden by the exact count states.
+    @staticmethod
+    def _combine(a: jax.Array, b: jax.Array) -> jax.Array:
+        return a + b
+
+    @staticmethod
+    def _fold(a: jax.Array) -> jax.Array:
+        return a.sum(0)
+
+    @staticmethod
+    def _all_reduce(a: jax.Array, axis_name: Any) -> jax.Array:
+        return lax.psum(a, axis_name)
+
     def _check_compatible(self, other: Any) -> None:
+        name = type(self).__name__
         if type(other) is not type(self):
-            raise TypeError(
-                f"can only merge {type(self).__name__} with {type(self).__name__}; "
-                f"got {type(other).__name__}."
-            )
+            raise TypeError(f"can only merge {name} with {name}; got {type(other).__name__}.")
+        mine_static, theirs_static = self._static_fields(), other._static_fields()
         if other.num_classes != self.num_classes:
             raise ValueError(
                 f"cannot merge states with different `num_classes`: "
@@ -65,20 +90,25 @@ class _CountAlgebra:
                 f"{self.ignore_classes} and {other.ignore_classes}; create the empty state "
                 "with the same `ignore_index` as the updates."
             )
+        if mine_static != theirs_static:
+            raise ValueError(
+                f"cannot merge {name} states with different settings: "
+                f"{mine_static} and {theirs_static}."
+            )
         mine, theirs = self._leaves(), other._leaves()
-        for name in mine:
-            if mine[name].shape != theirs[name].shape:
+        for leaf in mine:
+            if mine[leaf].shape != theirs[leaf].shape:
                 raise ValueError(
-                    f"cannot merge states with different batch shapes: `{name}` has shape "
-                    f"{mine[name].shape} and {theirs[name].shape}; call `.reduce()` on "
+                    f"cannot merge states with different batch shapes: `{leaf}` has shape "
+                    f"{mine[leaf].shape} and {theirs[leaf].shape}; call `.reduce()` on "
                     "batched (vmapped or per-device) states first."
                 )
 
     def merge(self, other: Self) -> Self:
-        """Sum the counts of two states (exact; commutative and associative)."""
+        """Add the statistics of two states (commutative and associative)."""
         self._check_compatible(other)
         theirs = other._leaves()
-        new = {k: _counts.add(a, theirs[k]) for k, a in self._leaves().items()}
+        new = {k: self._combine(a, theirs[k]) for k, a in self._leaves().items()}
         return dataclasses.replace(self, **new)  # type: ignore[type-var]
 
     def __add__(self, other: Self) -> Self:
@@ -86,38 +116,55 @@ class _CountAlgebra:
 
     def reduce(self) -> Self:
         """Fold the leading axis (of a vmapped or per-device stacked state)."""
-        leaves = self._leaves()
-        first = next(iter(leaves.values()))
-        if first.ndim <= self._unbatched_ndim("counts"):
+        if not self.batch_shape:
             raise ValueError(
-                "`reduce` folds a leading batch axis, but this state is not batched; "
-                f"its counts have shape {first.shape}."
+                "`reduce` folds a leading batch axis, but this state is not batched."
             )
-        new = {k: _counts.sum_limbs(a, 0) for k, a in leaves.items()}
+        new = {k: self._fold(a) for k, a in self._leaves().items()}
         return dataclasses.replace(self, **new)  # type: ignore[type-var]
 
     def psum(self, axis_name: Any) -> Self:
         """Sum over a named mapped axis (``pmap``, ``shard_map``) with ``lax.psum``.
 
-        Exact for up to 65,536 devices: communication is the limbs, ``O(C^2)``
-        words for a confusion matrix, independent of the number of devices.
+        Communication is the leaves, ``O(C^2)`` words for a confusion matrix,
+        independent of the number of devices.
         """
-        new = {k: _counts.normalize(lax.psum(a, axis_name)) for k, a in self._leaves().items()}
+        new = {k: self._all_reduce(a, axis_name) for k, a in self._leaves().items()}
         return dataclasses.replace(self, **new)  # type: ignore[type-var]
 
-    def _unbatched_ndim(self, name: str) -> int:
-        raise NotImplementedError
+    #: The leaf whose leading axes are the batch axes, and its unbatched rank.
+    _batch_leaf: ClassVar[tuple[str, int]] = ("counts", 3)
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
         """Leading axes added by ``vmap`` (per-image states) or stacking."""
-        counts = self.counts  # type: ignore[attr-defined]
-        return tuple(counts.shape[: counts.ndim - self._unbatched_ndim("counts")])
+        name, ndim = self._batch_leaf
+        leaf = getattr(self, name)
+        return tuple(leaf.shape[: leaf.ndim - ndim])
 
     @property
     def counted_classes(self) -> np.ndarray:
         """Static boolean mask ``[C]``: classes that enter class averages."""
         return v.counted_mask(self.num_classes, self.ignore_classes)
+
+
+class _CountAlgebra(StateAlgebra):
+    """Exact count states: leaves are normal-form limb arrays with a trailing limb axis."""
+
+    exclusive: ClassVar[bool]
+
+    @staticmethod
+    def _combine(a: jax.Array, b: jax.Array) -> jax.Array:
+        return _counts.add(a, b)
+
+    @staticmethod
+    def _fold(a: jax.Array) -> jax.Array:
+        return _counts.sum_limbs(a, 0)
+
+    @staticmethod
+    def _all_reduce(a: jax.Array, axis_name: Any) -> jax.Array:
+        """Exact for up to 65,536 summands (16-bit limbs in 32-bit words)."""
+        return _counts.normalize(lax.psum(a, axis_name))
 
     @property
     def num_invalid(self) -> jax.Array:
@@ -143,14 +190,19 @@ class ConfusionMatrix(_CountAlgebra):
     ``num_classes`` and ignored classes are static metadata.
 
     A pixel is *valid* when ``where`` is true and its label is not in
-    ``ignore_index``; valid pixels whose label (or prediction) lies outside
-    ``[0, C)`` are counted in ``invalid``, never wrapped or dropped. Ignored ids
-    inside ``[0, C)`` are also left out of class averages.
+    ``ignore_index``; valid pixels whose label lies outside ``[0, C)`` are
+    counted in ``invalid``, never wrapped or dropped. A valid pixel whose
+    *prediction* lies outside ``[0, C)`` (a void prediction, such as
+    Cityscapes' 255) is a miss: counted in ``void[label]``, a false negative of
+    the label's class and a false positive of none, as the Cityscapes
+    evaluation counts it. Integer inputs of any width are range-checked before
+    any cast (an int64 label ``2**32 + 1`` is invalid, never class 1). Ignored
+    ids inside ``[0, C)`` are also left out of class averages.
 
-    Statistics per class ``c`` (float, ``[..., C]``)::
+    Statistics per class ``c`` (float, ``[..., C]``), with ``V`` the void counts::
 
         tp_c = M[c, c]      fp_c = sum_{r != c} M[r, c]
-        fn_c = sum_{k != c} M[c, k]      tn_c = N - tp_c - fp_c - fn_c
+        fn_c = sum_{k != c} M[c, k] + V[c]      tn_c = N - tp_c - fp_c - fn_c
 
     Examples:
       >>> import jax.numpy as jnp, jaxseg
@@ -166,6 +218,8 @@ class ConfusionMatrix(_CountAlgebra):
     Attributes:
       counts: ``uint32 [..., C, C, 3]`` limbs of the counts.
       invalid: ``uint32 [..., 3]`` limbs of the invalid-pixel count.
+      void: ``uint32 [..., C, 3]`` limbs of the void predictions per label class
+        (zeros when constructed without it, e.g. from an older checkpoint).
       num_classes: ``C`` (static).
       ignore_classes: ignored ids inside ``[0, C)`` (static).
     """
@@ -174,10 +228,14 @@ class ConfusionMatrix(_CountAlgebra):
     invalid: jax.Array
     num_classes: int = _static()
     ignore_classes: tuple[int, ...] = _static(())
+    void: jax.Array | None = None
     exclusive: ClassVar[bool] = True
 
-    def _unbatched_ndim(self, name: str) -> int:
-        return 3
+    def __post_init__(self) -> None:
+        # States saved before void predictions were counted have no `void` leaf.
+        if self.void is None and hasattr(self.counts, "shape"):
+            zeros = jnp.zeros((*self.counts.shape[:-2], self.counts.shape[-1]), jnp.uint32)
+            object.__setattr__(self, "void", zeros)
 
     @classmethod
     def empty(cls, num_classes: int, *, ignore_index: Any = None) -> ConfusionMatrix:
@@ -187,6 +245,7 @@ class ConfusionMatrix(_CountAlgebra):
         return cls(
             counts=_counts.zeros((c, c)),
             invalid=_counts.zeros(()),
+            void=_counts.zeros((c,)),
             num_classes=c,
             ignore_classes=tuple(i for i in ignored if 0 <= i < c),
         )
@@ -215,17 +274,18 @@ class ConfusionMatrix(_CountAlgebra):
           A state with counts ``[C, C]`` (no batch axis; ``vmap`` to get one).
         """
         c = v.check_num_classes(num_classes)
-        preds = v.check_int_labels(jnp.asarray(preds), "preds")
-        labels = v.check_int_labels(jnp.asarray(labels), "labels")
+        preds = v.check_int_labels(v.as_int_array(preds, "preds"), "preds")
+        labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
         v.check_same_shape("preds", preds, "labels", labels)
         ignored = v.normalize_ignore_index(ignore_index)
         mask = v.broadcast_where(where, labels.shape)
-        counts, invalid = _kernels.confusion_counts(
+        counts, void, invalid = _kernels.confusion_counts(
             preds, labels, num_classes=c, ignore_index=ignored, where=mask
         )
         return cls(
             counts=_counts.from_int(counts),
             invalid=_counts.from_int(invalid),
+            void=_counts.from_int(void),
             num_classes=c,
             ignore_classes=tuple(i for i in ignored if 0 <= i < c),
         )
@@ -251,7 +311,7 @@ class ConfusionMatrix(_CountAlgebra):
           A state with counts ``[C, C]``.
         """
         logits = v.check_logits(jnp.asarray(logits))
-        labels = v.check_int_labels(jnp.asarray(labels))
+        labels = v.check_int_labels(v.as_int_array(labels, "labels"))
         v.check_labels_for_logits(logits, labels)
         preds = _kernels.argmax_classes(logits)
         return cls.from_predictions(
@@ -308,8 +368,16 @@ class ConfusionMatrix(_CountAlgebra):
         return _configured(cls, c, (("ignore_index", ignored),), (("ignore_index", ignored),))
 
     def to_numpy(self) -> np.ndarray:
-        """Exact host counts, ``int64 [..., C, C]``."""
+        """Exact host counts, ``int64 [..., C, C]`` (void predictions: :meth:`void_to_numpy`)."""
         return _counts.to_int64_numpy(self.counts)
+
+    def void_to_numpy(self) -> np.ndarray:
+        """Exact host counts of void predictions per label class, ``int64 [..., C]``."""
+        return _counts.to_int64_numpy(self.void)
+
+    def label_counts(self) -> np.ndarray:
+        """Exact host label support per class (row sums plus voids), ``int64 [..., C]``."""
+        return self.to_numpy().sum(-1) + self.void_to_numpy()
 
     # -- statistics ------------------------------------------------------------
 
@@ -320,7 +388,7 @@ class ConfusionMatrix(_CountAlgebra):
         diag = jnp.moveaxis(diag, -2, -1)
         off = jnp.where(eye, jnp.uint32(0), self.counts)
         fp = _counts.normalize(off.sum(-3))  # column sums without the diagonal
-        fn = _counts.normalize(off.sum(-2))  # row sums without the diagonal
+        fn = _counts.normalize(off.sum(-2) + self.void)  # row sums without the diagonal
         return {"tp": diag, "fp": fp, "fn": fn}
 
     @property
@@ -335,7 +403,7 @@ class ConfusionMatrix(_CountAlgebra):
 
     @property
     def fn(self) -> jax.Array:
-        """False negatives per class (row sum minus diagonal), float ``[..., C]``."""
+        """False negatives per class (row sum minus diagonal, plus void predictions)."""
         return _counts.to_float(self._limb_stats()["fn"])
 
     @property
@@ -343,6 +411,7 @@ class ConfusionMatrix(_CountAlgebra):
         """True negatives per class, float ``[..., C]``, computed exactly in limbs."""
         s = self._limb_stats()
         flat = self.counts.reshape((*self.counts.shape[:-3], -1, _counts.NUM_LIMBS))
+        flat = jnp.concatenate([flat, self.void], axis=-2)  # every valid pixel once
         total = _counts.sum_limbs(jnp.moveaxis(flat, -2, 0), 0)[..., None, :]
         signed = (
             total.astype(jnp.int32)
@@ -390,9 +459,6 @@ class BinaryStats(_CountAlgebra):
     ignore_classes: tuple[int, ...] = _static(())
     exclusive: ClassVar[bool] = False
 
-    def _unbatched_ndim(self, name: str) -> int:
-        return 3
-
     @classmethod
     def empty(cls, num_classes: int) -> BinaryStats:
         """The identity of :meth:`merge`."""
@@ -413,8 +479,8 @@ class BinaryStats(_CountAlgebra):
         ``where`` has the shape of ``preds`` or broadcasts to ``preds.shape[:-1]``
         (one flag per pixel, shared by the channels).
         """
-        preds = jnp.asarray(preds)
-        labels = v.check_int_labels(jnp.asarray(labels), "labels")
+        preds = v.as_int_array(preds, "preds")
+        labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
         v.check_int_labels(preds, "preds")
         v.check_same_shape("preds", preds, "labels", labels)
         if preds.ndim < 1:
@@ -453,7 +519,7 @@ class BinaryStats(_CountAlgebra):
           where: mask of ``logits.shape`` or broadcastable to ``logits.shape[:-1]``.
         """
         logits = v.check_logits(jnp.asarray(logits))
-        labels = v.check_int_labels(jnp.asarray(labels), "labels")
+        labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
         v.check_same_shape("logits", logits, "labels", labels)
         threshold = _check_threshold(threshold, logits.shape[-1])
         preds = jax.nn.sigmoid(logits.astype(jnp.float32)) > jnp.broadcast_to(

@@ -222,3 +222,38 @@ def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
 def float_dtype() -> Any:
     """float64 when x64 is enabled, else float32."""
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A Python (or NumPy) boolean flag; anything else is a ``TypeError``."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"`{name}` must be True or False; got {_show(value)}.")
+    return bool(value)
+
+
+_INT32 = np.iinfo(np.int32)
+
+
+def as_int_array(x: Any, name: str) -> jax.Array:
+    """An integer array for the device, never wrapped by a narrowing cast.
+
+    With ``jax_enable_x64`` off, ``jnp.asarray`` turns a NumPy ``int64`` /
+    ``uint64`` / ``uint32`` array into int32 by wrapping (``2**32 + 1``
+    becomes 1). Such host arrays are saturated to the int32 range on the host
+    first, so a value outside it stays out of range (an invalid label or a void
+    prediction) instead of aliasing a class.
+    """
+    if isinstance(x, jax.Array) or jax.config.jax_enable_x64:
+        return jnp.asarray(x)
+    if not isinstance(x, np.ndarray | np.generic):
+        x = np.asarray(x)
+        if x.dtype.kind not in "iu":
+            return jnp.asarray(x)
+    if x.dtype.kind in "iu" and (
+        x.dtype.itemsize > 4 or (x.dtype.kind == "u" and x.dtype.itemsize == 4)
+    ):
+        if x.dtype.kind == "u":
+            x = np.minimum(x, np.uint64(_INT32.max)).astype(np.int32)
+        else:
+            x = np.clip(x, _INT32.min, _INT32.max).astype(np.int32)
+    return jnp.asarray(x)
