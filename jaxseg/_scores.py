@@ -131,17 +131,25 @@ def per_class_scores(
 
 def _micro(
     stats: tuple[jax.Array, ...],
-    weights: jax.Array,
+    include: jax.Array,
+    weights: jax.Array | None,
     terms: Terms,
     *,
     soft: bool,
     smooth: Any,
     empty: float,
 ) -> jax.Array:
-    """Pool ``sum_c w_c stat_c`` over classes, then one ratio (micro average)."""
-    ptp, pfp, pfn, ptn = (jnp.sum(weights * x, axis=-1) for x in stats)
+    """Pool ``sum_c w_c stat_c`` over included classes, then one ratio (micro average).
+
+    Emptiness is decided on the unweighted pooled statistics, so that weights
+    (Sudre's ``1 / T²`` can be tiny) never turn labelled mass into "nothing".
+    """
+    w = jnp.ones(include.shape[-1:], jnp.float32) if weights is None else weights
+    w = jnp.where(include, jnp.broadcast_to(w, include.shape), 0.0)
+    ptp, pfp, pfn, ptn = (jnp.sum(w * x, axis=-1) for x in stats)
     num, den = terms(ptp, pfp, pfn, ptn)
-    is_empty = cw_.empty_classes(ptp, pfp, pfn, soft=soft)
+    tp, fp, fn = (jnp.sum(jnp.where(include, x, 0.0), axis=-1) for x in stats[:3])
+    is_empty = cw_.empty_classes(tp, fp, fn, soft=soft)
     return per_class_scores(num, den, is_empty, smooth=smooth, empty=empty)[0]
 
 
@@ -166,9 +174,9 @@ def _reduce(
     )
     soft = cw_.is_soft(stats)
     if average == "micro":
-        w = jnp.ones(tp.shape[-1:], tp.dtype) if cw is None else cw
-        w = jnp.where(include, jnp.broadcast_to(w, tp.shape), 0.0)
-        return _micro((tp, fp, fn, tn), w, terms, soft=soft, smooth=smooth, empty=empty)
+        return _micro(
+            (tp, fp, fn, tn), include, cw, terms, soft=soft, smooth=smooth, empty=empty
+        )
     num, den = terms(tp, fp, fn, tn)
     is_empty = cw_.empty_classes(tp, fp, fn, soft=soft)
     scores, left_out = per_class_scores(num, den, is_empty, smooth=smooth, empty=empty)
@@ -904,8 +912,10 @@ def generalized_dice(
     soft = cw_.is_soft(stats)
     w = sudre_weights(jax.lax.stop_gradient(tp + fn), include, weighting, soft=soft)
     if cw is not None:
-        w = w * cw
-    return _micro((tp, fp, fn, tn), w, dice_terms, soft=soft, smooth=smooth, empty=empty)
+        w = w * jnp.broadcast_to(cw, w.shape)
+    return _micro(
+        (tp, fp, fn, tn), include, w, dice_terms, soft=soft, smooth=smooth, empty=empty
+    )
 
 
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "median", "enet")

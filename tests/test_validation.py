@@ -122,7 +122,7 @@ def test_merge_different_states():
         TypeError, match=r"can only merge BinaryStats with BinaryStats; got ConfusionMatrix"
     ):
         BinaryStats.empty(4).merge(CM)
-    with pytest.raises(ValueError, match=r"cannot merge SoftStats with different `num_classes`"):
+    with pytest.raises(ValueError, match=r"cannot merge states with different `num_classes`"):
         SoftStats.empty(3) + SoftStats.empty(4)
     with pytest.raises(TypeError, match=r"can only merge SoftStats with SoftStats"):
         SoftStats.empty(4) + CM
