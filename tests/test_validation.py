@@ -194,8 +194,8 @@ def test_ignore_index_traced_or_float_array():
     ("bad", "error", "msg"),
     [
         ("balanced", TypeError, r"got 'balanced'"),
-        (["a", "b", "c", "d"], TypeError, r"numbers; got an array .* dtype <U1"),
-        ([True, False, True, True], TypeError, r"numbers; got an array .* dtype bool"),
+        (["a", "b", "c", "d"], TypeError, r"one weight per class; got an array .* dtype <U1"),
+        ([True, False, True, True], TypeError, r"one weight per class; got an array .* dtype bool"),
         ([1.0, 2.0], ValueError, r"shape \(4,\), one weight per class; got shape \(2,\)"),
         (np.ones((4, 1)), ValueError, r"shape \(4,\), one weight per class; got shape \(4, 1\)"),
         (2.0, ValueError, r"shape \(4,\), one weight per class; got shape \(\)"),
@@ -251,14 +251,19 @@ def _limbs(*shape, dtype=jnp.uint32):
 @pytest.mark.parametrize(
     ("counts", "invalid", "msg"),
     [
-        ((3, 3), (), r"`counts` must have shape \(\.\.\., 4, 4, 3\); got \(3, 3, 3\)"),
-        ((4, 4), (2,), r"`invalid` must have shape \(\.\.\., 3\); got \(2, 3\)"),
-        ((2, 4, 4), (3,), r"batch shapes .* `counts` has \(2,\) and `invalid` has \(3,\)"),
+        ((3, 3, 3), (3,), r"`counts` must have shape \(\.\.\., 4, 4, 3\); got \(3, 3, 3\)"),
+        ((4, 4, 3), (2,), r"`invalid` must have shape \(\.\.\., 3\); got \(2,\)"),
+        (
+            (2, 4, 4, 3),
+            (3, 3),
+            r"leaves must share their batch shapes .* `counts` has \(2,\) and `invalid` has \(3,\)",
+        ),
     ],
 )
 def test_confusion_matrix_of_the_wrong_shape(counts, invalid, msg):
+    counts, invalid = jnp.zeros(counts, jnp.uint32), jnp.zeros(invalid, jnp.uint32)
     with pytest.raises(ValueError, match=r"ConfusionMatrix " + msg):
-        ConfusionMatrix(counts=_limbs(*counts), invalid=_limbs(*invalid), num_classes=4)
+        ConfusionMatrix(counts=counts, invalid=invalid, num_classes=4)
 
 
 def test_binary_stats_of_the_wrong_shape_or_dtype():
