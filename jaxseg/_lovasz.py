@@ -9,6 +9,7 @@ change nothing.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -28,7 +29,8 @@ def _group_last(x: jax.Array, axes: tuple[int, ...], pixel_ndim: int) -> jax.Arr
     kept = tuple(a for a in range(pixel_ndim) if a not in axes)
     x = jnp.transpose(x, (*kept, pixel_ndim, *axes))
     shape = x.shape[: len(kept) + 1]
-    return x.reshape(*shape, -1)
+    pooled = math.prod(x.shape[len(kept) + 1 :])  # explicit: `-1` is ambiguous at size 0
+    return x.reshape(*shape, pooled)
 
 
 def _lovasz_grad(gt_sorted: jax.Array) -> jax.Array:
@@ -92,6 +94,8 @@ def lovasz_softmax_loss(
 
     Returns:
       float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+      Zero-size axes are fine: an empty batch gives an empty loss, a group with
+      no pixels gives 0 (and zero gradients).
 
     Examples:
       >>> import jax.numpy as jnp, jaxseg
@@ -159,6 +163,8 @@ def lovasz_hinge_loss(
 
     Returns:
       float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+      Zero-size axes are fine: an empty batch gives an empty loss, a group with
+      no pixels gives 0 (and zero gradients).
 
     Examples:
       >>> import jax.numpy as jnp, jaxseg
