@@ -200,6 +200,13 @@ class ConfusionMatrix(_CountAlgebra):
     per cell without ``jax_enable_x64``; see :mod:`jaxseg._counts`) and whose
     ``num_classes`` and ignored classes are static metadata.
 
+    Limits: counts are guaranteed exact below ``2**48`` per cell, through any
+    number of merges and through one :meth:`psum` of at most 65,536 members.
+    Past ``2**48`` nothing raises by default (merges stay exact, ``to_numpy``
+    to ``2**63``, but the guarantee is void); under :func:`jaxseg.checked`,
+    ``merge`` / ``+`` / ``reduce`` / ``psum`` raise when a count reaches
+    ``2**48``. A :meth:`psum` over a larger static axis raises ``ValueError``.
+
     A pixel is *valid* when ``where`` is true and its label is not in
     ``ignore_index``; valid pixels whose label (or prediction) lies outside
     ``[0, C)`` are counted in ``invalid``, never wrapped or dropped. Ignored ids
