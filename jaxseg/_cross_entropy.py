@@ -15,8 +15,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxseg import _validation as v
-from jaxseg._fused import cross_entropy_sums
 from jaxseg._classwise import safe_power
+from jaxseg._fused import cross_entropy_sums
 from jaxseg._loss_inputs import float_logits, pool_axes, prepare_targets
 from jaxseg._soft import sanitize_class_ids
 

@@ -99,9 +99,7 @@ def _region_loss(
         per_class = -jnp.log(jnp.maximum(scores, _LOG_EPS))
     else:
         per_class = cw_.safe_power(jnp.maximum(1.0 - scores, 0.0), gamma)
-    return cw_.class_average(
-        per_class, include, average="macro", class_weights=cw, none_value=0.0
-    )
+    return cw_.class_average(per_class, include, average="macro", class_weights=cw, none_value=0.0)
 
 
 # -- multiclass (softmax) region losses -----------------------------------------

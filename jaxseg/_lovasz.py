@@ -9,6 +9,7 @@ change nothing.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -16,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxseg import _validation as v
 from jaxseg import _classwise as cw_
+from jaxseg import _validation as v
 from jaxseg._loss_inputs import float_logits, pool_axes, prepare_targets
 
 ArrayLike = jax.typing.ArrayLike
@@ -29,7 +30,8 @@ def _group_last(x: jax.Array, axes: tuple[int, ...], pixel_ndim: int) -> jax.Arr
     kept = tuple(a for a in range(pixel_ndim) if a not in axes)
     x = jnp.transpose(x, (*kept, pixel_ndim, *axes))
     shape = x.shape[: len(kept) + 1]
-    return x.reshape(*shape, -1)
+    pooled = math.prod(x.shape[len(kept) + 1 :])  # explicit: `-1` is ambiguous at size 0
+    return x.reshape(*shape, pooled)
 
 
 def _lovasz_grad(gt_sorted: jax.Array) -> jax.Array:
@@ -93,6 +95,8 @@ def lovasz_softmax_loss(
 
     Returns:
       float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+      Zero-size axes are fine: an empty batch gives an empty loss, a group with
+      no pixels gives 0 (and zero gradients).
 
     Examples:
       >>> import jax.numpy as jnp, jaxseg
@@ -128,9 +132,7 @@ def lovasz_softmax_loss(
     )
     if classes == "present":
         include = include & (jnp.sum(g, axis=-1) > cw_.MIN_MASS)
-    return cw_.class_average(
-        per_class, include, average="macro", class_weights=cw, none_value=0.0
-    )
+    return cw_.class_average(per_class, include, average="macro", class_weights=cw, none_value=0.0)
 
 
 def lovasz_hinge_loss(
@@ -163,6 +165,8 @@ def lovasz_hinge_loss(
 
     Returns:
       float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+      Zero-size axes are fine: an empty batch gives an empty loss, a group with
+      no pixels gives 0 (and zero gradients).
 
     Examples:
       >>> import jax.numpy as jnp, jaxseg
@@ -187,6 +191,4 @@ def lovasz_hinge_loss(
     e, g, ok = (_group_last(a, axes, nd) for a in (errors, y, valid))
     per_class = _lovasz_dot(e, g, ok, hinge=True)
     include = cw_.include_mask(np.ones(c, np.bool_), per_class.shape, class_weights=cw)
-    return cw_.class_average(
-        per_class, include, average="macro", class_weights=cw, none_value=0.0
-    )
+    return cw_.class_average(per_class, include, average="macro", class_weights=cw, none_value=0.0)

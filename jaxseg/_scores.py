@@ -174,9 +174,7 @@ def _reduce(
     )
     soft = cw_.is_soft(stats)
     if average == "micro":
-        return _micro(
-            (tp, fp, fn, tn), include, cw, terms, soft=soft, smooth=smooth, empty=empty
-        )
+        return _micro((tp, fp, fn, tn), include, cw, terms, soft=soft, smooth=smooth, empty=empty)
     num, den = terms(tp, fp, fn, tn)
     is_empty = cw_.empty_classes(tp, fp, fn, soft=soft)
     scores, left_out = per_class_scores(num, den, is_empty, smooth=smooth, empty=empty)
@@ -913,9 +911,7 @@ def generalized_dice(
     w = sudre_weights(jax.lax.stop_gradient(tp + fn), include, weighting, soft=soft)
     if cw is not None:
         w = w * jnp.broadcast_to(cw, w.shape)
-    return _micro(
-        (tp, fp, fn, tn), include, w, dice_terms, soft=soft, smooth=smooth, empty=empty
-    )
+    return _micro((tp, fp, fn, tn), include, w, dice_terms, soft=soft, smooth=smooth, empty=empty)
 
 
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "median", "enet")
@@ -932,12 +928,10 @@ def _label_support(state_or_counts: Any) -> tuple[Any, Any]:
             raise ValueError(
                 "`state_or_counts` must be a dataset-level state; call `.reduce()` first."
             )
-        to_numpy = getattr(state_or_counts, "label_counts", None)
-        try:
-            if to_numpy is not None:
-                return np.asarray(to_numpy(), np.float64), np
-        except jax.errors.ConcretizationTypeError:
-            pass
+        exact = getattr(state_or_counts, "label_counts", None)
+        traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(state_or_counts))
+        if exact is not None and not traced:
+            return np.asarray(exact(), np.float64), np
         return (state_or_counts.tp + state_or_counts.fn).astype(jnp.float32), jnp
     if isinstance(state_or_counts, jax.core.Tracer):
         n, xp = state_or_counts, jnp
@@ -1012,11 +1006,11 @@ def class_weights_from_counts(
     n, xp = _label_support(state_or_counts)
     present = n > 0
     total = xp.sum(n)
-    k = xp.sum(present)
+    k = xp.sum(xp.where(present, 1.0, 0.0))
     safe = xp.where(present, n, 1.0)
     p = safe / xp.where(total > 0, total, 1.0)
     if scheme == "inverse":
-        w = total / (xp.maximum(k, 1) * safe)
+        w = total / (xp.maximum(k, 1.0) * safe)
     elif scheme == "inverse_sqrt":
         raw = 1.0 / xp.sqrt(safe)
         norm = xp.sum(xp.where(present, raw * n, 0.0))

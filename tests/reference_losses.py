@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 
-
 #: Labelled mass (pixels) at or below which a class counts as absent.
 MIN_MASS = 1e-6
 

@@ -401,9 +401,7 @@ def test_empty_class_rules():
     # smooth > 0: the formula decides (MONAI): class 2 scores s / (1 + s), class 1 s / s
     # class 0: 1 - (6 + 1) / (7 + 1); class 1: 1 - 1 / 1 = 0; class 2: 1 - 1 / (1 + 1)
     want = ((1 - 7 / 8) + 0.0 + (1 - 1 / 2)) / 3
-    np.testing.assert_allclose(
-        jaxseg.dice_loss(logits2, labels, smooth=1.0), [want] * 2, rtol=1e-6
-    )
+    np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels, smooth=1.0), [want] * 2, rtol=1e-6)
 
 
 def test_bad_input():

@@ -82,8 +82,7 @@ def _check(values, grads, name, kw, perfect=True):
 @pytest.mark.parametrize(("name", "kw"), SOFTMAX_CASES, ids=str)
 def test_softmax_losses_margin_sweep(name, kw):
     fn = getattr(jaxseg, name)
-    extra = {} if name.startswith("generalized") or "class_weights" in kw else {}
-    kwargs = {**kw, **extra, "ignore_index": 255}
+    kwargs = {**kw, "ignore_index": 255}
     # perfect predictions at every margin
     values, grads = _sweep(
         lambda x, y: fn(x, y, **kwargs), lambda m: m * jnp.asarray(ONEHOT), LABELS
@@ -133,9 +132,7 @@ def test_readme_recipe_nan_gradients_and_absent_class_offset():
 
     def step(m):
         def loss(x):
-            return jnp.mean(
-                jaxseg.cross_entropy_loss(x, labels) + jaxseg.dice_loss(x, labels)
-            )
+            return jnp.mean(jaxseg.cross_entropy_loss(x, labels) + jaxseg.dice_loss(x, labels))
 
         return jax.value_and_grad(loss)(m * onehot)
 
@@ -210,11 +207,11 @@ def test_sigmoid_loss_is_one_minus_score_of_sigmoid_stats():
 
 def test_loss_flags_must_be_bools():
     x, y = jnp.zeros((1, 2, 3)), jnp.zeros((1, 2), jnp.int32)
-    with pytest.raises(TypeError, match="`squared` must be True or False; got 'yes'"):
+    with pytest.raises(TypeError, match=r"`squared` must be a bool \(True or False\); got 'yes'"):
         jaxseg.dice_loss(x, y, squared="yes")
-    with pytest.raises(TypeError, match="`log` must be True or False; got 1.5"):
+    with pytest.raises(TypeError, match=r"`log` must be a bool \(True or False\); got 1.5"):
         jaxseg.iou_loss(x, y, log=1.5)
-    with pytest.raises(TypeError, match="`include_background` must be True or False"):
+    with pytest.raises(TypeError, match="`include_background` must be a bool"):
         jaxseg.iou(jaxseg.ConfusionMatrix.empty(2), include_background="no")
 
 
@@ -247,9 +244,7 @@ def test_include_background_versus_ignore_index():
     fp = np.sum((preds == 1) & (labels == 0))
     fn = np.sum((preds == 0) & (labels == 1))
     np.testing.assert_allclose(fg, tp / (tp + fp + fn), rtol=1e-6)
-    dropped = jaxseg.ConfusionMatrix.from_predictions(
-        preds, labels, num_classes=2, ignore_index=0
-    )
+    dropped = jaxseg.ConfusionMatrix.from_predictions(preds, labels, num_classes=2, ignore_index=0)
     np.testing.assert_allclose(float(jaxseg.iou(dropped)), tp / (tp + fn), rtol=1e-6)
     assert float(jaxseg.iou(dropped)) > fg + 0.1
     # every score takes it; per class the background is reported as NaN

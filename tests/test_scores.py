@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxseg
-from jaxseg import ConfusionMatrix, SoftStats, _counts
+from jaxseg import ConfusionMatrix, _counts
 from tests import reference as ref
 
 AVERAGES = (None, "micro", "macro", "weighted")

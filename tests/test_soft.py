@@ -69,9 +69,7 @@ def test_ignore_index_equals_where_and_slicing():
     probs = jax.nn.softmax(LOGITS, -1)
     ig = SoftStats.from_probabilities(probs, LABELS, ignore_index=(255, -1, 4), axis=ALL)
     valid = (LABELS != 255) & (LABELS != -1) & (LABELS != 4)
-    wh = SoftStats.from_probabilities(
-        probs, jnp.where(valid, LABELS, 0), where=valid, axis=ALL
-    )
+    wh = SoftStats.from_probabilities(probs, jnp.where(valid, LABELS, 0), where=valid, axis=ALL)
     sl = SoftStats.from_probabilities(probs[valid], LABELS[valid], axis=0)
     for name in ("tp", "fp", "fn", "tn"):
         np.testing.assert_allclose(getattr(ig, name), getattr(wh, name), rtol=1e-6)
