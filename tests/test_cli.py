@@ -353,8 +353,18 @@ def test_console_entry_subprocess(dataset):
     root, _ = dataset
     _corrupt_truncated(root)
     proc = subprocess.run(
-        [sys.executable, "-m", "jaxseg", "evaluate", root / "pred", root / "label", "-C", str(C)]
-        + ["--ignore-index", "255"],
+        [
+            sys.executable,
+            "-m",
+            "jaxseg",
+            "evaluate",
+            root / "pred",
+            root / "label",
+            "-C",
+            str(C),
+            "--ignore-index",
+            "255",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
