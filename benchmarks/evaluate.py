@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                     "-q",
                 ],
                 "numpy+pillow": [py, str(np_script), pred, lab, "21"],
-            },  # fmt: skip
+            },
             reps,
             env,
         )

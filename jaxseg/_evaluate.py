@@ -17,12 +17,15 @@ never by padding.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import json
 import math
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -303,27 +306,55 @@ def _progress(total: int, quiet: bool) -> Any:
 
 
 def _stream(pairs: Sequence[_io.Pair], work: Any, jobs: int, window: int) -> Iterable[Result]:
-    """Results in order, with at most ``window`` pairs submitted and not yet consumed."""
+    """Results in order, with at most ``window`` pairs submitted and not yet consumed.
+
+    The workers are daemon threads: after Ctrl-C the process exits at once,
+    even while a worker is blocked reading a file.
+    """
     if jobs <= 1:
         for pair in pairs:
             yield work(pair)
         return
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="jaxseg")
+    todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while (item := todo.get()) is not None:
+            future, pair = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work(pair))
+                except BaseException as e:  # handed to the consumer
+                    future.set_exception(e)
+
+    threads = [
+        threading.Thread(target=worker, name=f"jaxseg-read-{i}", daemon=True) for i in range(jobs)
+    ]
+    for t in threads:
+        t.start()
+    pending: collections.deque[concurrent.futures.Future[Result]] = collections.deque()
+    it = iter(pairs)
+
+    def submit() -> bool:
+        pair = next(it, None)
+        if pair is None:
+            return False
+        future: concurrent.futures.Future[Result] = concurrent.futures.Future()
+        todo.put((future, pair))
+        pending.append(future)
+        return True
+
     try:
-        pending: list[concurrent.futures.Future[Result]] = []
-        it = iter(pairs)
-        for pair in it:
-            pending.append(pool.submit(work, pair))
-            if len(pending) >= window:
-                break
+        while len(pending) < window and submit():
+            pass
         while pending:
-            result = pending.pop(0).result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(work, nxt))
+            result = pending.popleft().result()
+            submit()
             yield result
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        for future in pending:
+            future.cancel()
+        for _ in threads:
+            todo.put(None)
 
 
 def run(opts: Options, out: Any = None) -> int:
