@@ -209,7 +209,7 @@ def format_table(report: dict[str, Any]) -> str:
     for r in report["classes"]:
         mark = "*" if excluded is not None and excluded[r["id"]] else " "
         cells = "".join(f"  {_fmt(r[k]):>7}" for k in keys)
-        lines.append(f"{r['name']:<{width}}{cells}  {r['support']:>12,}{mark}")
+        lines.append(f"{r['name']:<{width}}{cells}  {r['support']:>12,}{mark}".rstrip())
     lines.append("-" * len(head))
     lines.append("n/a: class absent from labels and predictions, or ignored")
     if excluded is not None and excluded.any():
