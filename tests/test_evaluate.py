@@ -414,3 +414,37 @@ def test_large_confusion_plot_labels_only_the_most_confused(tmp_path):
     assert len(names) == 20 and {"class 10", "class 200", "class 42", "class 7"} <= names
     png = _report.figure_png_bytes(fig)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _recipe(title: str) -> list[str]:
+    """The ``jaxseg evaluate`` command of a docs/cli.md recipe, as argv."""
+    import shlex
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    block = text.split(f"### Recipe: {title}", 1)[1].split("```bash\n", 1)[1].split("```")[0]
+    command = next(c for c in block.replace("\\\n", " ").splitlines() if "jaxseg evaluate" in c)
+    return shlex.split(command)[1:]
+
+
+def test_docs_recipes_run_on_their_layouts(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("nibabel")
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    _cityscapes(tmp_path)
+    rc, _, err = _run(capsys, *_recipe("Cityscapes"))
+    assert rc == 0 and json.loads(Path("cityscapes.json").read_text())["num_images"] == 4, err
+    _voc(tmp_path / "VOC2012")
+    (tmp_path / "VOC2012" / "pred").rename(tmp_path / "preds")
+    rc, _, err = _run(capsys, *_recipe("PASCAL VOC"))
+    assert rc == 0 and Path("voc.csv").read_text().count("\n") == 22 and Path("voc.png").exists()
+    nib = pytest.importorskip("nibabel")
+    for folder in ("labelsTr", "predictions"):
+        (tmp_path / folder).mkdir()
+        for i in range(2):
+            vol = np.random.default_rng(i).integers(0, 3, (4, 5, 6)).astype(np.uint8)
+            nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / folder / f"case_{i:03d}.nii.gz")
+    argv = _recipe("medical volumes")
+    rc, _, err = _run(capsys, *argv)
+    assert rc == 0, err
+    assert json.loads(Path("volumes.json").read_text())["miou_dataset"] == 1.0  # same volumes
+    assert Path("cases.csv").read_text().startswith("image,class_id")
