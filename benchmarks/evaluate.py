@@ -128,7 +128,8 @@ NUMPY_SCRIPT = textwrap.dedent(
 )
 
 
-def _run_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+def _run_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float, str]:
+    """Wall time, peak RSS (bytes), CPU time (user + system) and stdout of one fresh process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out = proc.stdout.read()
@@ -138,14 +139,15 @@ def _run_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0,):
         raise RuntimeError(f"{cmd[:4]} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return wall, usage.ru_maxrss * 1024, out.decode()
+    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime, out.decode()
 
 
 def _time(cmds: dict[str, list[str]], reps: int, env: dict[str, str]) -> dict[str, dict]:
-    results: dict[str, dict] = {k: {"times": [], "rss": []} for k in cmds}
+    results: dict[str, dict] = {k: {"times": [], "rss": [], "cpu": []} for k in cmds}
     for _ in range(reps):
         for name, cmd in cmds.items():
-            wall, rss, out = _run_rss(cmd, env)
+            wall, rss, cpu, out = _run_rss(cmd, env)
+            results[name]["cpu"].append(cpu)
             results[name]["times"].append(wall)
             results[name]["rss"].append(rss)
             results[name]["stdout"] = out[-400:]
@@ -153,6 +155,7 @@ def _time(cmds: dict[str, list[str]], reps: int, env: dict[str, str]) -> dict[st
         r["median"] = float(np.median(r["times"]))
         r["min"] = float(np.min(r["times"]))
         r["peak_rss"] = int(np.max(r["rss"]))
+        r["cpu_median"] = float(np.median(r["cpu"]))
     return results
 
 
@@ -237,13 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# E1: jaxseg evaluate, whole process ({os.cpu_count()} CPUs, median of {reps})",
         "",
-        "| workload | tool | median s | min s | peak RSS MB |",
-        "| --- | --- | --- | --- | --- |",
+        "| workload | tool | median s | min s | CPU s (median) | peak RSS MB |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for wname, res in (("cityscapes", cs), ("sizes", sz)):
         for tool, r in res.items():
             lines.append(
-                f"| {wname} | {tool} | {r['median']:.2f} | {r['min']:.2f} | "
+                f"| {wname} | {tool} | {r['median']:.2f} | {r['min']:.2f} | {r['cpu_median']:.2f} | "
                 f"{r['peak_rss'] / 2**20:.0f} |"
             )
     lines += ["", f"import-only baseline RSS: {report['baseline_rss'] / 2**20:.0f} MB", ""]

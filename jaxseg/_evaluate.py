@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -160,16 +161,25 @@ class Counter:
             out = np.where(ignored, out, (out != 0).astype(np.int64))
         return out
 
+    @functools.cached_property
+    def _luts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For raw 8-bit values: mapped label ids, kept labels, prediction columns."""
+        c = self.num_classes
+        values = np.arange(256)
+        lab_ids = self._map(values, is_label=True)
+        keep = ~np.isin(lab_ids, self.ignore) if self.ignore else np.ones(256, bool)
+        pred_ids = self._map(values, is_label=False)
+        return lab_ids, keep, np.where((pred_ids >= 0) & (pred_ids < c), pred_ids, c)
+
     def count(self, pair: _io.Pair, pred: np.ndarray, label: np.ndarray) -> np.ndarray:
         c = self.num_classes
         if pred.dtype == np.uint8 and label.dtype == np.uint8:
-            joint = np.bincount(
-                ((label.astype(np.uint16) << 8) | pred).ravel(), minlength=1 << 16
-            ).reshape(256, 256)
-            values = np.arange(256)
-            return self._fold(
-                pair, joint, self._map(values, is_label=True), self._map(values, is_label=False)
-            )
+            code = label.astype(np.intp)  # one buffer, updated in place: label << 8 | pred
+            code <<= 8
+            code |= pred
+            joint = np.bincount(code.ravel(), minlength=1 << 16)
+            del code
+            return self._fold(pair, joint)
         lab = self._map(label.ravel(), is_label=True)
         prd = self._map(pred.ravel(), is_label=False)
         keep = ~np.isin(lab, self.ignore) if self.ignore else np.ones(lab.shape, bool)
@@ -178,23 +188,22 @@ class Counter:
         col = np.where((prd >= 0) & (prd < c), prd, c)
         return np.bincount(lab * (c + 1) + col, minlength=c * (c + 1)).reshape(c, c + 1)
 
-    def _fold(
-        self, pair: _io.Pair, joint: np.ndarray, lab_ids: np.ndarray, pred_ids: np.ndarray
-    ) -> np.ndarray:
-        """Fold a joint histogram of raw values ``[256, 256]`` into ``[C, C + 1]``."""
+    def _fold(self, pair: _io.Pair, joint: np.ndarray) -> np.ndarray:
+        """Fold a joint histogram of raw 8-bit values (``label << 8 | pred``) into ``[C, C+1]``."""
         c = self.num_classes
-        keep = ~np.isin(lab_ids, self.ignore) if self.ignore else np.ones(256, bool)
-        rows_present = joint.sum(axis=1) > 0
-        bad = keep & rows_present & ((lab_ids < 0) | (lab_ids >= c))
+        lab_ids, keep, pcol = self._luts
+        code = np.flatnonzero(joint)  # the few hundred (label, pred) value pairs present
+        n = joint[code]
+        li, pi = code >> 8, code & 255
+        kept = keep[li]
+        lab = lab_ids[li]
+        bad = kept & ((lab < 0) | (lab >= c))
         if bad.any():
-            self._check_labels(pair, np.repeat(lab_ids[bad], joint.sum(axis=1)[bad]))
-        row = np.zeros((c, 256), np.int64)
-        ok = keep & (lab_ids >= 0) & (lab_ids < c)
-        row[lab_ids[ok], np.nonzero(ok)[0]] = 1
-        col = np.zeros((256, c + 1), np.int64)
-        pcol = np.where((pred_ids >= 0) & (pred_ids < c), pred_ids, c)
-        col[np.arange(256), pcol] = 1
-        return row @ joint @ col
+            self._check_labels(pair, np.repeat(lab[bad], n[bad]))
+        ok = kept & ~bad
+        out = np.zeros(c * (c + 1), np.int64)
+        np.add.at(out, lab[ok] * (c + 1) + pcol[pi[ok]], n[ok])
+        return out.reshape(c, c + 1)
 
     def _check_labels(self, pair: _io.Pair, bad_values: np.ndarray) -> None:
         if bad_values.size:
