@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     for wname, res in (("cityscapes", cs), ("sizes", sz)):
         for tool, r in res.items():
             lines.append(
-                f"| {wname} | {tool} | {r['median']:.2f} | {r['min']:.2f} | {r['cpu_median']:.2f} | "
+                f"| {wname} | {tool} | {r['median']:.2f} | {r['min']:.2f} | "
+                f"{r['cpu_median']:.2f} | "
                 f"{r['peak_rss'] / 2**20:.0f} |"
             )
     lines += ["", f"import-only baseline RSS: {report['baseline_rss'] / 2**20:.0f} MB", ""]
