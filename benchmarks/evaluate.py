@@ -128,8 +128,29 @@ NUMPY_SCRIPT = textwrap.dedent(
 )
 
 
+# Peak RSS is read from VmHWM in the child itself: wait4's ru_maxrss also counts the
+# parent's memory at fork (before exec), which hides everything below it.
+_HWM = (
+    "import atexit, runpy, sys\n"
+    "def _hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM'):\n"
+    "            sys.stderr.write('VMHWM %s\\n' % line.split()[1])\n"
+    "atexit.register(_hwm)\n"
+    "sys.argv = sys.argv[1:]\n"
+    "if sys.argv[0] == '-m':\n"
+    "    sys.argv = sys.argv[1:]\n"
+    "    runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+    "else:\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
 def _run_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float, str]:
     """Wall time, peak RSS (bytes), CPU time (user + system) and stdout of one fresh process."""
+    hwm = os.path.exists("/proc/self/status") and cmd[1] != "-c"
+    if hwm:
+        cmd = [cmd[0], "-c", _HWM, *cmd[1:]]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out = proc.stdout.read()
@@ -139,7 +160,11 @@ def _run_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float, st
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0,):
         raise RuntimeError(f"{cmd[:4]} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime, out.decode()
+    rss = usage.ru_maxrss * 1024
+    for line in err.decode().splitlines():
+        if line.startswith("VMHWM "):
+            rss = int(line.split()[1]) * 1024
+    return wall, rss, usage.ru_utime + usage.ru_stime, out.decode()
 
 
 def _time(cmds: dict[str, list[str]], reps: int, env: dict[str, str]) -> dict[str, dict]:
@@ -218,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
             reps,
             env,
         )
-        base = _time({"import": [py, "-c", "import jaxseg.cli, jaxseg._evaluate"]}, 1, env)
+        importer = tmp / "import_only.py"
+        importer.write_text("import PIL.Image, jaxseg.cli, jaxseg._evaluate\n")
+        base = _time({"import": [py, str(importer)]}, 1, env)
         report["baseline_rss"] = base["import"]["peak_rss"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -140,6 +140,9 @@ def load_label_map(spec: str) -> LabelMap:
 
 # -- counting ---------------------------------------------------------------------
 
+#: Pixels per slice of the 8-bit counting path (2 MiB of intp indices).
+_CHUNK = 1 << 18
+
 
 @dataclasses.dataclass(frozen=True)
 class Counter:
@@ -174,11 +177,17 @@ class Counter:
     def count(self, pair: _io.Pair, pred: np.ndarray, label: np.ndarray) -> np.ndarray:
         c = self.num_classes
         if pred.dtype == np.uint8 and label.dtype == np.uint8:
-            code = label.astype(np.intp)  # one buffer, updated in place: label << 8 | pred
-            code <<= 8
-            code |= pred
-            joint = np.bincount(code.ravel(), minlength=1 << 16)
-            del code
+            # label << 8 | pred in slices of _CHUNK pixels: one small index buffer
+            # (bincount needs intp), not an 8-byte copy of the whole image.
+            lab_flat, pred_flat = label.reshape(-1), pred.reshape(-1)
+            joint = np.zeros(1 << 16, np.int64)
+            buf = np.empty(min(_CHUNK, lab_flat.size), np.intp)
+            for start in range(0, lab_flat.size, _CHUNK):
+                part = buf[: min(_CHUNK, lab_flat.size - start)]
+                np.copyto(part, lab_flat[start : start + part.size], casting="unsafe")
+                part <<= 8
+                part |= pred_flat[start : start + part.size]
+                joint += np.bincount(part, minlength=1 << 16)
             return self._fold(pair, joint)
         lab = self._map(label.ravel(), is_label=True)
         prd = self._map(pred.ravel(), is_label=False)
@@ -444,7 +453,7 @@ def run(opts: Options, out: Any = None) -> int:
     )
     per_image_metrics = [_report.METRICS[m] for m in opts.metrics if _report.METRICS[m].per_image]
     jobs = opts.jobs or min(4, os.cpu_count() or 1)
-    window = max(opts.batch_size or 2 * jobs, jobs)
+    window = max(opts.batch_size or jobs, jobs)
     total = np.zeros((c, c + 1), np.int64)
     image_names: list[str] = []
     image_counts: list[np.ndarray] = []

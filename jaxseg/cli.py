@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=_positive_int,
         default=None,
-        help="image pairs decoded ahead at most (default 2 × jobs); bounds memory",
+        help="image pairs read at once at most (default: the number of jobs); bounds memory",
     )
     ev.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 

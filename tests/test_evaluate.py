@@ -448,3 +448,20 @@ def test_docs_recipes_run_on_their_layouts(tmp_path, capsys, monkeypatch):
     assert rc == 0, err
     assert json.loads(Path("volumes.json").read_text())["miou_dataset"] == 1.0  # same volumes
     assert Path("cases.csv").read_text().startswith("image,class_id")
+
+
+def test_counting_in_slices_equals_one_pass(monkeypatch):
+    rng = np.random.default_rng(5)
+    label = rng.integers(0, 6, (37, 41)).astype(np.uint8)
+    label[0] = 255
+    pred = rng.integers(0, 8, (37, 41)).astype(np.uint8)  # 6 and 7 are void predictions
+    pair = _io.Pair("x", Path("p"), Path("l"))
+    counter = _evaluate.Counter(6, ignore=(255,))
+    monkeypatch.setattr(_evaluate, "_CHUNK", 100)  # 16 slices, the last one partial
+    got = counter.count(pair, pred, label)
+    keep = label != 255
+    ref = np.zeros((6, 7), np.int64)
+    np.add.at(ref, (label[keep], np.minimum(pred[keep], 6)), 1)
+    np.testing.assert_array_equal(got, ref)
+    wide = counter.count(pair, pred.astype(np.int32), label.astype(np.int32))  # general path
+    np.testing.assert_array_equal(wide, ref)
