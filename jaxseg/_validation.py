@@ -283,9 +283,10 @@ def as_int_array(x: Any, name: str) -> jax.Array:
     """An integer array for the device, never wrapped by a narrowing cast.
 
     With ``jax_enable_x64`` off, ``jnp.asarray`` turns a NumPy ``int64`` /
-    ``uint64`` array into int32 by wrapping (``2**32 + 1`` becomes 1). Such host arrays are saturated to the int32 range on the host
-    first, so a value outside it stays out of range (an invalid label or a void
-    prediction) instead of aliasing a class.
+    ``uint64`` array into int32 by wrapping (``2**32 + 1`` becomes 1). Such
+    host arrays are saturated to the int32 range on the host first, so a value
+    outside it stays out of range (an invalid label or a void prediction)
+    instead of aliasing a class.
     """
     if isinstance(x, jax.Array) or jax.config.jax_enable_x64:
         return jnp.asarray(x)
