@@ -21,6 +21,7 @@ PREDS = jnp.asarray(RNG.integers(0, C, (B, H, W)), jnp.int32)
 WHERE = jnp.asarray(RNG.random((B, H, W)) < 0.8)
 BIN = jnp.asarray(RNG.integers(0, 2, (B, H, W, C)), jnp.int32)
 
+
 def _all(x):
     return tuple(range(x.ndim - 1))
 
