@@ -1,9 +1,15 @@
 """jaxseg: segmentation losses and exact, reducible metrics for JAX."""
 
+from jaxseg._boundary import BoundaryStats as BoundaryStats
+from jaxseg._boundary import DistanceStats as DistanceStats
 from jaxseg._checked import checked as checked
 from jaxseg._cross_entropy import cross_entropy_loss as cross_entropy_loss
 from jaxseg._cross_entropy import focal_loss as focal_loss
 from jaxseg._cross_entropy import sigmoid_focal_loss as sigmoid_focal_loss
+from jaxseg._distance import average_surface_distance as average_surface_distance
+from jaxseg._distance import distance_transform as distance_transform
+from jaxseg._distance import hausdorff_distance as hausdorff_distance
+from jaxseg._distance import surface_dice as surface_dice
 from jaxseg._losses import dice_loss as dice_loss
 from jaxseg._losses import fbeta_loss as fbeta_loss
 from jaxseg._losses import generalized_dice_loss as generalized_dice_loss
@@ -33,19 +39,24 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "BinaryStats",
+    "BoundaryStats",
     "ConfusionMatrix",
+    "DistanceStats",
     "SoftStats",
+    "average_surface_distance",
     "checked",
     "class_weights_from_counts",
     "cross_entropy_loss",
     "dice",
     "dice_loss",
+    "distance_transform",
     "fbeta",
     "fbeta_loss",
     "focal_loss",
     "frequency_weighted_iou",
     "generalized_dice",
     "generalized_dice_loss",
+    "hausdorff_distance",
     "iou",
     "iou_loss",
     "lovasz_hinge_loss",
@@ -58,6 +69,7 @@ __all__ = [
     "sigmoid_focal_loss",
     "sigmoid_iou_loss",
     "sigmoid_tversky_loss",
+    "surface_dice",
     "tversky",
     "tversky_loss",
 ]
