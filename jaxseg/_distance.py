@@ -223,7 +223,9 @@ def _select(d: jax.Array, w: jax.Array, target: jax.Array) -> jax.Array:
         ok = jnp.sum(jnp.where(bits <= mid, w, jnp.float32(0))) >= target
         return jnp.where(ok, lo, mid + 1), jnp.where(ok, mid, hi)
 
-    _, hi = lax.fori_loop(0, 31, body, (jnp.int32(0), jnp.int32(_INF_BITS)))
+    # bounds derived from the data, so they carry its sharding type under shard_map
+    zero = jnp.zeros_like(target, dtype=jnp.int32)
+    _, hi = lax.fori_loop(0, 31, body, (zero, zero + _INF_BITS))
     return lax.bitcast_convert_type(hi, jnp.float32)
 
 
