@@ -54,10 +54,10 @@ def edt_rows(shape, batched, reps) -> list[dict[str, Any]]:
         fn = jaxseg.distance_transform
     t_ours, out = time_jax(fn, (mask,), reps)
     items = list(mask) if batched else [mask]
-    t_scipy, ref = time_numpy(
-        lambda: [ndimage.distance_transform_edt(~m) for m in items], reps
+    t_scipy, ref = time_numpy(lambda: [ndimage.distance_transform_edt(~m) for m in items], reps)
+    err = float(
+        np.max(np.abs(np.asarray(out).reshape(-1) - np.concatenate([r.ravel() for r in ref])))
     )
-    err = float(np.max(np.abs(np.asarray(out).reshape(-1) - np.concatenate([r.ravel() for r in ref]))))
     rows.append(_row("EDT", shape, "jaxseg", t_ours, f"max |diff| vs SciPy {err:.1e}"))
     rows.append(_row("EDT", shape, "scipy distance_transform_edt", t_scipy, ""))
     try:
@@ -66,7 +66,9 @@ def edt_rows(shape, batched, reps) -> list[dict[str, Any]]:
         t_edt, _ = time_numpy(lambda: [edt_pkg.edt(~m, parallel=1) for m in items], reps)
         rows.append(_row("EDT", shape, "edt package (1 thread)", t_edt, ""))
     except ImportError:
-        rows.append({"workload": "EDT", "shape": list(shape), "name": "edt package", "skipped": True})
+        rows.append(
+            {"workload": "EDT", "shape": list(shape), "name": "edt package", "skipped": True}
+        )
     return rows
 
 
@@ -106,7 +108,9 @@ def surface_rows(shape, c, reps) -> list[dict[str, Any]]:
     for k in range(2):
         a, b = np.asarray(out[k], np.float64), np.asarray(ref[k], np.float64)
         fin = np.isfinite(a) & np.isfinite(b)
-        diff = max(diff, float(np.max(np.abs(a - b)[fin] / np.maximum(np.abs(b[fin]), 1e-9), initial=0)))
+        diff = max(
+            diff, float(np.max(np.abs(a - b)[fin] / np.maximum(np.abs(b[fin]), 1e-9), initial=0))
+        )
     rows[0]["check"] = f"max rel diff vs MONAI {diff:.1e}"
     rows.append(_row("HD95+NSD", shape, "MONAI compute_*", t_monai, ""))
     return rows
@@ -169,7 +173,10 @@ def targets(rows) -> list[dict[str, Any]]:
 
 
 def markdown(rows, tgts) -> str:
-    lines = ["| workload | shape | row | median ms | min ms | compile s | check |", "|---" * 7 + "|"]
+    lines = [
+        "| workload | shape | row | median ms | min ms | compile s | check |",
+        "|---" * 7 + "|",
+    ]
     for r in rows:
         if r.get("skipped"):
             lines.append(f"| {r['workload']} | | {r['name']} | skipped (not installed) | | | |")
@@ -185,7 +192,13 @@ def markdown(rows, tgts) -> str:
 
 def run(quick: bool, reps: int) -> dict[str, Any]:
     if quick:
-        edt_2d, edt_3d, surf, band, w3 = (2, 64, 64), (24, 24, 24), (1, 20, 20, 16), (1, 64, 64), (2, 64, 64)
+        edt_2d, edt_3d, surf, band, w3 = (
+            (2, 64, 64),
+            (24, 24, 24),
+            (1, 20, 20, 16),
+            (1, 64, 64),
+            (2, 64, 64),
+        )
     else:
         edt_2d, edt_3d, surf, band, w3 = (
             (8, 512, 512),

@@ -26,7 +26,7 @@ ArrayLike = jax.typing.ArrayLike
 
 def band_width(height: int, width: int, dilation_ratio: float) -> int:
     """``d = max(1, round(dilation_ratio * sqrt(H^2 + W^2)))`` (boundary-iou-api)."""
-    return max(1, int(round(dilation_ratio * math.sqrt(height**2 + width**2))))
+    return max(1, round(dilation_ratio * math.sqrt(height**2 + width**2)))
 
 
 def _window(x: jax.Array, d: int, op: Any, init: Any) -> jax.Array:

@@ -337,7 +337,10 @@ def case_boundary_distance_psum(n):
     )
     got_b, got_d = f(preds, labels)
     want_b, want_d = jax.jit(update)(preds, labels)
-    assert np.array_equal(got_b.to_numpy(), want_b.to_numpy()), (got_b.to_numpy(), want_b.to_numpy())
+    assert np.array_equal(got_b.to_numpy(), want_b.to_numpy()), (
+        got_b.to_numpy(),
+        want_b.to_numpy(),
+    )
     assert np.array_equal(got_d.to_numpy(), want_d.to_numpy())
     np.testing.assert_allclose(got_d.sums, want_d.sums, rtol=1e-5)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 
 def band_width(h: int, w: int, ratio: float) -> int:
-    return max(1, int(round(ratio * math.sqrt(h**2 + w**2))))
+    return max(1, round(ratio * math.sqrt(h**2 + w**2)))
 
 
 def _erode3x3(img: np.ndarray) -> np.ndarray:
@@ -99,7 +99,9 @@ def deepmind_metric(name, pred, label, num_classes, spacing, *, percentile=None,
                 continue
             d = sd.compute_surface_distances(g, p, spacing)
             if name == "hd":
-                out[b, c] = sd.compute_robust_hausdorff(d, 100 if percentile is None else percentile)
+                out[b, c] = sd.compute_robust_hausdorff(
+                    d, 100 if percentile is None else percentile
+                )
             elif name == "nsd":
                 out[b, c] = sd.compute_surface_dice_at_tolerance(d, tol)
             elif name == "asd_directed":

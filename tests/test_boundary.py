@@ -35,7 +35,9 @@ def test_counts_equal_reference(h, w, c, ratio):
         )
     )
     state = f(pred, label)
-    want = np.stack([R.boundary_counts(p, g, c, ratio, ignore=(255,)) for p, g in zip(pred, label)])
+    want = np.stack(
+        [R.boundary_counts(p, g, c, ratio, ignore=(255,)) for p, g in zip(pred, label, strict=True)]
+    )
     np.testing.assert_array_equal(state.to_numpy(), want)
     np.testing.assert_array_equal(state.reduce().to_numpy(), want.sum(0))
     assert int(jax.device_get(state.reduce().num_invalid)) == int(np.sum(label == c))

@@ -133,7 +133,9 @@ def test_equals_deepmind(metric, case):
     ref_name = {"asd": "asd_directed", "assd": "asd", "hd95": "hd"}.get(metric, metric)
     shape, spacing = case
     pred, label = _all_kinds(shape, 10)
-    ours = jax.jit(lambda p, g: fn(p, g, num_classes=C, spacing=spacing, definition="deepmind", **kw))
+    ours = jax.jit(
+        lambda p, g: fn(p, g, num_classes=C, spacing=spacing, definition="deepmind", **kw)
+    )
     _assert_match(ours(pred, label), R.deepmind_metric(ref_name, pred, label, C, spacing, **ref_kw))
 
 
@@ -177,7 +179,9 @@ def test_three_hd95_definitions_worked_example():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "distances.md").read_text()
     row = {
         name: float(value)
-        for name, value in re.findall(r"^\| `?(monai|deepmind|medpy)`? \|[^|]*\| ([\d.]+) \|", doc, re.M)
+        for name, value in re.findall(
+            r"^\| `?(monai|deepmind|medpy)`? \|[^|]*\| ([\d.]+) \|", doc, re.M
+        )
     }
     assert row == pytest.approx({"monai": monai, "deepmind": deepmind, "medpy": medpy}, abs=5e-4)
 
@@ -265,7 +269,9 @@ def test_per_image_metrics():
     np.testing.assert_array_equal(
         out["assd"], jaxseg.average_surface_distance(pred, label, symmetric=True, **kw)[0]
     )
-    np.testing.assert_array_equal(out["nsd"], jaxseg.surface_dice(pred, label, tolerance=1.0, **kw)[0])
+    np.testing.assert_array_equal(
+        out["nsd"], jaxseg.surface_dice(pred, label, tolerance=1.0, **kw)[0]
+    )
     counts = R.boundary_counts(pred[0], label[0], C, ignore=(255,))
     np.testing.assert_array_equal(out["boundary_iou_counts"], counts)
     with np.errstate(invalid="ignore"):
