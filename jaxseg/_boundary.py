@@ -9,6 +9,7 @@ merge, reduce and psum like :class:`~jaxseg.ConfusionMatrix`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, ClassVar
 
@@ -259,6 +260,7 @@ class BoundaryStats(_CountAlgebra):
         return self._stat(3)
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def _band_counts(preds, labels, c, d, ignored, where):
     """int32 ``[4, C]`` band counts and the invalid-label count of one call."""
     g_band = boundary_band(labels, d)

@@ -126,8 +126,12 @@ def distance_transform(mask: ArrayLike, *, spacing: Any = None) -> jax.Array:
         raise TypeError(f"`mask` must be a boolean array; got dtype {mask.dtype}.")
     if not 1 <= mask.ndim <= 3:
         raise ValueError(f"`mask` must have rank 1, 2 or 3; got shape {tuple(mask.shape)}.")
-    s = _check_spacing(spacing, mask.ndim)
-    return jnp.sqrt(_squared_edt(mask, s))
+    return _edt(mask, spacing=_check_spacing(spacing, mask.ndim))
+
+
+@functools.partial(jax.jit, static_argnames="spacing")
+def _edt(mask: jax.Array, *, spacing: tuple[float, ...]) -> jax.Array:
+    return jnp.sqrt(_squared_edt(mask, spacing))
 
 
 # -- surfaces --------------------------------------------------------------------
@@ -304,6 +308,7 @@ def _nsd_one(pm, lm, tol, *, spacing, definition):
 
 
 def _prepare(predictions, labels, num_classes, spacing, definition, ignore_index):
+    """Check the arguments; returns ``(C, spacing, ignored ids, predictions, labels)``."""
     c = v.check_num_classes(num_classes)
     predictions = v.check_int_labels(jnp.asarray(predictions), "predictions")
     labels = v.check_int_labels(jnp.asarray(labels), "labels")
@@ -315,7 +320,11 @@ def _prepare(predictions, labels, num_classes, spacing, definition, ignore_index
         )
     v.check_choice("definition", definition, DEFINITIONS)
     s = _check_spacing(spacing, predictions.ndim - 1)
-    ignored = v.normalize_ignore_index(ignore_index)
+    return c, s, v.normalize_ignore_index(ignore_index), predictions, labels
+
+
+def _masks(predictions, labels, c, ignored):
+    """Class masks ``[B, C, *spatial]``; predictions at ignored pixels are left out."""
     valid = jnp.ones(labels.shape, jnp.bool_)
     for i in ignored:
         valid = valid & (labels != i)
@@ -323,12 +332,11 @@ def _prepare(predictions, labels, num_classes, spacing, definition, ignore_index
     shape = (1,) * (labels.ndim - 1)
 
     def masks(pred, label, ok):
-        # [C, *spatial] per image; predictions at ignored pixels are left out
         pm = (pred[None] == classes.reshape((c, *shape))) & ok[None]
         lm = label[None] == classes.reshape((c, *shape))
         return pm, lm
 
-    return c, s, ignored, jax.vmap(masks)(predictions, labels, valid)
+    return jax.vmap(masks)(predictions, labels, valid)
 
 
 def _finish(values, c, ignored, include_background):
@@ -339,8 +347,22 @@ def _finish(values, c, ignored, include_background):
     return jnp.where(jnp.asarray(drop), jnp.nan, values.astype(jnp.float32))
 
 
-def _per_class(fn, pm, lm, *extra):
-    return jax.vmap(jax.vmap(fn))(pm, lm, *extra)
+_ONE = {"hd": _hd_one, "asd": _asd_one, "nsd": _nsd_one}
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("metric", "options", "num_classes", "ignored", "include_background"),
+)
+def _evaluate(
+    predictions, labels, tol, *, metric, options, num_classes, ignored, include_background
+):
+    """One compiled program per metric, option set and shape (also when called eagerly)."""
+    pm, lm = _masks(predictions, labels, num_classes, ignored)
+    fn = functools.partial(_ONE[metric], **dict(options))
+    extra = () if tol is None else (jnp.broadcast_to(tol, (pm.shape[0], num_classes)),)
+    values = jax.vmap(jax.vmap(fn))(pm, lm, *extra)
+    return _finish(values, num_classes, ignored, include_background)
 
 
 _SHARED_ARGS = """predictions: predicted class ids, int ``[batch, *spatial]`` (2 or 3 spatial axes).
@@ -404,13 +426,25 @@ def hausdorff_distance(
         if not 0 <= percentile <= 100:
             raise ValueError(f"`percentile` must lie in [0, 100]; got {percentile!r}.")
         percentile = float(percentile)
-    c, s, ignored, (pm, lm) = _prepare(
+    c, s, ignored, p, g = _prepare(
         predictions, labels, num_classes, spacing, definition, ignore_index
     )
-    fn = functools.partial(
-        _hd_one, spacing=s, definition=definition, percentile=percentile, directed=bool(directed)
+    options = (
+        ("definition", definition),
+        ("directed", bool(directed)),
+        ("percentile", percentile),
+        ("spacing", s),
     )
-    return _finish(_per_class(fn, pm, lm), c, ignored, include_background)
+    return _evaluate(
+        p,
+        g,
+        None,
+        metric="hd",
+        options=options,
+        num_classes=c,
+        ignored=ignored,
+        include_background=bool(include_background),
+    )
 
 
 def average_surface_distance(
@@ -450,11 +484,20 @@ def average_surface_distance(
       Yeghiazaryan & Voiculescu, "Family of boundary overlap metrics for the
       evaluation of medical image segmentation", J. Med. Imaging 2018.
     """
-    c, s, ignored, (pm, lm) = _prepare(
+    c, s, ignored, p, g = _prepare(
         predictions, labels, num_classes, spacing, definition, ignore_index
     )
-    fn = functools.partial(_asd_one, spacing=s, definition=definition, symmetric=bool(symmetric))
-    return _finish(_per_class(fn, pm, lm), c, ignored, include_background)
+    options = (("definition", definition), ("spacing", s), ("symmetric", bool(symmetric)))
+    return _evaluate(
+        p,
+        g,
+        None,
+        metric="asd",
+        options=options,
+        num_classes=c,
+        ignored=ignored,
+        include_background=bool(include_background),
+    )
 
 
 def surface_dice(
@@ -498,7 +541,7 @@ def surface_dice(
       anatomy for radiotherapy: deep learning algorithm development and
       validation study", J. Med. Internet Res. 23(7), 2021.
     """
-    c, s, ignored, (pm, lm) = _prepare(
+    c, s, ignored, p, g = _prepare(
         predictions, labels, num_classes, spacing, definition, ignore_index
     )
     tol = np.asarray(tolerance, np.float64) if not isinstance(tolerance, jax.Array) else tolerance
@@ -508,9 +551,16 @@ def surface_dice(
         )
     if isinstance(tol, np.ndarray) and not np.all(tol >= 0):
         raise ValueError(f"`tolerance` must be >= 0; got {tolerance!r}.")
-    tol = jnp.broadcast_to(jnp.asarray(tol, jnp.float32), (pm.shape[0], c))
-    fn = functools.partial(_nsd_one, spacing=s, definition=definition)
-    return _finish(_per_class(fn, pm, lm, tol), c, ignored, include_background)
+    return _evaluate(
+        p,
+        g,
+        jnp.asarray(tol, jnp.float32),
+        metric="nsd",
+        options=(("definition", definition), ("spacing", s)),
+        num_classes=c,
+        ignored=ignored,
+        include_background=bool(include_background),
+    )
 
 
 for _f in (hausdorff_distance, average_surface_distance, surface_dice):
@@ -578,13 +628,13 @@ def per_image_metrics(
     out: dict[str, np.ndarray] = {}
     for m in metrics:
         if m == "hd":
-            r = _call(hausdorff_distance, pred, label, **surface)
+            r = hausdorff_distance(pred, label, **surface)
         elif m == "hd95":
-            r = _call(hausdorff_distance, pred, label, percentile=95.0, **surface)
+            r = hausdorff_distance(pred, label, percentile=95.0, **surface)
         elif m == "assd":
-            r = _call(average_surface_distance, pred, label, symmetric=True, **surface)
+            r = average_surface_distance(pred, label, symmetric=True, **surface)
         elif m == "nsd":
-            r = _call(surface_dice, pred, label, tolerance=tolerance, **surface)
+            r = surface_dice(pred, label, tolerance=tolerance, **surface)
         else:
             counts = _boundary_counts(pred, label, num_classes, ignore_index, dilation_ratio)
             tp, fp, fn = (counts[k].astype(np.float64) for k in range(3))
@@ -600,32 +650,14 @@ def per_image_metrics(
     return out
 
 
-def _hashable(x: Any) -> Any:
-    if isinstance(x, np.ndarray | list | tuple):
-        return tuple(np.asarray(x).reshape(-1).tolist()) if np.ndim(x) else np.asarray(x).item()
-    return x
-
-
 def _boundary_counts(pred, label, num_classes, ignore_index, dilation_ratio) -> np.ndarray:
     from jaxseg._boundary import BoundaryStats
 
-    fn = _compiled(
-        BoundaryStats.from_predictions,
-        (
-            ("dilation_ratio", float(dilation_ratio)),
-            ("ignore_index", v.normalize_ignore_index(ignore_index)),
-            ("num_classes", num_classes),
-        ),
+    state = BoundaryStats.from_predictions(
+        pred,
+        label,
+        num_classes=num_classes,
+        dilation_ratio=dilation_ratio,
+        ignore_index=ignore_index,
     )
-    return fn(pred, label).to_numpy()
-
-
-def _call(fn, pred, label, **kw):
-    """Jit ``fn`` once per keyword set (and input shape)."""
-    items = tuple(sorted((k, _hashable(x)) for k, x in kw.items()))
-    return _compiled(fn, items)(pred, label)
-
-
-@functools.cache
-def _compiled(fn, kw_items):
-    return jax.jit(functools.partial(fn, **dict(kw_items)))
+    return state.to_numpy()
