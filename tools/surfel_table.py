@@ -106,7 +106,7 @@ def _triangles(poly):
         for tris in _triangulations(len(poly))
     ]
     best = _triangulations(len(poly))[int(np.argmax(areas))]
-    # the largest-area triangulation is unique up to triangles with parallel normals
+    # ties at the maximum would go to the first triangulation; none change an area
     return [_normal(*(poly[i] for i in t)) for t in best]
 
 
