@@ -10,10 +10,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
+    from jaxseg._boundary import BoundaryStats as BoundaryStats
+    from jaxseg._boundary import DistanceStats as DistanceStats
     from jaxseg._checked import checked as checked
     from jaxseg._cross_entropy import cross_entropy_loss as cross_entropy_loss
     from jaxseg._cross_entropy import focal_loss as focal_loss
     from jaxseg._cross_entropy import sigmoid_focal_loss as sigmoid_focal_loss
+    from jaxseg._distance import average_surface_distance as average_surface_distance
+    from jaxseg._distance import distance_transform as distance_transform
+    from jaxseg._distance import hausdorff_distance as hausdorff_distance
+    from jaxseg._distance import surface_dice as surface_dice
     from jaxseg._losses import dice_loss as dice_loss
     from jaxseg._losses import fbeta_loss as fbeta_loss
     from jaxseg._losses import generalized_dice_loss as generalized_dice_loss
@@ -48,6 +54,12 @@ __version__ = "0.1.0.dev0"
 
 #: Public name -> the private module that defines it.
 _SOURCES = {
+    "BoundaryStats": "jaxseg._boundary",
+    "DistanceStats": "jaxseg._boundary",
+    "average_surface_distance": "jaxseg._distance",
+    "distance_transform": "jaxseg._distance",
+    "hausdorff_distance": "jaxseg._distance",
+    "surface_dice": "jaxseg._distance",
     "checked": "jaxseg._checked",
     "cross_entropy_loss": "jaxseg._cross_entropy",
     "focal_loss": "jaxseg._cross_entropy",
