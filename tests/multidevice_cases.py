@@ -299,18 +299,22 @@ def case_binary_stats_shard_map(n):
 def case_soft_stats_psum(n):
     """SoftStats sums are floats: psum equals the single-device sum to rounding."""
     logits, labels = make_data()
+    pooled = tuple(range(labels.ndim))  # every pixel axis, the batch included
+
     f = jax.jit(
         jax.shard_map(
-            lambda lg, lb: jaxseg.SoftStats.from_logits(lg, lb, ignore_index=IGNORE).psum("d"),
+            lambda lg, lb: jaxseg.SoftStats.from_logits(
+                lg, lb, ignore_index=IGNORE, axis=pooled
+            ).psum("d"),
             mesh=mesh_of(n),
             in_specs=(P("d"), P("d")),
             out_specs=P(),
         )
     )
     got = f(logits, labels)
-    want = jax.jit(lambda lg, lb: jaxseg.SoftStats.from_logits(lg, lb, ignore_index=IGNORE))(
-        logits, labels
-    )
+    want = jax.jit(
+        lambda lg, lb: jaxseg.SoftStats.from_logits(lg, lb, ignore_index=IGNORE, axis=pooled)
+    )(logits, labels)
     np.testing.assert_allclose(got.tp, want.tp, rtol=1e-5)
     np.testing.assert_allclose(got.fn, want.fn, rtol=1e-5)
 

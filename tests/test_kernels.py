@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import jaxseg
 from jaxseg import _kernels
+from tests.reference import confusion as ref_counts
 
 ARGMAX_PATHS = [m for m in _kernels.ARGMAX_METHODS if m] + [None]
 COUNT_PATHS = [m for m in _kernels.COUNT_METHODS if m] + [None]
@@ -27,21 +28,6 @@ def ref_argmax(x: np.ndarray) -> np.ndarray:
                 best = c
         out[i] = best
     return out.reshape(x.shape[:-1])
-
-
-def ref_counts(preds, labels, c, ignore=(), where=None):
-    preds, labels = np.asarray(preds).ravel(), np.asarray(labels).ravel()
-    where = np.ones(labels.shape, bool) if where is None else np.asarray(where).ravel()
-    counts = np.zeros((c, c), np.int64)
-    invalid = 0
-    for p, lab, w in zip(preds, labels, where, strict=True):
-        if not w or lab in ignore:
-            continue
-        if 0 <= lab < c and 0 <= p < c:
-            counts[lab, p] += 1
-        else:
-            invalid += 1
-    return counts, invalid
 
 
 def tie_logits(rng, shape, c, nan_rate=0.05, dtype=np.float32):

@@ -53,18 +53,8 @@ def _ref(name, stats, counted, **kw):
 def _state_from_matrix(m, ignore_classes=()):
     return ConfusionMatrix(
         counts=_counts.from_python_int(m),
-        invalid=_counts.zeros(()),
+        invalid=_counts.zeros(np.shape(m)[:-2]),
         num_classes=m.shape[-1],
-        ignore_classes=tuple(ignore_classes),
-    )
-
-
-def _matrix_state(m, ignore_classes=()):
-    """A ConfusionMatrix holding the host matrix ``m`` exactly."""
-    return ConfusionMatrix(
-        counts=_counts.from_python_int(m),
-        invalid=_counts.zeros(()),
-        num_classes=m.shape[0],
         ignore_classes=tuple(ignore_classes),
     )
 
@@ -104,7 +94,7 @@ def _close(got, want, msg):
 def test_every_score_average_and_empty_matches_reference(case, empty):
     m, ig = case
     stats = ref.stats_from_matrix(m)
-    state = _matrix_state(m, ig)
+    state = _state_from_matrix(m, ig)
     counted = ref.counted_classes(m.shape[0], ig)
     for name in SCORES:
         for average in AVERAGES:
