@@ -607,9 +607,15 @@ def balanced_accuracy(
 
 
 def _two_by_two(tp, fp, fn, tn) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """One-vs-rest numerators and denominators of MCC and Cohen's kappa."""
+    """One-vs-rest numerators and denominators of MCC and Cohen's kappa.
+
+    Computed on fractions of the total (both scores are scale-free), so that the
+    products of dataset-size counts cannot overflow float32.
+    """
+    n = tp + fp + fn + tn
+    tp, fp, fn, tn = (cw_.ratio(x, n) for x in (tp, fp, fn, tn))
     cross = tp * tn - fp * fn
-    mcc_den = jnp.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc_den = jnp.sqrt((tp + fp) * (tp + fn)) * jnp.sqrt((tn + fp) * (tn + fn))
     kappa_num = 2 * cross
     kappa_den = (tp + fp) * (fp + tn) + (tp + fn) * (fn + tn)
     return cross, mcc_den, kappa_num, kappa_den
@@ -648,14 +654,16 @@ def _agreement(
         def total(x):
             return jnp.sum(jnp.where(keep, x, 0.0), axis=-1)
 
-        t = tp + fn  # label support per class
-        p = tp + fp  # predictions per class
-        s, c, pt = total(t), total(tp), total(p * t)
-        cov = c * s - pt
+        # fractions of the total s (both scores are scale-free): no float32 overflow
+        s = total(tp + fn)[..., None]
+        t = cw_.ratio(tp + fn, s)  # label support per class
+        p = cw_.ratio(tp + fp, s)  # predictions per class
+        c, pt = total(cw_.ratio(tp, s)), total(p * t)
+        cov = c - pt
         if which == "mcc":
-            den = jnp.sqrt((s * s - total(p * p)) * (s * s - total(t * t)))
+            den = jnp.sqrt(1.0 - total(p * p)) * jnp.sqrt(1.0 - total(t * t))
             return cw_.ratio(cov, den)  # 0 when undefined, as scikit-learn
-        den = s * s - pt
+        den = 1.0 - pt
         ok = den > 0
         return jnp.where(ok, cov / jnp.where(ok, den, 1.0), jnp.nan)
     cross, mcc_den, kappa_num, kappa_den = _two_by_two(tp, fp, fn, tn)

@@ -309,3 +309,83 @@ def test_generalized_dice_absent_class_against_monai():
         )
         ours = _per_image_gd(preds, labels, c, weighting)
         np.testing.assert_allclose(ours, np.asarray(want).reshape(-1), rtol=1e-5)
+
+
+# -- the one-vs-rest and agreement scores against scikit-learn -----------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_new_scores_equal_scikit_learn(seed):
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    c = 5
+    labels = rng.integers(0, c - 1, 400)  # class 4 never labelled
+    preds = np.where(rng.random(400) < 0.6, labels, rng.integers(0, c, 400))
+    cm = ConfusionMatrix.from_predictions(preds, labels, num_classes=c)
+    spec, npv = [], []
+    for k in range(c):
+        t, p = labels == k, preds == k
+        spec.append(metrics.recall_score(t, p, pos_label=0, zero_division=0))
+        npv.append(metrics.precision_score(t, p, pos_label=0, zero_division=0))
+    np.testing.assert_allclose(jaxseg.specificity(cm, average=None), spec, rtol=1e-6)
+    np.testing.assert_allclose(jaxseg.negative_predictive_value(cm, average=None), npv, rtol=1e-6)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want_ba = metrics.balanced_accuracy_score(labels, preds)
+    np.testing.assert_allclose(jaxseg.balanced_accuracy(cm), want_ba, rtol=1e-6)
+    np.testing.assert_allclose(
+        jaxseg.matthews_corrcoef(cm), metrics.matthews_corrcoef(labels, preds), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        jaxseg.cohen_kappa(cm), metrics.cohen_kappa_score(labels, preds), atol=1e-6
+    )
+    # one-vs-rest per class: the binary scikit-learn scores of each class
+    mcc = [metrics.matthews_corrcoef(labels == k, preds == k) for k in range(c)]
+    kappa = [metrics.cohen_kappa_score(labels == k, preds == k) for k in range(c)]
+    np.testing.assert_allclose(jaxseg.matthews_corrcoef(cm, average=None), mcc, atol=1e-6)
+    np.testing.assert_allclose(jaxseg.cohen_kappa(cm, average=None), kappa, atol=1e-6)
+    # binary / multilabel: per channel, the binary scikit-learn scores
+    y = rng.integers(0, 2, (300, 3))
+    p = np.where(rng.random((300, 3)) < 0.7, y, 1 - y)
+    bs = jaxseg.BinaryStats.from_predictions(p, y)
+    for k in range(3):
+        np.testing.assert_allclose(
+            jaxseg.balanced_accuracy(bs, average=None)[k],
+            metrics.balanced_accuracy_score(y[:, k], p[:, k]),
+            rtol=1e-6,
+        )
+        np.testing.assert_allclose(
+            jaxseg.matthews_corrcoef(bs, average=None)[k],
+            metrics.matthews_corrcoef(y[:, k], p[:, k]),
+            atol=1e-6,
+        )
+        np.testing.assert_allclose(
+            jaxseg.specificity(bs, average=None)[k],
+            metrics.recall_score(y[:, k], p[:, k], pos_label=0),
+            rtol=1e-6,
+        )
+    with pytest.raises(ValueError, match="multiclass"):
+        jaxseg.cohen_kappa(bs)
+
+
+def test_agreement_scores_at_the_edges():
+    """Perfect agreement, a constant prediction, and float32 on a dataset-size matrix."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    perfect = _state_from_matrix(np.diag([5, 3, 0]).astype(np.int64))
+    np.testing.assert_allclose(jaxseg.matthews_corrcoef(perfect), 1.0)
+    np.testing.assert_allclose(jaxseg.cohen_kappa(perfect), 1.0)
+    constant = _state_from_matrix(np.array([[4, 0], [3, 0]], np.int64))
+    assert float(jaxseg.matthews_corrcoef(constant)) == 0.0  # undefined: 0, as scikit-learn
+    assert float(jaxseg.cohen_kappa(constant)) == 0.0
+    # Cityscapes-size counts (about 2**31 pixels) stay accurate in float32
+    rng = np.random.default_rng(3)
+    m = rng.integers(0, 2**26, (19, 19)) + np.diag(rng.integers(2**28, 2**29, 19))
+    state = _state_from_matrix(m.astype(np.int64))
+    t, p = m.sum(1).astype(np.float64), m.sum(0).astype(np.float64)
+    s, c = float(m.sum()), float(np.trace(m))
+    want = (c * s - t @ p) / np.sqrt((s * s - p @ p) * (s * s - t @ t))
+    np.testing.assert_allclose(jaxseg.matthews_corrcoef(state), want, rtol=1e-5)
+    del metrics
