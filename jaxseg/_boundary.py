@@ -152,8 +152,8 @@ class BoundaryStats(_CountAlgebra):
           A state with counts ``[4, C]`` (leading axes pooled).
         """
         c = v.check_num_classes(num_classes)
-        preds = v.check_int_labels(jnp.asarray(preds), "preds")
-        labels = v.check_int_labels(jnp.asarray(labels), "labels")
+        preds = v.check_int_labels(v.as_int_array(preds, "preds"), "preds")
+        labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
         v.check_same_shape("preds", preds, "labels", labels)
         if labels.ndim < 2:
             raise ValueError(
@@ -183,7 +183,7 @@ class BoundaryStats(_CountAlgebra):
     ) -> BoundaryStats:
         """:meth:`from_predictions` of ``argmax(logits, -1)``; ``logits [..., H, W, C]``."""
         logits = v.check_logits(jnp.asarray(logits))
-        labels = v.check_int_labels(jnp.asarray(labels))
+        labels = v.check_int_labels(v.as_int_array(labels, "labels"))
         v.check_labels_for_logits(logits, labels)
         return cls.from_predictions(
             _kernels.argmax_classes(logits),

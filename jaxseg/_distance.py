@@ -310,9 +310,11 @@ def _nsd_one(pm, lm, tol, *, spacing, definition):
 def _prepare(predictions, labels, num_classes, spacing, definition, ignore_index):
     """Check the arguments; returns ``(C, spacing, ignored ids, predictions, labels)``."""
     c = v.check_num_classes(num_classes)
-    predictions = v.check_int_labels(jnp.asarray(predictions), "predictions")
-    labels = v.check_int_labels(jnp.asarray(labels), "labels")
+    predictions = v.check_int_labels(v.as_int_array(predictions, "predictions"), "predictions")
+    labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
     v.check_same_shape("predictions", predictions, "labels", labels)
+    # class ids in one dtype (uint8 PNG maps included); wide host arrays are saturated
+    predictions, labels = predictions.astype(jnp.int32), labels.astype(jnp.int32)
     if predictions.ndim not in (3, 4):
         raise ValueError(
             "`predictions` and `labels` must have shape [batch, *spatial] with 2 or 3 "

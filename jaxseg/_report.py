@@ -65,15 +65,35 @@ class Metric:
 
     ``per_class`` maps count statistics to per-class values ``[..., C]``.
     Metrics that need the label maps themselves (distances) set ``per_image``
-    instead: ``per_image(pred, label, num_classes=, spacing=, tolerance=)``
-    returns ``[C]`` values for one image, averaged over images (finite values
-    only) by the evaluation.
+    instead: ``per_image(pred, label, num_classes=, spacing=, tolerance=,
+    ignore_index=)`` returns ``[C]`` values for one image, averaged over images
+    (finite values only) by the evaluation.
     """
 
     name: str
     title: str
     per_class: Callable[[Stats], np.ndarray] | None = None
     per_image: Callable[..., np.ndarray] | None = None
+
+
+def _distance(name: str) -> Callable[..., np.ndarray]:
+    """``per_image`` of a distance or boundary metric (imports JAX only when used)."""
+
+    def per_image(pred, label, *, num_classes, spacing, tolerance, ignore_index):
+        from jaxseg._distance import per_image_metrics
+
+        out = per_image_metrics(
+            pred,
+            label,
+            num_classes=num_classes,
+            metrics=(name,),
+            spacing=spacing,
+            tolerance=1.0 if tolerance is None else tolerance,
+            ignore_index=ignore_index or None,
+        )
+        return out[name]
+
+    return per_image
 
 
 #: ``--metrics`` names. A distance metric is one more entry with ``per_image``.
@@ -87,6 +107,11 @@ METRICS: dict[str, Metric] = {
         # accuracy has no column of its own (per-class accuracy is recall): it adds
         # pixel accuracy and mean accuracy to the summary.
         Metric("accuracy", "Acc."),
+        Metric("hd", "HD", per_image=_distance("hd")),
+        Metric("hd95", "HD95", per_image=_distance("hd95")),
+        Metric("assd", "ASSD", per_image=_distance("assd")),
+        Metric("nsd", "NSD", per_image=_distance("nsd")),
+        Metric("boundary_iou", "BIoU", per_image=_distance("boundary_iou")),
     )
 }
 DEFAULT_METRICS = ("iou", "dice", "precision", "recall", "accuracy")

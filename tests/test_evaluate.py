@@ -465,3 +465,73 @@ def test_counting_in_slices_equals_one_pass(monkeypatch):
     np.testing.assert_array_equal(got, ref)
     wide = counter.count(pair, pred.astype(np.int32), label.astype(np.int32))  # general path
     np.testing.assert_array_equal(wide, ref)
+
+
+def test_distance_metrics_use_header_spacing_and_average_over_images(tmp_path, capsys):
+    """--metrics hd95,assd,nsd on NIfTI volumes: spacing from the headers, the per-class
+    value is the mean of the finite per-image values."""
+    nib = pytest.importorskip("nibabel")
+    from jaxseg._distance import per_image_metrics
+
+    rng = np.random.default_rng(8)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "pred").mkdir()
+    affine = np.diag([0.8, 1.0, 2.5, 1.0])
+    pairs = []
+    for i in range(2):
+        label = np.zeros((8, 9, 6), np.uint8)
+        label[2:6, 2:7, 1:5] = 1
+        label[0:2, 0:3, 0:2] = 2 if i == 0 else 0  # class 2 absent from image 1
+        pred = np.where(rng.random(label.shape) < 0.9, label, rng.integers(0, 3, label.shape))
+        pairs.append((pred.astype(np.uint8), label))
+        nib.save(nib.Nifti1Image(label, affine), tmp_path / "labels" / f"case_{i}.nii.gz")
+        nib.save(
+            nib.Nifti1Image(pred.astype(np.uint8), affine), tmp_path / "pred" / f"case_{i}.nii.gz"
+        )
+    rc, out, err = _run(
+        capsys, "evaluate", tmp_path / "pred", tmp_path / "labels", "-C", 3,
+        "--metrics", "iou,hd95,assd,nsd", "--tolerance", "1.5", "--json", tmp_path / "r.json",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert "HD95" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    for name in ("hd95", "assd", "nsd"):
+        per = np.stack(
+            [
+                per_image_metrics(
+                    p, y, num_classes=3, metrics=(name,), spacing=(0.8, 1.0, 2.5), tolerance=1.5
+                )[name]
+                for p, y in pairs
+            ]
+        )
+        unit = per_image_metrics(*pairs[0], num_classes=3, metrics=(name,), tolerance=1.5)[name]
+        finite = np.isfinite(per)
+        want = np.where(finite, per, 0).sum(0) / np.maximum(finite.sum(0), 1)
+        got = [r[name] for r in report["classes"]]
+        np.testing.assert_allclose(got, want, rtol=1e-9, err_msg=name)
+        if name == "hd95":  # the header spacing was used, not 1
+            assert not np.allclose(per[0], unit)
+
+
+def test_boundary_iou_metric_on_png(tmp_path, capsys):
+    from jaxseg._distance import per_image_metrics
+
+    rng = np.random.default_rng(9)
+    for d in ("p", "l"):
+        (tmp_path / d).mkdir()
+    label = np.zeros((20, 24), np.uint8)
+    label[4:15, 5:18] = 1
+    label[0, 0] = 255
+    pred = np.where(rng.random(label.shape) < 0.9, label, 0).astype(np.uint8)
+    Image.fromarray(label).save(tmp_path / "l" / "a.png")
+    Image.fromarray(pred).save(tmp_path / "p" / "a.png")
+    rc, _, err = _run(
+        capsys, "evaluate", tmp_path / "p", tmp_path / "l", "-C", 2, "--ignore-index", 255,
+        "--metrics", "boundary_iou", "--json", tmp_path / "r.json",
+    )  # fmt: skip
+    assert rc == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    want = per_image_metrics(
+        pred, label, num_classes=2, metrics=("boundary_iou",), ignore_index=255
+    )["boundary_iou"]
+    np.testing.assert_allclose([r["boundary_iou"] for r in report["classes"]], want, rtol=1e-9)
