@@ -20,7 +20,7 @@ from jax import lax
 
 from jaxseg import _counts, _kernels
 from jaxseg import _validation as v
-from jaxseg._state import _configured, _CountAlgebra, _static
+from jaxseg._state import _configured, _CountAlgebra, _static, _StatRows
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -61,7 +61,7 @@ def boundary_band(label_map: jax.Array, d: int) -> jax.Array:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class BoundaryStats(_CountAlgebra):
+class BoundaryStats(_StatRows):
     """Exact per-class boundary-band counts: Boundary IoU and boundary F-score.
 
     The band of a class mask ``M`` is ``M_d = M - erode_d(M)``: the pixels of
@@ -109,10 +109,6 @@ class BoundaryStats(_CountAlgebra):
     num_classes: int = _static()
     ignore_classes: tuple[int, ...] = _static(())
     exclusive: ClassVar[bool] = False
-
-    def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
-        c, limbs = self.num_classes, _counts.NUM_LIMBS
-        return {"counts": (4, c, limbs), "invalid": (limbs,)}
 
     @classmethod
     def empty(cls, num_classes: int, *, ignore_index: Any = None) -> BoundaryStats:
@@ -233,32 +229,7 @@ class BoundaryStats(_CountAlgebra):
             (("dilation_ratio", ratio), ("ignore_index", ignored)),
         )
 
-    def to_numpy(self) -> np.ndarray:
-        """Exact host counts ``int64 [..., 4, C]``: rows ``tp, fp, fn, tn``."""
-        return _counts.to_int64_numpy(self.counts)
-
-    def _stat(self, k: int) -> jax.Array:
-        return _counts.to_float(self.counts[..., k, :, :])
-
-    @property
-    def tp(self) -> jax.Array:
-        """Band pixels in both bands, ``|G_d ∩ P_d|``, float ``[..., C]``."""
-        return self._stat(0)
-
-    @property
-    def fp(self) -> jax.Array:
-        """Predicted band pixels outside the true band, ``|P_d \\ G_d|``, float ``[..., C]``."""
-        return self._stat(1)
-
-    @property
-    def fn(self) -> jax.Array:
-        """True band pixels outside the predicted band, ``|G_d \\ P_d|``, float ``[..., C]``."""
-        return self._stat(2)
-
-    @property
-    def tn(self) -> jax.Array:
-        """Counted pixels in neither band, float ``[..., C]``."""
-        return self._stat(3)
+    # tp, fp, fn, tn of the bands: |G_d ∩ P_d|, |P_d \ G_d|, |G_d \ P_d|, neither band.
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))

@@ -501,9 +501,53 @@ class ConfusionMatrix(_CountAlgebra):
         return _counts.to_float(_counts.normalize_signed(signed))
 
 
+class _StatRows(_CountAlgebra):
+    """Count states that store ``tp, fp, fn, tn`` per class as rows of ``counts``.
+
+    ``counts`` is ``uint32 [..., 4, C, 3]`` (limbs last) and ``invalid`` is
+    ``uint32 [..., 3]``.
+    """
+
+    def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
+        c, limbs = self.num_classes, _counts.NUM_LIMBS
+        return {"counts": (4, c, limbs), "invalid": (limbs,)}
+
+    def to_numpy(self) -> np.ndarray:
+        """Exact host counts ``int64 [..., 4, C]``: rows ``tp, fp, fn, tn``."""
+        return _counts.to_int64_numpy(self.counts)  # type: ignore[attr-defined]
+
+    def label_counts(self) -> np.ndarray:
+        """Exact host label support per class, ``tp + fn``, ``int64 [..., C]``."""
+        rows = self.to_numpy()
+        return rows[..., 0, :] + rows[..., 2, :]
+
+    def _stat(self, k: int) -> jax.Array:
+        return _counts.to_float(self.counts[..., k, :, :])  # type: ignore[attr-defined]
+
+    @property
+    def tp(self) -> jax.Array:
+        """True positives per class, float ``[..., C]``."""
+        return self._stat(0)
+
+    @property
+    def fp(self) -> jax.Array:
+        """False positives per class, float ``[..., C]``."""
+        return self._stat(1)
+
+    @property
+    def fn(self) -> jax.Array:
+        """False negatives per class, float ``[..., C]``."""
+        return self._stat(2)
+
+    @property
+    def tn(self) -> jax.Array:
+        """True negatives per class, float ``[..., C]``."""
+        return self._stat(3)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class BinaryStats(_CountAlgebra):
+class BinaryStats(_StatRows):
     """Exact per-class ``tp, fp, fn, tn`` for binary and multilabel predictions.
 
     Each of the ``C`` channels is an independent yes/no decision (sigmoid
@@ -558,10 +602,6 @@ class BinaryStats(_CountAlgebra):
     num_classes: int = _static()
     ignore_classes: tuple[int, ...] = _static(())
     exclusive: ClassVar[bool] = False
-
-    def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
-        c, limbs = self.num_classes, _counts.NUM_LIMBS
-        return {"counts": (4, c, limbs), "invalid": (limbs,)}
 
     @classmethod
     def empty(cls, num_classes: int) -> BinaryStats:
@@ -710,33 +750,6 @@ class BinaryStats(_CountAlgebra):
             )
         bound = (("threshold", bound_threshold), ("ignore_index", ignored), ("channel_axis", axis))
         return _configured(cls, c, (), bound)
-
-    def to_numpy(self) -> np.ndarray:
-        """Exact host counts ``int64 [..., 4, C]``: rows ``tp, fp, fn, tn``."""
-        return _counts.to_int64_numpy(self.counts)
-
-    def _stat(self, k: int) -> jax.Array:
-        return _counts.to_float(self.counts[..., k, :, :])
-
-    @property
-    def tp(self) -> jax.Array:
-        """True positives per channel, float ``[..., C]``."""
-        return self._stat(0)
-
-    @property
-    def fp(self) -> jax.Array:
-        """False positives per channel, float ``[..., C]``."""
-        return self._stat(1)
-
-    @property
-    def fn(self) -> jax.Array:
-        """False negatives per channel, float ``[..., C]``."""
-        return self._stat(2)
-
-    @property
-    def tn(self) -> jax.Array:
-        """True negatives per channel, float ``[..., C]``."""
-        return self._stat(3)
 
 
 def _check_channel_axis(channel_axis: Any) -> int | None:
