@@ -28,6 +28,8 @@ the formula gives every class a finite score.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -40,8 +42,6 @@ from jaxseg import _validation as v
 MIN_MASS = 1e-6
 #: Denominators at or below this are treated as zero: ``1 / d**2`` stays finite in float32.
 DEN_FLOOR = 1e-12
-
-AVERAGES = (None, "micro", "macro", "weighted")
 
 
 def is_soft(stats: Any) -> bool:
@@ -108,7 +108,7 @@ def class_average(
     ``"macro"`` the ``class_weights``-weighted mean of the included classes;
     ``"weighted"`` the same with each weight multiplied by ``support``.
     Where no class is included the result is ``none_value``.
-    (``"micro"`` pools statistics before the ratio: see :func:`micro_ratio`.)
+    (``"micro"`` pools statistics before the ratio: see :func:`micro`.)
     """
     if average is None:
         return jnp.where(include, per_class, jnp.nan)
@@ -125,24 +125,54 @@ def class_average(
     return jnp.where(ok, value / jnp.where(ok, total, 1.0), none_value)
 
 
-def micro_ratio(
+def class_scores(
     num: jax.Array,
     den: jax.Array,
-    include: jax.Array,
+    empty_mask: jax.Array,
     *,
-    class_weights: jax.Array | None = None,
-    smooth: Any = 0.0,
+    smooth: Any,
+    empty: float,
 ) -> tuple[jax.Array, jax.Array]:
-    """Pool ``sum_c w_c num_c / sum_c w_c den_c`` over included classes.
+    """Per-class ``(num + s) / (den + s)`` with the empty rule.
 
-    Returns ``(score, nothing)``: the pooled ratio (with ``smooth``) and whether
-    the pooled denominator was (nearly) zero.
+    Returns ``(scores, left_out)``: empty classes score ``empty``; they are
+    ``left_out`` of averages when ``empty`` is NaN. With ``smooth > 0`` no class
+    is empty.
     """
-    w = jnp.ones(num.shape[-1:], num.dtype) if class_weights is None else class_weights
-    w = jnp.where(include, jnp.broadcast_to(w, num.shape), 0.0)
-    pooled_num = jnp.sum(w * num, axis=-1)
-    pooled_den = jnp.sum(w * den, axis=-1)
-    return ratio(pooled_num, pooled_den, smooth=smooth), pooled_den + smooth <= DEN_FLOOR
+    if isinstance(smooth, int | float):
+        if smooth > 0:
+            empty_mask = jnp.zeros_like(empty_mask)
+    else:
+        empty_mask = empty_mask & ~(smooth > 0)
+    score = ratio(num, den, smooth=smooth, skip=empty_mask)
+    score = jnp.where(empty_mask, jnp.asarray(empty, score.dtype), score)
+    left_out = empty_mask if math.isnan(empty) else jnp.zeros_like(empty_mask)
+    return score, left_out
+
+
+def micro(
+    stats: tuple[jax.Array, ...],
+    include: jax.Array,
+    weights: jax.Array | None,
+    terms: Callable[..., tuple[jax.Array, jax.Array]],
+    *,
+    soft: bool,
+    smooth: Any,
+    empty: float,
+) -> jax.Array:
+    """Pool ``sum_c w_c stat_c`` over included classes, then one ratio (micro average).
+
+    Emptiness is decided on the unweighted pooled statistics, so that weights
+    (Sudre's ``1 / T²`` can be tiny) never turn labelled mass into "nothing".
+    """
+    w = jnp.ones(include.shape[-1:], jnp.float32) if weights is None else weights
+    w = jnp.where(include, jnp.broadcast_to(w, include.shape), 0.0)
+    ptp, pfp, pfn, ptn = (jnp.sum(w * x, axis=-1) for x in stats)
+    num, den = terms(ptp, pfp, pfn, ptn)
+    tp, fp, fn = (jnp.sum(jnp.where(include, x, 0.0), axis=-1) for x in stats[:3])
+    return class_scores(num, den, empty_classes(tp, fp, fn, soft=soft), smooth=smooth, empty=empty)[
+        0
+    ]
 
 
 def safe_power(x: jax.Array, gamma: Any) -> jax.Array:

@@ -43,7 +43,6 @@ from jaxseg._scores import (
     fbeta_terms,
     generalized_dice,
     iou_terms,
-    per_class_scores,
     tversky_terms,
 )
 
@@ -92,7 +91,7 @@ def _region_loss(
     else:
         num, den = terms(tp, fp, fn)
     absent = cw_.empty_classes(tp, fp, fn, soft=True)
-    scores, left_out = per_class_scores(num, den, absent, smooth=smooth, empty=math.nan)
+    scores, left_out = cw_.class_scores(num, den, absent, smooth=smooth, empty=math.nan)
     include = cw_.include_mask(stats.counted_classes, tp.shape, class_weights=cw) & ~left_out
     scores = jnp.where(include, scores, 1.0)
     if log:

@@ -104,55 +104,6 @@ def _check_empty(empty: Any) -> float:
     return float(empty)
 
 
-def per_class_scores(
-    num: jax.Array,
-    den: jax.Array,
-    empty_mask: jax.Array,
-    *,
-    smooth: Any,
-    empty: float,
-) -> tuple[jax.Array, jax.Array]:
-    """Per-class ``(num + s) / (den + s)`` with the empty rule.
-
-    Returns ``(scores, left_out)``: empty classes score ``empty``; they are
-    ``left_out`` of averages when ``empty`` is NaN. With ``smooth > 0`` no class
-    is empty.
-    """
-    if isinstance(smooth, int | float):
-        if smooth > 0:
-            empty_mask = jnp.zeros_like(empty_mask)
-    else:
-        empty_mask = empty_mask & ~(smooth > 0)
-    score = cw_.ratio(num, den, smooth=smooth, skip=empty_mask)
-    score = jnp.where(empty_mask, jnp.asarray(empty, score.dtype), score)
-    left_out = empty_mask if math.isnan(empty) else jnp.zeros_like(empty_mask)
-    return score, left_out
-
-
-def _micro(
-    stats: tuple[jax.Array, ...],
-    include: jax.Array,
-    weights: jax.Array | None,
-    terms: Terms,
-    *,
-    soft: bool,
-    smooth: Any,
-    empty: float,
-) -> jax.Array:
-    """Pool ``sum_c w_c stat_c`` over included classes, then one ratio (micro average).
-
-    Emptiness is decided on the unweighted pooled statistics, so that weights
-    (Sudre's ``1 / T²`` can be tiny) never turn labelled mass into "nothing".
-    """
-    w = jnp.ones(include.shape[-1:], jnp.float32) if weights is None else weights
-    w = jnp.where(include, jnp.broadcast_to(w, include.shape), 0.0)
-    ptp, pfp, pfn, ptn = (jnp.sum(w * x, axis=-1) for x in stats)
-    num, den = terms(ptp, pfp, pfn, ptn)
-    tp, fp, fn = (jnp.sum(jnp.where(include, x, 0.0), axis=-1) for x in stats[:3])
-    is_empty = cw_.empty_classes(tp, fp, fn, soft=soft)
-    return per_class_scores(num, den, is_empty, smooth=smooth, empty=empty)[0]
-
-
 def _reduce(
     stats: Stats,
     terms: Terms,
@@ -174,10 +125,12 @@ def _reduce(
     )
     soft = cw_.is_soft(stats)
     if average == "micro":
-        return _micro((tp, fp, fn, tn), include, cw, terms, soft=soft, smooth=smooth, empty=empty)
+        return cw_.micro(
+            (tp, fp, fn, tn), include, cw, terms, soft=soft, smooth=smooth, empty=empty
+        )
     num, den = terms(tp, fp, fn, tn)
     is_empty = cw_.empty_classes(tp, fp, fn, soft=soft)
-    scores, left_out = per_class_scores(num, den, is_empty, smooth=smooth, empty=empty)
+    scores, left_out = cw_.class_scores(num, den, is_empty, smooth=smooth, empty=empty)
     return cw_.class_average(
         scores, include & ~left_out, average=average, class_weights=cw, support=tp + fn
     )
@@ -919,7 +872,9 @@ def generalized_dice(
     w = sudre_weights(jax.lax.stop_gradient(tp + fn), include, weighting, soft=soft)
     if cw is not None:
         w = w * jnp.broadcast_to(cw, w.shape)
-    return _micro((tp, fp, fn, tn), include, w, dice_terms, soft=soft, smooth=smooth, empty=empty)
+    return cw_.micro(
+        (tp, fp, fn, tn), include, w, dice_terms, soft=soft, smooth=smooth, empty=empty
+    )
 
 
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "median", "enet")
