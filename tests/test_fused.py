@@ -200,3 +200,17 @@ def test_focal_at_1000_classes_matches_dense_formula():
     np.testing.assert_allclose(got[0], terms[v].sum() / a64[np.asarray(safe)][v].sum(), rtol=1e-5)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-7)
+
+
+def test_weighted_prob_sums_paths_agree():
+    """The exp-sum form of ``sum_c b_c p_c`` (signed, zero and tiny weights) equals the product."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(3, 4, 40)).astype(np.float32) * 3)
+    shift = _fused._shift(_fused._lse(x), jnp.asarray(rng.random((3, 4)) < 0.8))
+    b = rng.normal(size=(40,)).astype(np.float32)
+    b[:5] = 0.0
+    b[5:8] = 1e-30
+    for weights in (b, np.abs(b)):
+        got = _fused._weighted_prob_sums(x, shift, jnp.asarray(weights)[None, None], "exp")
+        want = _fused._weighted_prob_sums(x, shift, jnp.asarray(weights)[None, None], "product")
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
