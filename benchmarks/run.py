@@ -447,15 +447,22 @@ def _by_name(rows: list[Row]) -> dict[tuple[str, str], Row]:
 
 
 def _target(
-    w: str, text: str, measured: float, met: bool, rows: list[str] | None = None
+    w: str,
+    text: str,
+    measured: float,
+    met: bool,
+    rows: list[str] | None = None,
+    best: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One target's entry; ``rows`` names the rows the ratio was taken between."""
+    """One target's entry; ``rows`` names the rows the ratio was taken between and
+    ``best`` those of them that won a "best of" group (a peer's best configuration)."""
     return {
         "target": f"{w}: {text}",
         "measured": measured,
         "met": met,
         "informational": w in INFORMATIONAL,
         "rows": rows or [],
+        "best": best or [],
     }
 
 
@@ -492,7 +499,8 @@ def evaluate_targets(rows: list[Row]) -> list[dict[str, Any]]:
         ratio = a[0] / b[0]
         met = ratio <= bound if op == "<=" else ratio >= bound
         text = f"time({a[1]}) / time({b[1]}) {op} {bound}"
-        results.append(_target(w, text, ratio, met, [a[2], b[2]]))
+        best = [r for names, r in ((num, a[2]), (den, b[2])) if not isinstance(names, str)]
+        results.append(_target(w, text, ratio, met, [a[2], b[2]], best))
     for w, row, ref, factor in MEMORY_TARGETS:
         if (w, row) not in found or found[w, row].timing.memory_bytes is None:
             continue
@@ -503,7 +511,8 @@ def evaluate_targets(rows: list[Row]) -> list[dict[str, Any]]:
                 continue
             ratio = mem / b[0]
             text = f"memory({row}) / memory({b[1]}) <= {factor}"
-            results.append(_target(w, text, ratio, ratio <= factor, [row, b[2]]))
+            best = [] if isinstance(ref, str) else [b[2]]
+            results.append(_target(w, text, ratio, ratio <= factor, [row, b[2]], best))
         else:
             text = f"memory({row}) <= {ref / 2**20:.0f} MiB"
             results.append(_target(w, text, mem / 2**20, mem <= ref))
@@ -557,8 +566,8 @@ def markdown(rows: list[Row], info: dict[str, Any], targets: list[dict[str, Any]
             else:
                 met = "yes" if t["met"] else "NO"
             target = t["target"]
-            if "best of" in target:  # name the peer configuration the target was held against
-                target += f" (best: {t['rows'][-1]})"
+            if t.get("best"):  # name the peer configuration the target was held against
+                target += f" (best: {', '.join(t['best'])})"
             lines.append(f"| {target} | {t['measured']:.2f} | {met} |")
     return "\n".join(lines) + "\n"
 

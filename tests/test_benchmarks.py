@@ -80,6 +80,7 @@ def test_targets_are_evaluated_from_medians():
     # against a peer's best configuration: the fastest of its rows
     keras = targets["W1: time(best of keras MeanIoU | keras MeanIoU sparse) / time(jaxseg) >= 2.5"]
     assert keras["measured"] == 4.0 and keras["rows"] == ["keras MeanIoU sparse", "jaxseg"]
+    assert keras["best"] == ["keras MeanIoU sparse"]
     compile_target = targets["W4: compile(jaxseg) <= 5.0 s"]
     assert compile_target["measured"] == 6.0 and not compile_target["met"]
     assert not any("torchmetrics" in t for t in targets)
@@ -87,7 +88,9 @@ def test_targets_are_evaluated_from_medians():
     assert not roof["informational"]
     l2 = targets["L2: time(jaxseg CE) / time(best of optax CE masked | optax CE plain) <= 0.8"]
     assert l2["informational"] and not l2["met"] and l2["rows"] == ["jaxseg CE", "optax CE plain"]
-    assert "no (informational)" in run.markdown(rows, _info(), list(targets.values()))
+    table = run.markdown(rows, _info(), list(targets.values()))
+    assert "no (informational)" in table
+    assert ">= 2.5 (best: keras MeanIoU sparse) | 4.00 | yes |" in table
 
 
 def _info():
