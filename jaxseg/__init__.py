@@ -1,63 +1,112 @@
-"""jaxseg: segmentation losses and exact, reducible metrics for JAX."""
+"""jaxseg: segmentation losses and exact, reducible metrics for JAX.
 
-from jaxseg._checked import checked as checked
-from jaxseg._cross_entropy import cross_entropy_loss as cross_entropy_loss
-from jaxseg._cross_entropy import focal_loss as focal_loss
-from jaxseg._cross_entropy import sigmoid_focal_loss as sigmoid_focal_loss
-from jaxseg._losses import dice_loss as dice_loss
-from jaxseg._losses import fbeta_loss as fbeta_loss
-from jaxseg._losses import generalized_dice_loss as generalized_dice_loss
-from jaxseg._losses import iou_loss as iou_loss
-from jaxseg._losses import sigmoid_dice_loss as sigmoid_dice_loss
-from jaxseg._losses import sigmoid_iou_loss as sigmoid_iou_loss
-from jaxseg._losses import sigmoid_tversky_loss as sigmoid_tversky_loss
-from jaxseg._losses import tversky_loss as tversky_loss
-from jaxseg._lovasz import lovasz_hinge_loss as lovasz_hinge_loss
-from jaxseg._lovasz import lovasz_softmax_loss as lovasz_softmax_loss
-from jaxseg._scores import class_weights_from_counts as class_weights_from_counts
-from jaxseg._scores import dice as dice
-from jaxseg._scores import fbeta as fbeta
-from jaxseg._scores import frequency_weighted_iou as frequency_weighted_iou
-from jaxseg._scores import generalized_dice as generalized_dice
-from jaxseg._scores import iou as iou
-from jaxseg._scores import mean_accuracy as mean_accuracy
-from jaxseg._scores import pixel_accuracy as pixel_accuracy
-from jaxseg._scores import precision as precision
-from jaxseg._scores import recall as recall
-from jaxseg._scores import tversky as tversky
-from jaxseg._soft import SoftStats as SoftStats
-from jaxseg._state import BinaryStats as BinaryStats
-from jaxseg._state import ConfusionMatrix as ConfusionMatrix
+The public names are imported on first use (PEP 562), so that ``import jaxseg``
+and the command line do not pay for importing JAX until a name needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
+    from jaxseg._boundary import BoundaryStats as BoundaryStats
+    from jaxseg._boundary import DistanceStats as DistanceStats
+    from jaxseg._checked import checked as checked
+    from jaxseg._cross_entropy import cross_entropy_loss as cross_entropy_loss
+    from jaxseg._cross_entropy import focal_loss as focal_loss
+    from jaxseg._cross_entropy import sigmoid_focal_loss as sigmoid_focal_loss
+    from jaxseg._distance import average_surface_distance as average_surface_distance
+    from jaxseg._distance import distance_transform as distance_transform
+    from jaxseg._distance import hausdorff_distance as hausdorff_distance
+    from jaxseg._distance import surface_dice as surface_dice
+    from jaxseg._losses import dice_loss as dice_loss
+    from jaxseg._losses import fbeta_loss as fbeta_loss
+    from jaxseg._losses import generalized_dice_loss as generalized_dice_loss
+    from jaxseg._losses import iou_loss as iou_loss
+    from jaxseg._losses import sigmoid_dice_loss as sigmoid_dice_loss
+    from jaxseg._losses import sigmoid_iou_loss as sigmoid_iou_loss
+    from jaxseg._losses import sigmoid_tversky_loss as sigmoid_tversky_loss
+    from jaxseg._losses import tversky_loss as tversky_loss
+    from jaxseg._lovasz import lovasz_hinge_loss as lovasz_hinge_loss
+    from jaxseg._lovasz import lovasz_softmax_loss as lovasz_softmax_loss
+    from jaxseg._scores import balanced_accuracy as balanced_accuracy
+    from jaxseg._scores import class_weights_from_counts as class_weights_from_counts
+    from jaxseg._scores import cohen_kappa as cohen_kappa
+    from jaxseg._scores import dice as dice
+    from jaxseg._scores import fbeta as fbeta
+    from jaxseg._scores import frequency_weighted_iou as frequency_weighted_iou
+    from jaxseg._scores import generalized_dice as generalized_dice
+    from jaxseg._scores import iou as iou
+    from jaxseg._scores import matthews_corrcoef as matthews_corrcoef
+    from jaxseg._scores import mean_accuracy as mean_accuracy
+    from jaxseg._scores import negative_predictive_value as negative_predictive_value
+    from jaxseg._scores import pixel_accuracy as pixel_accuracy
+    from jaxseg._scores import precision as precision
+    from jaxseg._scores import recall as recall
+    from jaxseg._scores import specificity as specificity
+    from jaxseg._scores import tversky as tversky
+    from jaxseg._soft import SoftStats as SoftStats
+    from jaxseg._state import BinaryStats as BinaryStats
+    from jaxseg._state import ConfusionMatrix as ConfusionMatrix
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "BinaryStats",
-    "ConfusionMatrix",
-    "SoftStats",
-    "checked",
-    "class_weights_from_counts",
-    "cross_entropy_loss",
-    "dice",
-    "dice_loss",
-    "fbeta",
-    "fbeta_loss",
-    "focal_loss",
-    "frequency_weighted_iou",
-    "generalized_dice",
-    "generalized_dice_loss",
-    "iou",
-    "iou_loss",
-    "lovasz_hinge_loss",
-    "lovasz_softmax_loss",
-    "mean_accuracy",
-    "pixel_accuracy",
-    "precision",
-    "recall",
-    "sigmoid_dice_loss",
-    "sigmoid_focal_loss",
-    "sigmoid_iou_loss",
-    "sigmoid_tversky_loss",
-    "tversky",
-    "tversky_loss",
-]
+#: Public name -> the private module that defines it.
+_SOURCES = {
+    "BoundaryStats": "jaxseg._boundary",
+    "DistanceStats": "jaxseg._boundary",
+    "average_surface_distance": "jaxseg._distance",
+    "distance_transform": "jaxseg._distance",
+    "hausdorff_distance": "jaxseg._distance",
+    "surface_dice": "jaxseg._distance",
+    "checked": "jaxseg._checked",
+    "cross_entropy_loss": "jaxseg._cross_entropy",
+    "focal_loss": "jaxseg._cross_entropy",
+    "sigmoid_focal_loss": "jaxseg._cross_entropy",
+    "dice_loss": "jaxseg._losses",
+    "fbeta_loss": "jaxseg._losses",
+    "generalized_dice_loss": "jaxseg._losses",
+    "iou_loss": "jaxseg._losses",
+    "sigmoid_dice_loss": "jaxseg._losses",
+    "sigmoid_iou_loss": "jaxseg._losses",
+    "sigmoid_tversky_loss": "jaxseg._losses",
+    "tversky_loss": "jaxseg._losses",
+    "lovasz_hinge_loss": "jaxseg._lovasz",
+    "lovasz_softmax_loss": "jaxseg._lovasz",
+    "class_weights_from_counts": "jaxseg._scores",
+    "balanced_accuracy": "jaxseg._scores",
+    "cohen_kappa": "jaxseg._scores",
+    "matthews_corrcoef": "jaxseg._scores",
+    "negative_predictive_value": "jaxseg._scores",
+    "specificity": "jaxseg._scores",
+    "dice": "jaxseg._scores",
+    "fbeta": "jaxseg._scores",
+    "frequency_weighted_iou": "jaxseg._scores",
+    "generalized_dice": "jaxseg._scores",
+    "iou": "jaxseg._scores",
+    "mean_accuracy": "jaxseg._scores",
+    "pixel_accuracy": "jaxseg._scores",
+    "precision": "jaxseg._scores",
+    "recall": "jaxseg._scores",
+    "tversky": "jaxseg._scores",
+    "SoftStats": "jaxseg._soft",
+    "BinaryStats": "jaxseg._state",
+    "ConfusionMatrix": "jaxseg._state",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _SOURCES[name]
+    except KeyError:
+        raise AttributeError(f"module 'jaxseg' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SOURCES})

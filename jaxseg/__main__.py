@@ -2,7 +2,10 @@
 
 import sys
 
-from jaxseg.cli import main
-
 if __name__ == "__main__":
+    try:
+        from jaxseg.cli import main
+    except KeyboardInterrupt:  # Ctrl-C while starting up: no traceback
+        print("jaxseg: interrupted", file=sys.stderr)
+        sys.exit(130)
     sys.exit(main())

@@ -38,10 +38,12 @@ def check_labels(labels: jax.Array, invalid: jax.Array, num_classes: int) -> Non
     """
     if not enabled():
         return
-    as_int = labels.astype(jnp.int32)
-    big = jnp.iinfo(jnp.int32).max
-    low = jnp.min(jnp.where(invalid, as_int, big))
-    high = jnp.max(jnp.where(invalid, as_int, -big - 1))
+    # min / max in the labels' own dtype: a cast to int32 would show uint32 values
+    # >= 2**31 as negative; integer JAX arrays never exceed 32 bits unless x64 is on,
+    # and then int64 / uint64 hold their own values.
+    info = jnp.iinfo(labels.dtype)
+    low = jnp.min(jnp.where(invalid, labels, jnp.asarray(info.max, labels.dtype)))
+    high = jnp.max(jnp.where(invalid, labels, jnp.asarray(info.min, labels.dtype)))
     checkify.check(
         ~jnp.any(invalid),
         f"jaxseg: {{count}} label(s) outside the class range [0, {num_classes}) that are "
@@ -65,6 +67,46 @@ def check_not_nan(x: jax.Array, name: str) -> None:
     )
 
 
+def check_counts(limbs: jax.Array, operation: str) -> None:
+    """Under :func:`checked`: fail if a normal-form count reached ``2**48``.
+
+    ``limbs`` holds counts in the layout of :mod:`jaxseg._counts` (trailing axis
+    of three 16-bit limbs); the top limb stays below ``2**16`` exactly while the
+    count is below ``2**48``, the documented limit of exactness.
+    """
+    if not enabled():
+        return
+    top = limbs[..., 2]
+    over = top >= jnp.uint32(1 << 16)
+    checkify.check(
+        ~jnp.any(over),
+        f"jaxseg: a count reached 2**48 in `{operation}` ({{count}} cell(s)); counts are "
+        "guaranteed exact only below 2**48 per cell. Read the counts out (`to_numpy`) "
+        "and restart from `empty` before that.",
+        count=jnp.sum(over, dtype=jnp.int32),
+    )
+
+
+def check_psum_size(size: Any, limit: int) -> None:
+    """Fail if a ``psum`` sums more than ``limit`` members.
+
+    A static size (the usual case: ``lax.psum(1, axis_name)`` is a Python int)
+    raises ``ValueError`` at trace time, checked mode or not; a traced size is
+    checked under :func:`checked` only.
+    """
+    message = (
+        "jaxseg: `psum` over {size} members; counts are exact under one `psum` of at most "
+        f"{limit} members. Sum in stages (e.g. `psum` within hosts, then across) or "
+        "gather the states and call `reduce`."
+    )
+    if isinstance(size, int):
+        if size > limit:
+            raise ValueError(message.format(size=size))
+        return
+    if enabled():
+        checkify.check(size <= limit, message, size=size)
+
+
 def checked(fn: F) -> F:
     """Run ``fn`` with value checks: bad labels and NaN logits raise instead of counting.
 
@@ -75,7 +117,10 @@ def checked(fn: F) -> F:
     * an integer label that is neither in ``ignore_index`` nor masked out by
       ``where`` lies outside ``[0, C)`` (the message gives the count and the
       range of the offending values);
-    * logits or probabilities passed to jaxseg contain NaN.
+    * logits or probabilities passed to jaxseg contain NaN;
+    * ``merge`` / ``+`` / ``reduce`` / ``psum`` of count states produce a count of
+      ``2**48`` or more (the documented limit of exactness), or a ``psum`` runs
+      over more than 65,536 members.
 
     ``fn`` may be jitted or call ``jax.jit``, ``vmap``, ``scan`` inside; pass a
     jitted function for speed. Without :func:`checked` no check is traced at

@@ -15,9 +15,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxseg import _validation as v
+from jaxseg._classwise import safe_power
 from jaxseg._fused import cross_entropy_sums
-from jaxseg._losses import float_logits, loss_axes, safe_power
-from jaxseg._soft import prepare_targets, sanitize_class_ids
+from jaxseg._loss_inputs import float_logits, pool_axes, prepare_targets
+from jaxseg._soft import sanitize_class_ids
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -51,9 +52,9 @@ def _softmax_terms(
     x = float_logits(logits)
     c = x.shape[-1]
     cw = v.check_class_weights(class_weights, c)
-    axes = loss_axes(axis, x.ndim - 1)
+    axes = pool_axes(axis, x.ndim - 1)
     ignored = v.normalize_ignore_index(ignore_index)
-    labels = jnp.asarray(labels)
+    labels = v.as_int_array(labels, "labels")
     no_focal = isinstance(gamma, int | float) and gamma == 0
     smoothed = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
     if not jnp.issubdtype(labels.dtype, jnp.floating) and (no_focal or not smoothed):
@@ -76,7 +77,7 @@ def _softmax_terms(
         norm = jnp.where(valid, a_y, 0.0)
         return _pool(jnp.where(valid, per_pixel, 0.0), norm, axes)
     y, valid, _ = prepare_targets(
-        x, jnp.asarray(labels), exclusive=True, ignore_index=ignored, where=where
+        x, v.as_int_array(labels, "labels"), exclusive=True, ignore_index=ignored, where=where
     )
     logp = jax.nn.log_softmax(x, axis=-1)
     w = jnp.broadcast_to(jnp.ones((c,), jnp.float32) if cw is None else cw, x.shape)
@@ -278,10 +279,10 @@ def sigmoid_focal_loss(
     x = float_logits(logits)
     c = x.shape[-1]
     cw = v.check_class_weights(class_weights, c)
-    axes = loss_axes(axis, x.ndim - 1)
+    axes = pool_axes(axis, x.ndim - 1)
     ignored = v.normalize_ignore_index(ignore_index)
     y, valid, _ = prepare_targets(
-        x, jnp.asarray(labels), exclusive=False, ignore_index=ignored, where=where
+        x, v.as_int_array(labels, "labels"), exclusive=False, ignore_index=ignored, where=where
     )
     log_p, log_q = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
     bce = -(y * log_p + (1.0 - y) * log_q)

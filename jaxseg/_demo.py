@@ -231,16 +231,12 @@ def _palette() -> np.ndarray:
 
 def figure(images, labels, preds, matrix) -> Any:
     """Inputs, labels and predictions of a few test images, and the confusion matrix."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from jaxseg.cli import confusion_figure
+    from jaxseg._report import _new_figure, confusion_figure
 
     k = min(4, images.shape[0])
-    fig = plt.figure(figsize=(13, 7.5), layout="constrained")
+    fig = _new_figure((13, 7.5))
     sub = fig.subfigures(1, 2, width_ratios=[1.2, 1])
     axes = sub[0].subplots(k, 3, squeeze=False)
     pal = _palette()
@@ -281,11 +277,11 @@ def train_and_evaluate(
     """Generate data, train with CE + Dice, evaluate exactly; return the report dict.
 
     The report holds the per-class table and summary scores (see
-    :func:`jaxseg.cli.class_report`) plus ``"losses"``, and the arrays needed
+    :func:`jaxseg._report.class_report`) plus ``"losses"``, and the arrays needed
     for the figure under ``"_figure"``.
     """
     import jaxseg
-    from jaxseg.cli import class_report
+    from jaxseg._report import class_report
 
     def say(text: str) -> None:
         if log is not None:
@@ -314,7 +310,7 @@ def train_and_evaluate(
         f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"
     )
     state, mious, preds = evaluate(model, x_test, y_test)
-    report = class_report(state, CLASS_NAMES)
+    report = class_report(state.to_numpy(), CLASS_NAMES)
     report["miou_imagewise"] = float(np.nanmean(mious))
     report["num_images_scored"] = int(np.sum(~np.isnan(mious)))
     report["losses"] = losses
@@ -332,7 +328,7 @@ def run(
 ) -> int:
     """The ``jaxseg demo`` command: train, evaluate, print the table, write the figure."""
     from jaxseg import _io
-    from jaxseg.cli import figure_png_bytes, format_summary, format_table
+    from jaxseg._report import figure_png_bytes, format_summary, format_table
 
     out_stream = sys.stdout
     report = train_and_evaluate(steps=steps, seed=seed, quiet=quiet, log=out_stream, **sizes)
@@ -342,6 +338,6 @@ def run(
     print(format_summary(report), file=out_stream)
     if out:
         fig = figure(*report["_figure"])
-        _io.atomic_write_bytes(out, figure_png_bytes(fig))
+        _io.write_output(out, figure_png_bytes(fig))
         print(f"wrote {out}", file=out_stream)
     return 0

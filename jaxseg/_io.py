@@ -1,11 +1,16 @@
-"""File input and output for the command line: PNG label maps and atomic writes.
+"""File input and output for the command line: finding pairs, reading label maps, safe writes.
 
-Label maps are single-channel PNG images whose pixel values are class ids:
-Pillow modes ``L`` (8-bit grey), ``P`` (palette; the palette *index* is the
-class id, as in PASCAL VOC) and ``I;16`` / ``I`` (16- and 32-bit integers).
-Colour images (``RGB``, ``RGBA``, ``LA``), float images (``F``) and bilevel
-images (``1``) are rejected: a colour PNG is the usual sign that a
-visualisation was passed where a label map was expected.
+Label maps are integer arrays whose values are class ids:
+
+- PNG images of Pillow modes ``L`` (8-bit grey), ``P`` (palette; the palette
+  *index* is the class id, as in PASCAL VOC), ``I;16`` / ``I`` (16- and 32-bit
+  integers) and ``1`` (bilevel, read as 0 / 1, as ``Image.fromarray`` writes a
+  boolean array). Colour images (``RGB``, ``RGBA``, ``LA``) and float images
+  (``F``) are refused: a colour PNG is the usual sign that a visualisation was
+  passed where a label map was expected.
+- NumPy ``.npy`` arrays of any rank with an integer or boolean dtype.
+- NIfTI volumes (``.nii``, ``.nii.gz``), read with nibabel (the ``nifti``
+  extra); the voxel spacing comes from the header.
 
 Every problem raises :class:`InputError` naming the file, so the command line
 can print one line and exit instead of showing a traceback.
@@ -16,21 +21,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import stat
+import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 #: Pillow modes accepted as label maps.
-LABEL_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I")
-_SUFFIXES = (".png",)
+LABEL_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I", "1")
+#: File suffixes read as label maps (compared case-insensitively).
+SUFFIXES = (".png", ".npy", ".nii", ".nii.gz")
+#: Default largest image (pixels) decoded; Pillow's own guard stops at 179 Mpx.
+DEFAULT_MAX_PIXELS = 1 << 30
 
 
 class InputError(Exception):
-    """A problem with one input file (or folder), reported in one line."""
+    """A problem with one input file (or folder, or option), reported in one line."""
 
     def __init__(self, path: str | os.PathLike | None, message: str):
         self.path = None if path is None else str(path)
@@ -40,11 +49,138 @@ class InputError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-    """A prediction file and the label file of the same name."""
+    """A prediction file and the label file it is compared with."""
 
     name: str
     pred: Path
     label: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelArray:
+    """A decoded label map and the voxel spacing its file states (``None`` if none)."""
+
+    values: np.ndarray
+    spacing: tuple[float, ...] | None = None
+
+
+# -- finding files and pairing them -----------------------------------------------
+
+
+def _suffix(name: str) -> str | None:
+    low = name.lower()
+    for s in sorted(SUFFIXES, key=len, reverse=True):
+        if low.endswith(s):
+            return s
+    return None
+
+
+def compile_pattern(pattern: str | None, option: str) -> re.Pattern[str] | None:
+    """``{name}_leftImg8bit.png`` → a case-insensitive regex capturing ``name``."""
+    if pattern is None:
+        return None
+    if pattern.count("{name}") != 1:
+        raise InputError(None, f"{option}: must contain {{name}} exactly once; got {pattern!r}")
+    if "/" in pattern or os.sep in pattern:
+        raise InputError(None, f"{option}: matches file names, not paths; got {pattern!r}")
+    head, tail = pattern.split("{name}")
+    if _suffix(tail) is None:
+        raise InputError(
+            None, f"{option}: must end in one of {', '.join(SUFFIXES)}; got {pattern!r}"
+        )
+    return re.compile(f"{re.escape(head)}(?P<name>.+?){re.escape(tail)}", re.IGNORECASE)
+
+
+def list_files(
+    folder: str | os.PathLike, pattern: re.Pattern[str] | None, *, recursive: bool
+) -> dict[str, Path]:
+    """Label-map files under ``folder`` keyed by ``relative/folder/name``.
+
+    ``name`` is the part of the file name captured by ``{name}`` in ``pattern``,
+    or the file name without its suffix. Hidden files and folders are skipped.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(root, "not a folder")
+    found: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        rel = os.path.relpath(dirpath, root)
+        for fname in sorted(filenames):
+            if fname.startswith("."):
+                continue
+            if pattern is not None:
+                m = pattern.fullmatch(fname)
+                if m is None:
+                    continue
+                name = m.group("name")
+            else:
+                suffix = _suffix(fname)
+                if suffix is None:
+                    continue
+                name = fname[: -len(suffix)]
+            key = name if rel == "." else f"{Path(rel).as_posix()}/{name}"
+            if key in found:
+                raise InputError(
+                    Path(dirpath) / fname, f"two files with the same name: also {found[key]}"
+                )
+            found[key] = Path(dirpath) / fname
+    return found
+
+
+def match_files(
+    pred_dir: str | os.PathLike,
+    label_dir: str | os.PathLike,
+    *,
+    pred_pattern: str | None = None,
+    label_pattern: str | None = None,
+    recursive: bool = True,
+) -> tuple[list[Pair], list[InputError]]:
+    """Pair prediction and label files.
+
+    A prediction and a label pair up when they have the same relative folder and
+    name; a file left over then pairs with the one file of the same name on the
+    other side, wherever it lies (Cityscapes keeps labels in one folder per city
+    and predictions often in one flat folder).
+
+    Returns:
+      ``(pairs, problems)``: the pairs sorted by name, and one
+      :class:`InputError` per file that has no partner.
+    """
+    preds = list_files(
+        pred_dir, compile_pattern(pred_pattern, "--pred-pattern"), recursive=recursive
+    )
+    labels = list_files(
+        label_dir, compile_pattern(label_pattern, "--label-pattern"), recursive=recursive
+    )
+    pairs = {k: Pair(k, preds[k], labels[k]) for k in preds.keys() & labels.keys()}
+    left_p = {k: v for k, v in preds.items() if k not in pairs}
+    left_l = {k: v for k, v in labels.items() if k not in pairs}
+    by_name_p = _by_base(left_p)
+    by_name_l = _by_base(left_l)
+    for base in sorted(by_name_p.keys() & by_name_l.keys()):
+        kp, kl = by_name_p[base], by_name_l[base]
+        pairs[kl] = Pair(kl, left_p.pop(kp), left_l.pop(kl))
+    problems = [
+        InputError(p, f"prediction has no label file of the same name in {label_dir}")
+        for _, p in sorted(left_p.items())
+    ]
+    problems += [
+        InputError(p, f"label has no prediction file of the same name in {pred_dir}")
+        for _, p in sorted(left_l.items())
+    ]
+    return [pairs[k] for k in sorted(pairs)], problems
+
+
+def _by_base(files: dict[str, Path]) -> dict[str, str]:
+    """Keys by their last component, for the names that occur once."""
+    out: dict[str, list[str]] = {}
+    for key in files:
+        out.setdefault(key.rsplit("/", 1)[-1], []).append(key)
+    return {b: ks[0] for b, ks in out.items() if len(ks) == 1}
+
+
+# -- reading ----------------------------------------------------------------------
 
 
 def _import_pil() -> Any:
@@ -57,76 +193,49 @@ def _import_pil() -> Any:
     return Image
 
 
-def list_pngs(folder: str | os.PathLike) -> dict[str, Path]:
-    """PNG files of ``folder`` (not recursive, hidden files skipped), by file name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(folder, "not a folder")
-    return {
-        p.name: p
-        for p in sorted(folder.iterdir())
-        if p.suffix.lower() in _SUFFIXES and not p.name.startswith(".") and p.is_file()
-    }
+def read_label_map(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LabelArray:
+    """Read one label map (PNG, ``.npy`` or NIfTI) into an integer NumPy array.
 
-
-def match_files(
-    pred_dir: str | os.PathLike, label_dir: str | os.PathLike
-) -> tuple[list[Pair], list[InputError]]:
-    """Pair prediction and label PNGs by file name.
-
-    Returns:
-      ``(pairs, problems)``: the matched pairs sorted by name, and one
-      :class:`InputError` per file present in only one of the folders.
-    """
-    preds, labels = list_pngs(pred_dir), list_pngs(label_dir)
-    problems = [
-        InputError(preds[n], f"prediction has no label file of the same name in {label_dir}")
-        for n in sorted(preds.keys() - labels.keys())
-    ]
-    problems += [
-        InputError(labels[n], f"label has no prediction file of the same name in {pred_dir}")
-        for n in sorted(labels.keys() - preds.keys())
-    ]
-    pairs = [Pair(n, preds[n], labels[n]) for n in sorted(preds.keys() & labels.keys())]
-    return pairs, problems
-
-
-def probe_label_map(path: str | os.PathLike) -> tuple[int, int]:
-    """Check the header of a label-map PNG without decoding it; return ``(height, width)``."""
-    image_mod = _import_pil()
-    try:
-        with image_mod.open(path) as img:
-            mode, (width, height), fmt = img.mode, img.size, img.format
-    except OSError as e:  # includes PIL.UnidentifiedImageError
-        raise InputError(path, f"cannot read image ({_reason(e)})") from None
-    if fmt != "PNG":
-        raise InputError(path, f"not a PNG file (format {fmt})")
-    _check_mode(path, mode)
-    return height, width
-
-
-def read_label_map(path: str | os.PathLike) -> np.ndarray:
-    """Decode a single-channel PNG label map into an ``int32 [H, W]`` array.
+    PNG maps keep their narrow dtype (``uint8`` for modes ``L``, ``P`` and
+    ``1``), which the counting fast path relies on.
 
     Raises:
-      InputError: unreadable, truncated, not a PNG, or not a single-channel
-        integer image.
+      InputError: unreadable, truncated, too large, of an unknown format, or not
+        a single-channel integer map.
     """
+    suffix = _suffix(str(path))
+    if suffix == ".npy":
+        return LabelArray(_read_npy(path))
+    if suffix in (".nii", ".nii.gz"):
+        return _read_nifti(path)
+    return LabelArray(_read_png(path, max_pixels))
+
+
+def _read_png(path: Any, max_pixels: int) -> np.ndarray:
     image_mod = _import_pil()
     try:
         with image_mod.open(path) as img:
             if img.format != "PNG":
                 raise InputError(path, f"not a PNG file (format {img.format})")
             _check_mode(path, img.mode)
+            width, height = img.size
+            if width * height > max_pixels:
+                raise InputError(
+                    path,
+                    f"image of {width}x{height} = {width * height:,} pixels is over the "
+                    f"limit of {max_pixels:,} (raise it with --max-pixels)",
+                )
             img.load()  # decodes now: truncated data fails here, not later
             arr = np.asarray(img)
-    except OSError as e:
-        raise InputError(path, f"cannot read image ({_reason(e)})") from None
-    except (ValueError, SyntaxError) as e:  # Pillow raises these on corrupt chunks
+    except image_mod.DecompressionBombError as e:
+        raise InputError(path, f"{_reason(e)} (raise the limit with --max-pixels)") from None
+    except (OSError, ValueError, SyntaxError) as e:  # Pillow raises these on bad data
         raise InputError(path, f"cannot read image ({_reason(e)})") from None
     if arr.ndim != 2:
         raise InputError(path, f"expected a single-channel label map; got shape {arr.shape}")
-    return arr.astype(np.int32)
+    if arr.dtype == np.bool_:
+        arr = arr.view(np.uint8)
+    return arr
 
 
 def _check_mode(path: Any, mode: str) -> None:
@@ -140,8 +249,47 @@ def _check_mode(path: Any, mode: str) -> None:
         what = f"an image of mode {mode}"
     raise InputError(
         path,
-        f"expected a single-channel integer label map (mode L, P, I;16 or I); got {what}",
+        f"expected a single-channel integer label map (mode L, P, 1, I;16 or I); got {what}",
     )
+
+
+def _read_npy(path: Any) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(path, f"cannot read .npy file ({_reason(e)})") from None
+    return _integer_array(path, arr)
+
+
+def _integer_array(path: Any, arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.bool_:
+        return arr.view(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        # Label volumes are often stored as floats; accept them when every value is integral.
+        if np.isfinite(arr).all() and (np.round(arr) == arr).all():
+            if arr.size and (arr.min() < -(2**31) or arr.max() >= 2**31):
+                raise InputError(path, "label values do not fit in 32-bit integers")
+            return arr.astype(np.int32)
+        raise InputError(path, f"expected integer class ids; got non-integral {arr.dtype} values")
+    raise InputError(path, f"expected an integer label map; got dtype {arr.dtype}")
+
+
+def _read_nifti(path: Any) -> LabelArray:
+    try:
+        import nibabel
+    except ImportError:
+        raise InputError(
+            path, "reading NIfTI needs nibabel; install the extra: pip install 'jaxseg[nifti]'"
+        ) from None
+    try:
+        img = nibabel.load(path)
+        arr = np.asarray(img.dataobj)
+        zooms = img.header.get_zooms()[: arr.ndim]
+    except Exception as e:  # nibabel raises many types on bad files
+        raise InputError(path, f"cannot read NIfTI file ({_reason(e)})") from None
+    return LabelArray(_integer_array(path, arr), tuple(float(z) for z in zooms))
 
 
 def _reason(e: BaseException) -> str:
@@ -149,21 +297,77 @@ def _reason(e: BaseException) -> str:
     return text[:200]
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Write a file atomically: into a temporary file of the same folder, then rename.
+# -- writing ----------------------------------------------------------------------
 
-    Readers see either the old file or the complete new one, never a partial
-    write; on error the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+
+def _is_special(path: str) -> bool:
+    """``-``, or an existing path that is not a regular file (a device, a FIFO, a socket)."""
+    if path == "-":
+        return True
     try:
-        os.chmod(tmp, _file_mode(path))  # mkstemp creates 0600; keep usual permissions
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def check_output(path: str, option: str) -> None:
+    """Fail early, before any work, when ``path`` cannot be written.
+
+    Special files must be writable; for a regular file (or a symlink to one, or
+    a new file) the folder that will hold it must accept a new file, which is
+    tried for real (a temporary file is created and removed).
+    """
+    if _is_special(path):
+        if path != "-" and not os.access(path, os.W_OK):
+            raise InputError(path, f"{option}: not writable")
+        return
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise InputError(path, f"{option}: is a folder, expected a file name")
+    if not target.parent.is_dir():
+        raise InputError(path, f"{option}: folder {target.parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise InputError(
+            path, f"{option}: cannot write in {target.parent} ({_reason(e)})"
+        ) from None
+    os.close(fd)
+    os.unlink(tmp)
+    if target.exists() and not os.access(target, os.W_OK):
+        raise InputError(path, f"{option}: file is read-only")
+
+
+def write_output(path: str, data: bytes) -> None:
+    """Write a complete output file safely.
+
+    - ``-`` writes to standard output; an existing special file (``/dev/stdout``,
+      a character device, a FIFO) is opened and written directly, never
+      replaced.
+    - Otherwise the data goes to a temporary file next to the *resolved* path
+      (a symlink's target, not the link), which is then renamed over it:
+      readers see the old file or the complete new one, never a partial
+      write, and the symlink stays a symlink.
+    """
+    if path == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    if _is_special(path):
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    target = Path(os.path.realpath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.chmod(tmp, _file_mode(target))  # mkstemp creates 0600; keep usual permissions
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -178,17 +382,3 @@ def _file_mode(path: Path) -> int:
         mask = os.umask(0)
         os.umask(mask)
         return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """:func:`atomic_write` of a bytes payload."""
-    atomic_write(path, lambda f: f.write(data))
-
-
-def check_writable(path: str | os.PathLike, option: str) -> None:
-    """Fail early (before any work) when the folder of an output file is missing."""
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise InputError(path, f"{option}: folder {parent} does not exist")
-    if Path(path).is_dir():
-        raise InputError(path, f"{option}: is a folder, expected a file name")

@@ -247,20 +247,24 @@ def argmax_classes(logits: jax.Array, *, method: str | None = None) -> jax.Array
 def _counts_scatter(
     rows: jax.Array, cols: jax.Array, ok: jax.Array, invalid: jax.Array, c: int
 ) -> tuple[jax.Array, jax.Array]:
-    """One ``bincount`` of ``row * C + col``, with a bin for invalid pixels and a dump bin.
+    """One ``bincount`` of ``row * (C + 1) + col``, with a bin for invalid pixels and a dump bin.
 
-    Counting the invalid pixels in the same pass saves a separate reduction
-    (and its ``[pixels]`` temporary) over the labels.
+    ``cols == C`` is the void column. Counting the invalid pixels in the same
+    pass saves a separate reduction (and its ``[pixels]`` temporary) over the labels.
     """
-    index = jnp.where(ok, rows * c + cols, jnp.where(invalid, c * c, c * c + 1)).reshape(-1)
-    counts = jnp.bincount(index, length=c * c + 2, out_sharding=replicated_sharding(index))
-    return counts[: c * c].reshape(c, c).astype(jnp.int32), counts[c * c].astype(jnp.int32)
+    k = c * (c + 1)
+    index = jnp.where(ok, rows * (c + 1) + cols, jnp.where(invalid, k, k + 1)).reshape(-1)
+    counts = jnp.bincount(index, length=k + 2, out_sharding=replicated_sharding(index))
+    return counts[:k].reshape(c, c + 1).astype(jnp.int32), counts[k].astype(jnp.int32)
 
 
 def _counts_matmul(
     rows: jax.Array, cols: jax.Array, ok: jax.Array, invalid: jax.Array, c: int
 ) -> tuple[jax.Array, jax.Array]:
-    """``onehot(rows)^T @ onehot(cols)`` over blocks of pixels, exact int32 sums."""
+    """``onehot(rows)^T @ onehot(cols)`` over blocks of pixels, exact int32 sums.
+
+    ``cols`` has ``C + 1`` one-hot columns, the last one for void predictions.
+    """
     rows = jnp.where(ok, rows, -1).reshape(-1)  # -1 has an all-zero one-hot row
     cols = cols.reshape(-1)
     n = rows.shape[0]
@@ -269,12 +273,13 @@ def _counts_matmul(
     pad = blocks * block - n
     rows = jnp.pad(rows, (0, pad), constant_values=-1).reshape(blocks, block)
     cols = jnp.pad(cols, (0, pad), constant_values=-1).reshape(blocks, block)
-    classes = jnp.arange(c, dtype=jnp.int32)[None, :]
+    row_classes = jnp.arange(c, dtype=jnp.int32)[None, :]
+    col_classes = jnp.arange(c + 1, dtype=jnp.int32)[None, :]
 
     def one_block(rc: tuple[jax.Array, jax.Array]) -> jax.Array:
         r, k = rc
-        hot_r = (r[:, None] == classes).astype(jnp.bfloat16)
-        hot_k = (k[:, None] == classes).astype(jnp.bfloat16)
+        hot_r = (r[:, None] == row_classes).astype(jnp.bfloat16)
+        hot_k = (k[:, None] == col_classes).astype(jnp.bfloat16)
         part = jnp.einsum(
             "pr,pk->rk",
             hot_r,
@@ -285,7 +290,7 @@ def _counts_matmul(
         return part.astype(jnp.int32)
 
     # lax.map, not a scan carry: the per-block parts need no device-variance
-    # bookkeeping inside shard_map, and [blocks, C, C] is small.
+    # bookkeeping inside shard_map, and [blocks, C, C + 1] is small.
     counts = lax.map(one_block, (rows, cols)).sum(0, dtype=jnp.int32)
     return counts, jnp.sum(invalid, dtype=jnp.int32)
 
@@ -301,30 +306,33 @@ def confusion_counts(
     ignore_index: tuple[int, ...],
     where: jax.Array | None,
     method: str | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """Exact ``[C, C]`` int32 confusion counts (rows labels) and the invalid count.
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Exact confusion counts: ``([C, C] counts, [C] void, invalid)``, all int32.
 
-    Pixels whose label (or prediction) lies outside ``[0, C)`` are counted as
-    invalid. ``method`` forces ``"scatter"`` (one ``bincount`` with a dump bin)
-    or ``"matmul"`` (blocked one-hot matmul); ``None`` picks per platform.
+    Rows are labels. A valid pixel whose label lies outside ``[0, C)`` is
+    counted as invalid. A valid, in-range pixel whose *prediction* lies outside
+    ``[0, C)`` (a void prediction) is counted in ``void[label]``: a miss of the
+    label's class, as the Cityscapes evaluation counts it. ``method`` forces
+    ``"scatter"`` (one ``bincount`` with a dump bin) or ``"matmul"`` (blocked
+    one-hot matmul); ``None`` picks per platform.
     """
     v.check_choice("method", method, COUNT_METHODS)
     c = num_classes
     ok, invalid = label_validity(labels, c, ignore_index, where)
-    pred_ok = in_class_range(preds, c)
-    invalid = invalid | (ok & ~pred_ok)
-    ok = ok & pred_ok
-    rows, cols = labels.astype(jnp.int32), preds.astype(jnp.int32)
+    rows = labels.astype(jnp.int32)
+    cols = jnp.where(in_class_range(preds, c), preds.astype(jnp.int32), jnp.int32(c))
     if method is not None:
-        return _COUNT[method](rows, cols, ok, invalid, c)
-    return lax.platform_dependent(
-        rows,
-        cols,
-        ok,
-        invalid,
-        cpu=functools.partial(_counts_scatter, c=c),
-        default=functools.partial(_counts_matmul, c=c),
-    )
+        counts, n_invalid = _COUNT[method](rows, cols, ok, invalid, c)
+    else:
+        counts, n_invalid = lax.platform_dependent(
+            rows,
+            cols,
+            ok,
+            invalid,
+            cpu=functools.partial(_counts_scatter, c=c),
+            default=functools.partial(_counts_matmul, c=c),
+        )
+    return counts[:, :c], counts[:, c], n_invalid
 
 
 def binary_counts(

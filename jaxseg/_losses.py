@@ -1,10 +1,12 @@
-"""Region losses: ``1 - score`` of soft statistics (Dice, IoU, F-beta, Tversky, GDL).
+"""Region losses: per-class transforms of soft scores (Dice, IoU, F-beta, Tversky, GDL).
 
 Every loss here computes :class:`~jaxseg.SoftStats` of ``softmax(logits)`` (or
 ``sigmoid(logits)`` for the ``sigmoid_*`` family) against the labels, pooled
-over ``axis``, and applies the same ratio kernels as the hard scores in
-:mod:`jaxseg._scores`. On one-hot predictions the loss therefore equals
-``1 - score`` of the exact confusion matrix.
+over ``axis``, and walks the same chain as the scores
+(:mod:`jaxseg._classwise`): per-class ratio, then a per-class transform
+(``1 - s``, ``-ln s``, ``(1 - s) ** gamma``), then the class average. So
+``dice_loss(x, y) == 1 - dice(SoftStats.from_logits(x, y))`` with the same
+``smooth`` and ``class_weights``.
 
 Shared rules (see ``docs/losses.md``):
 
@@ -14,128 +16,39 @@ Shared rules (see ``docs/losses.md``):
   MONAI ``batch=True``).
 * ``smooth`` is added once to the numerator and once to the denominator of the
   ratio as written (MONAI's ``smooth_nr = smooth_dr``).
-* A class with ``tp + fp + fn == 0`` in a pooled group is *empty*: with
-  ``smooth > 0`` it scores 1 (loss 0) and counts in the class average; with
-  ``smooth == 0`` it is left out. A group whose classes are all left out has
-  loss 0. Ignored class ids inside ``[0, C)`` and zero ``class_weights`` are
-  left out too.
+* Absent classes: with ``smooth == 0`` a class with no labelled mass in a
+  pooled group (``sum y`` at most ``1e-6`` pixel) is left out of the class
+  average, as smp does. Its soft score would be exactly 0 whatever the
+  prediction: a constant in the loss with no gradient, and NaN gradients once
+  its predicted mass became tiny. With ``smooth > 0`` the formula decides. A
+  group with no counted class has loss 0, and perfect predictions give loss 0
+  at every logit margin. Ignored class ids inside ``[0, C)`` and zero
+  ``class_weights`` are left out too.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
+from jaxseg import _classwise as cw_
 from jaxseg import _validation as v
+from jaxseg._loss_inputs import region_stats
 from jaxseg._scores import (
     dice_terms,
     fbeta_terms,
+    generalized_dice,
     iou_terms,
-    safe_ratio,
-    sudre_weights,
+    per_class_scores,
     tversky_terms,
 )
-from jaxseg._soft import SoftStats, prepare_targets
 
 ArrayLike = jax.typing.ArrayLike
 _LOG_EPS = 1e-7
-
-
-# -- helpers shared with the Lovász and cross-entropy modules -------------------
-
-
-def loss_axes(axis: Any, pixel_ndim: int) -> tuple[int, ...]:
-    """Pooled per-pixel axes; ``None`` means all but the first (batch) axis."""
-    if axis is None:
-        return tuple(range(1, pixel_ndim))
-    return v.normalize_axis(axis, pixel_ndim)
-
-
-def float_logits(logits: ArrayLike) -> jax.Array:
-    """Checked logits, cast to float32 (bf16 / fp16 inputs accumulate in float32)."""
-    return v.check_logits(jnp.asarray(logits)).astype(jnp.float32)
-
-
-def class_mean(
-    per_class: jax.Array, include: jax.Array, class_weights: jax.Array | None
-) -> jax.Array:
-    """Weighted mean over the last (class) axis of the included entries; 0 if none."""
-    w = jnp.ones(per_class.shape[-1:], jnp.float32) if class_weights is None else class_weights
-    w = jnp.where(include, jnp.broadcast_to(w, include.shape), 0.0)
-    total = jnp.sum(w, axis=-1)
-    value = jnp.sum(w * jnp.where(include, per_class, 0.0), axis=-1)
-    ok = total > 0
-    return jnp.where(ok, value / jnp.where(ok, total, 1.0), 0.0)
-
-
-def safe_power(x: jax.Array, gamma: Any) -> jax.Array:
-    """``x ** gamma`` for ``x >= 0`` with finite gradients at ``x = 0``."""
-    if isinstance(gamma, int | float) and gamma == 1:
-        return x
-    if isinstance(gamma, int | float) and gamma == 0:
-        return jnp.ones_like(x)
-    pos = x > 0
-    return jnp.where(pos, jnp.where(pos, x, 1.0) ** gamma, 0.0)
-
-
-def counted_mask(stats: SoftStats, class_weights: jax.Array | None) -> jax.Array:
-    """Classes that enter class averages: not ignored, and with a non-zero weight."""
-    counted = jnp.broadcast_to(jnp.asarray(stats.counted_classes), stats.tp.shape)
-    if class_weights is not None:
-        counted = counted & jnp.broadcast_to(class_weights != 0, counted.shape)
-    return counted
-
-
-def _stats(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    exclusive: bool,
-    axis: Any,
-    ignore_index: Any,
-    where: ArrayLike | None,
-    class_weights: Any,
-    squared: bool = False,
-) -> tuple[SoftStats, jax.Array | None, jax.Array | None]:
-    """Soft statistics (and, for ``squared``, sum p^2 + sum y^2 with tp = sum p y)."""
-    x = float_logits(logits)
-    labels = jnp.asarray(labels)
-    c = x.shape[-1]
-    cw = v.check_class_weights(class_weights, c)
-    axes = loss_axes(axis, x.ndim - 1)
-    activation = "softmax" if exclusive else "sigmoid"
-    if not squared:
-        stats = SoftStats.from_logits(
-            x, labels, activation=activation, axis=axes, ignore_index=ignore_index, where=where
-        )
-        return stats, cw, None
-    probs = jax.nn.softmax(x, axis=-1) if exclusive else jax.nn.sigmoid(x)
-    stats = SoftStats.from_probabilities(
-        probs, labels, axis=axes, exclusive=exclusive, ignore_index=ignore_index, where=where
-    )
-    ignored = v.normalize_ignore_index(ignore_index)
-    y, valid, _ = prepare_targets(x, labels, exclusive=exclusive, ignore_index=ignored, where=where)
-    p = jnp.where(valid[..., None] if exclusive else valid, probs, 0.0)
-    tp = jnp.sum(p * y, axis=axes)
-    den = jnp.sum(p * p, axis=axes) + jnp.sum(y * y, axis=axes)
-    return (
-        stats.__class__(
-            tp,
-            den - 2 * tp,
-            jnp.zeros_like(tp),
-            stats.tn,
-            stats.invalid,
-            num_classes=stats.num_classes,
-            exclusive=stats.exclusive,
-            ignore_classes=stats.ignore_classes,
-        ),
-        cw,
-        den,
-    )
 
 
 def _region_loss(
@@ -153,8 +66,16 @@ def _region_loss(
     gamma: Any = 1.0,
     log: bool = False,
 ) -> jax.Array:
+    """A per-class transform of the soft score, through the chain of :mod:`jaxseg._classwise`.
+
+    ``loss_c = 1 - s_c`` (or ``-ln s_c`` with ``log``, ``(1 - s_c) ** gamma``),
+    averaged with ``class_weights`` over the classes the score counts; 0 where
+    no class counts.
+    """
     smooth = v.check_nonnegative("smooth", smooth)
-    stats, cw, _ = _stats(
+    squared = v.check_bool("squared", squared)
+    log = v.check_bool("log", log)
+    stats, cw, squared_terms = region_stats(
         logits,
         labels,
         exclusive=exclusive,
@@ -165,25 +86,20 @@ def _region_loss(
         squared=squared,
     )
     tp, fp, fn = stats.tp, stats.fp, stats.fn
-    num, den = terms(tp, fp, fn)
-    score = safe_ratio(num, den, smooth)
-    empty = (tp + fp + fn) == 0
-    include = counted_mask(stats, cw) & (~empty | (smooth > 0))
-    if log:
-        per_class = -jnp.log(jnp.maximum(score, _LOG_EPS))
+    if squared_terms is not None:
+        product, squares = squared_terms
+        num, den = 2 * product, squares
     else:
-        per_class = safe_power(jnp.maximum(1.0 - score, 0.0), gamma)
-    return class_mean(per_class, include, cw)
-
-
-_SHARED_ARGS = """axis: per-pixel axes pooled before the ratio (the class axis is not
-        counted). Default ``None``: all but the first (batch) axis, one value per
-        example; include axis 0 to pool the batch.
-      ignore_index: integer label id(s) to leave out (inside or outside ``[0, C)``).
-      where: boolean mask broadcastable to ``logits.shape[:-1]``; false pixels are
-        left out.
-      class_weights: ``[C]`` weights of the class average (normalised; a zero
-        weight removes a class)."""
+        num, den = terms(tp, fp, fn)
+    absent = cw_.empty_classes(tp, fp, fn, soft=True)
+    scores, left_out = per_class_scores(num, den, absent, smooth=smooth, empty=math.nan)
+    include = cw_.include_mask(stats.counted_classes, tp.shape, class_weights=cw) & ~left_out
+    scores = jnp.where(include, scores, 1.0)
+    if log:
+        per_class = -jnp.log(jnp.maximum(scores, _LOG_EPS))
+    else:
+        per_class = cw_.safe_power(jnp.maximum(1.0 - scores, 0.0), gamma)
+    return cw_.class_average(per_class, include, average="macro", class_weights=cw, none_value=0.0)
 
 
 # -- multiclass (softmax) region losses -----------------------------------------
@@ -500,8 +416,7 @@ def generalized_dice_loss(
       Sudre et al., "Generalised Dice overlap as a deep learning loss function for
       highly unbalanced segmentations", DLMIA 2017.
     """
-    smooth = v.check_nonnegative("smooth", smooth)
-    stats, cw, _ = _stats(
+    stats, _, _ = region_stats(
         logits,
         labels,
         exclusive=True,
@@ -510,15 +425,10 @@ def generalized_dice_loss(
         where=where,
         class_weights=class_weights,
     )
-    tp, fp, fn = stats.tp, stats.fp, stats.fn
-    counted = counted_mask(stats, cw)
-    w = sudre_weights(lax.stop_gradient(tp + fn), counted, weighting)
-    if cw is not None:
-        w = w * jnp.broadcast_to(cw, w.shape)
-    num, den = dice_terms(tp, fp, fn)
-    num, den = jnp.sum(w * num, axis=-1), jnp.sum(w * den, axis=-1)
-    all_empty = jnp.sum(jnp.where(counted, tp + fp + fn, 0.0), axis=-1) == 0
-    return jnp.where(all_empty, 0.0, 1.0 - safe_ratio(num, den, smooth))
+    score = generalized_dice(
+        stats, weighting=weighting, empty=1.0, smooth=smooth, class_weights=class_weights
+    )
+    return 1.0 - score
 
 
 # -- binary / multilabel (sigmoid) region losses --------------------------------

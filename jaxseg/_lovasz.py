@@ -9,15 +9,17 @@ change nothing.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from jaxseg import _classwise as cw_
 from jaxseg import _validation as v
-from jaxseg._losses import class_mean, float_logits, loss_axes
-from jaxseg._soft import prepare_targets
+from jaxseg._loss_inputs import float_logits, pool_axes, prepare_targets
 
 ArrayLike = jax.typing.ArrayLike
 LOVASZ_CLASSES = ("present", "all")
@@ -28,7 +30,8 @@ def _group_last(x: jax.Array, axes: tuple[int, ...], pixel_ndim: int) -> jax.Arr
     kept = tuple(a for a in range(pixel_ndim) if a not in axes)
     x = jnp.transpose(x, (*kept, pixel_ndim, *axes))
     shape = x.shape[: len(kept) + 1]
-    return x.reshape(*shape, -1)
+    pooled = math.prod(x.shape[len(kept) + 1 :])  # explicit: `-1` is ambiguous at size 0
+    return x.reshape(*shape, pooled)
 
 
 def _lovasz_grad(gt_sorted: jax.Array) -> jax.Array:
@@ -92,6 +95,8 @@ def lovasz_softmax_loss(
 
     Returns:
       float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+      Zero-size axes are fine: an empty batch gives an empty loss, a group with
+      no pixels gives 0 (and zero gradients).
 
     Examples:
       >>> import jax.numpy as jnp, jaxseg
@@ -110,23 +115,24 @@ def lovasz_softmax_loss(
     c = x.shape[-1]
     nd = x.ndim - 1
     cw = v.check_class_weights(class_weights, c)
-    axes = loss_axes(axis, nd)
+    axes = pool_axes(axis, nd)
     ignored = v.normalize_ignore_index(ignore_index)
     y, valid, _ = prepare_targets(
-        x, jnp.asarray(labels), exclusive=True, ignore_index=ignored, where=where
+        x, v.as_int_array(labels, "labels"), exclusive=True, ignore_index=ignored, where=where
     )
     p = jax.nn.softmax(x, axis=-1)
     valid_c = jnp.broadcast_to(valid[..., None], x.shape)
     errors = jnp.where(valid_c, jnp.abs(y - p), 0.0)
     e, g, ok = (_group_last(a, axes, nd) for a in (errors, y, valid_c))
     per_class = _lovasz_dot(e, g, ok, hinge=False)
-    counted = [i not in ignored for i in range(c)]
-    include = jnp.broadcast_to(jnp.asarray(counted), per_class.shape)
-    if cw is not None:
-        include = include & jnp.broadcast_to(cw != 0, include.shape)
+    include = cw_.include_mask(
+        v.counted_mask(c, tuple(i for i in ignored if 0 <= i < c)),
+        per_class.shape,
+        class_weights=cw,
+    )
     if classes == "present":
-        include = include & (jnp.sum(g, axis=-1) > 0)
-    return class_mean(per_class, include, cw)
+        include = include & (jnp.sum(g, axis=-1) > cw_.MIN_MASS)
+    return cw_.class_average(per_class, include, average="macro", class_weights=cw, none_value=0.0)
 
 
 def lovasz_hinge_loss(
@@ -159,6 +165,8 @@ def lovasz_hinge_loss(
 
     Returns:
       float32 loss with the non-pooled per-pixel axes (``[batch]`` by default).
+      Zero-size axes are fine: an empty batch gives an empty loss, a group with
+      no pixels gives 0 (and zero gradients).
 
     Examples:
       >>> import jax.numpy as jnp, jaxseg
@@ -174,15 +182,13 @@ def lovasz_hinge_loss(
     c = x.shape[-1]
     nd = x.ndim - 1
     cw = v.check_class_weights(class_weights, c)
-    axes = loss_axes(axis, nd)
+    axes = pool_axes(axis, nd)
     ignored = v.normalize_ignore_index(ignore_index)
     y, valid, _ = prepare_targets(
-        x, jnp.asarray(labels), exclusive=False, ignore_index=ignored, where=where
+        x, v.as_int_array(labels, "labels"), exclusive=False, ignore_index=ignored, where=where
     )
     errors = jnp.where(valid, 1.0 - x * (2.0 * y - 1.0), 0.0)
     e, g, ok = (_group_last(a, axes, nd) for a in (errors, y, valid))
     per_class = _lovasz_dot(e, g, ok, hinge=True)
-    include = jnp.ones(per_class.shape, jnp.bool_)
-    if cw is not None:
-        include = include & jnp.broadcast_to(cw != 0, include.shape)
-    return class_mean(per_class, include, cw)
+    include = cw_.include_mask(np.ones(c, np.bool_), per_class.shape, class_weights=cw)
+    return cw_.class_average(per_class, include, average="macro", class_weights=cw, none_value=0.0)

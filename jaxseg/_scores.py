@@ -1,23 +1,31 @@
 """Score functions: pure functions of per-class statistics.
 
 Every score takes a statistics state (:class:`~jaxseg.ConfusionMatrix`,
-:class:`~jaxseg.BinaryStats` or :class:`~jaxseg.SoftStats`) and works on its
-per-class ``tp, fp, fn, tn``; a batched (vmapped) state gives batched scores.
+:class:`~jaxseg.BinaryStats`, :class:`~jaxseg.SoftStats` or
+:class:`~jaxseg.BoundaryStats`) and works on its per-class ``tp, fp, fn, tn``
+through one chain (:mod:`jaxseg._classwise`): per-class ratio, then class
+average. A batched (vmapped) state gives batched scores.
 
 Shared rules:
 
-* A class is *empty* when ``tp + fp + fn == 0``. Its per-class score is
-  ``empty`` (default NaN) and, when ``empty`` is NaN, it is left out of the
-  ``"macro"`` and ``"weighted"`` averages; with a number it counts as that number.
+* A class is *empty* when ``tp + fp + fn == 0`` (for soft statistics: when its
+  labelled mass ``tp + fn`` is negligible, since a softmax never predicts
+  exactly zero). Its per-class score is ``empty`` (default NaN) and, when
+  ``empty`` is NaN, it is left out of the ``"macro"`` and ``"weighted"``
+  averages; with a number it counts as that number. With ``smooth > 0`` no
+  class is empty: the formula scores every class.
 * A zero denominator for a class that is not empty (e.g. precision of a class
   never predicted) scores 0, as scikit-learn's ``zero_division=0``.
 * Classes whose id is in the state's ``ignore_index`` are reported as NaN and
-  left out of every average.
+  left out of every average; ``include_background=False`` does the same for
+  class 0 while its pixels still count (they remain false positives and false
+  negatives of the other classes, unlike ``ignore_index=0``).
 * ``average``: ``None`` per class ``[..., C]``; ``"micro"`` pools ``tp, fp, fn, tn``
-  over counted classes before the ratio; ``"macro"`` is the unweighted mean over
-  counted classes; ``"weighted"`` weighs classes by label support ``tp + fn``.
+  over counted classes before the ratio; ``"macro"`` is the mean over counted
+  classes; ``"weighted"`` weighs classes by label support ``tp + fn``.
+  ``class_weights`` multiply the weight of each class in every average.
 
-All divisions use the double-``where`` pattern, so scores are safe under ``grad``.
+All divisions are guarded (double ``where``), so scores are safe under ``grad``.
 """
 
 from __future__ import annotations
@@ -30,20 +38,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxseg import _classwise as cw_
 from jaxseg import _validation as v
 
-Stats = Any  # ConfusionMatrix | BinaryStats | SoftStats
+Stats = Any  # ConfusionMatrix | BinaryStats | SoftStats | BoundaryStats
 Terms = Callable[..., tuple[jax.Array, jax.Array]]
 
 
-# -- ratio kernels shared with the losses ---------------------------------------
-
-
-def safe_ratio(num: jax.Array, den: jax.Array, smooth: float | jax.Array = 0.0) -> jax.Array:
-    """``(num + smooth) / (den + smooth)``, 0 where the denominator is 0 (grad-safe)."""
-    d = den + smooth
-    ok = d > 0
-    return jnp.where(ok, (num + smooth) / jnp.where(ok, d, 1.0), 0.0)
+# -- ratio terms: (numerator, denominator) of each score ---------------------------
 
 
 def iou_terms(tp, fp, fn, tn=None):
@@ -75,15 +77,23 @@ def recall_terms(tp, fp, fn, tn=None):
     return tp, tp + fn
 
 
-# -- shared machinery -----------------------------------------------------------
+def specificity_terms(tp, fp, fn, tn):
+    return tn, tn + fp
+
+
+def npv_terms(tp, fp, fn, tn):
+    return tn, tn + fn
+
+
+# -- the chain ----------------------------------------------------------------------
 
 
 def _stats_of(stats: Stats) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, np.ndarray]:
     for name in ("tp", "fp", "fn", "tn", "counted_classes"):
         if not hasattr(stats, name):
             raise TypeError(
-                "scores take a statistics state (ConfusionMatrix, BinaryStats or SoftStats); "
-                f"got {type(stats).__name__}."
+                "scores take a statistics state (ConfusionMatrix, BinaryStats, SoftStats or "
+                f"BoundaryStats); got {type(stats).__name__}."
             )
     return stats.tp, stats.fp, stats.fn, stats.tn, np.asarray(stats.counted_classes)
 
@@ -94,53 +104,105 @@ def _check_empty(empty: Any) -> float:
     return float(empty)
 
 
+def per_class_scores(
+    num: jax.Array,
+    den: jax.Array,
+    empty_mask: jax.Array,
+    *,
+    smooth: Any,
+    empty: float,
+) -> tuple[jax.Array, jax.Array]:
+    """Per-class ``(num + s) / (den + s)`` with the empty rule.
+
+    Returns ``(scores, left_out)``: empty classes score ``empty``; they are
+    ``left_out`` of averages when ``empty`` is NaN. With ``smooth > 0`` no class
+    is empty.
+    """
+    if isinstance(smooth, int | float):
+        if smooth > 0:
+            empty_mask = jnp.zeros_like(empty_mask)
+    else:
+        empty_mask = empty_mask & ~(smooth > 0)
+    score = cw_.ratio(num, den, smooth=smooth, skip=empty_mask)
+    score = jnp.where(empty_mask, jnp.asarray(empty, score.dtype), score)
+    left_out = empty_mask if math.isnan(empty) else jnp.zeros_like(empty_mask)
+    return score, left_out
+
+
+def _micro(
+    stats: tuple[jax.Array, ...],
+    include: jax.Array,
+    weights: jax.Array | None,
+    terms: Terms,
+    *,
+    soft: bool,
+    smooth: Any,
+    empty: float,
+) -> jax.Array:
+    """Pool ``sum_c w_c stat_c`` over included classes, then one ratio (micro average).
+
+    Emptiness is decided on the unweighted pooled statistics, so that weights
+    (Sudre's ``1 / T²`` can be tiny) never turn labelled mass into "nothing".
+    """
+    w = jnp.ones(include.shape[-1:], jnp.float32) if weights is None else weights
+    w = jnp.where(include, jnp.broadcast_to(w, include.shape), 0.0)
+    ptp, pfp, pfn, ptn = (jnp.sum(w * x, axis=-1) for x in stats)
+    num, den = terms(ptp, pfp, pfn, ptn)
+    tp, fp, fn = (jnp.sum(jnp.where(include, x, 0.0), axis=-1) for x in stats[:3])
+    is_empty = cw_.empty_classes(tp, fp, fn, soft=soft)
+    return per_class_scores(num, den, is_empty, smooth=smooth, empty=empty)[0]
+
+
 def _reduce(
     stats: Stats,
     terms: Terms,
+    *,
     average: str | None,
     empty: float,
-    support: str = "label",
+    smooth: Any = 0.0,
+    class_weights: Any = None,
+    include_background: bool = True,
 ) -> jax.Array:
+    """The chain: statistics -> per-class ratio (smooth, empty rule) -> class average."""
     average = v.check_average(average)
     empty = _check_empty(empty)
+    smooth = v.check_nonnegative("smooth", smooth)
     tp, fp, fn, tn, counted = _stats_of(stats)
-    counted_j = jnp.broadcast_to(jnp.asarray(counted), tp.shape)
+    cw = v.check_class_weights(class_weights, tp.shape[-1])
+    include = cw_.include_mask(
+        counted, tp.shape, class_weights=cw, include_background=include_background
+    )
+    soft = cw_.is_soft(stats)
     if average == "micro":
-
-        def pool(x):
-            return jnp.sum(jnp.where(counted_j, x, 0.0), axis=-1)
-
-        ptp, pfp, pfn, ptn = pool(tp), pool(fp), pool(fn), pool(tn)
-        num, den = terms(ptp, pfp, pfn, ptn)
-        is_empty = (ptp + pfp + pfn) == 0
-        return jnp.where(is_empty, empty, safe_ratio(num, den))
+        return _micro((tp, fp, fn, tn), include, cw, terms, soft=soft, smooth=smooth, empty=empty)
     num, den = terms(tp, fp, fn, tn)
-    is_empty = (tp + fp + fn) == 0
-    per_class = jnp.where(is_empty, empty, safe_ratio(num, den))
-    if average is None:
-        return jnp.where(counted_j, per_class, jnp.nan)
-    include = counted_j & ~jnp.isnan(per_class)
-    if average == "macro":
-        weights = include.astype(per_class.dtype)
-    else:  # weighted by label support
-        weights = jnp.where(include, tp + fn, 0.0)
-    total = jnp.sum(weights, axis=-1)
-    value = jnp.sum(jnp.where(include, per_class, 0.0) * weights, axis=-1)
-    ok = total > 0
-    return jnp.where(ok, value / jnp.where(ok, total, 1.0), jnp.nan)
-
-
-_AVERAGE_DOC = """average: ``None`` (per class, ``[..., C]``), ``"micro"``, ``"macro"``
-        (default) or ``"weighted"`` (by label support ``tp + fn``).
-      empty: value of a class with ``tp + fp + fn == 0``; NaN (default) leaves it
-        out of the averages."""
+    is_empty = cw_.empty_classes(tp, fp, fn, soft=soft)
+    scores, left_out = per_class_scores(num, den, is_empty, smooth=smooth, empty=empty)
+    return cw_.class_average(
+        scores, include & ~left_out, average=average, class_weights=cw, support=tp + fn
+    )
 
 
 # -- public scores --------------------------------------------------------------
+#
+# Every ratio score takes the same keywords:
+#   average            None | "micro" | "macro" (default) | "weighted"
+#   empty              value of an empty class (NaN: left out of averages)
+#   smooth             s >= 0 added to numerator and denominator
+#   class_weights      [C] weights of the class average (a zero weight removes a class)
+#   include_background False leaves class 0 out of averages, keeping its pixels
 
 
-def iou(stats: Stats, *, average: str | None = "macro", empty: float = math.nan) -> jax.Array:
-    """Intersection over union (Jaccard index): ``IoU = tp / (tp + fp + fn)``.
+def iou(
+    stats: Stats,
+    *,
+    average: str | None = "macro",
+    empty: float = math.nan,
+    smooth: float = 0.0,
+    class_weights: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Intersection over union (Jaccard index): ``IoU = (tp + s) / (tp + fp + fn + s)``.
 
     ``average="macro"`` on a dataset-level state is the usual mIoU; on a
     vmapped (per-image) state it gives one mIoU per image.
@@ -149,8 +211,14 @@ def iou(stats: Stats, *, average: str | None = "macro", empty: float = math.nan)
       stats: a statistics state.
       average: ``None`` (per class, ``[..., C]``), ``"micro"``, ``"macro"``
         (default) or ``"weighted"`` (by label support ``tp + fn``).
-      empty: value of a class with ``tp + fp + fn == 0``; NaN (default) leaves it
-        out of the averages.
+      empty: value of an empty class (``tp + fp + fn == 0``); NaN (default)
+        leaves it out of the averages. Unused when ``smooth > 0``.
+      smooth: ``s >= 0`` added to numerator and denominator (default 0).
+      class_weights: ``[C]`` weights of the class average (a zero weight
+        removes a class).
+      include_background: ``False`` leaves class 0 out of the averages (NaN
+        per class) while its pixels still count; ``ignore_index=0`` would
+        remove the pixels instead.
 
     Returns:
       float ``[..., C]`` for ``average=None``, else ``[...]`` (the state's batch shape).
@@ -163,23 +231,46 @@ def iou(stats: Stats, *, average: str | None = "macro", empty: float = math.nan)
       Array([1. , 0.5, 0.5, nan], dtype=float32)
       >>> jaxseg.iou(cm)
       Array(0.6666667, dtype=float32)
+      >>> jaxseg.iou(cm, include_background=False)
+      Array(0.5, dtype=float32)
 
     References:
       Jaccard, "The distribution of the flora in the alpine zone", 1912;
       Everingham et al., "The PASCAL Visual Object Classes Challenge", IJCV 2010.
     """
-    return _reduce(stats, iou_terms, average, empty)
+    return _reduce(
+        stats,
+        iou_terms,
+        average=average,
+        empty=empty,
+        smooth=smooth,
+        class_weights=class_weights,
+        include_background=include_background,
+    )
 
 
-def dice(stats: Stats, *, average: str | None = "macro", empty: float = math.nan) -> jax.Array:
-    """Dice coefficient, which equals the F1 score: ``2 tp / (2 tp + fp + fn)``.
+def dice(
+    stats: Stats,
+    *,
+    average: str | None = "macro",
+    empty: float = math.nan,
+    smooth: float = 0.0,
+    class_weights: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Dice coefficient, which equals the F1 score: ``(2 tp + s) / (2 tp + fp + fn + s)``.
 
-    Dice = F1 = Tversky(0.5, 0.5), and per class ``Dice = 2 IoU / (1 + IoU)``.
+    Dice = F1 = Tversky(0.5, 0.5), and per class ``Dice = 2 IoU / (1 + IoU)``
+    (at ``s = 0``). On soft statistics, ``1 - dice(...)`` is
+    :func:`jaxseg.dice_loss` with the same ``smooth`` and ``class_weights``.
 
     Args:
       stats: a statistics state.
       average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
       empty: value of an empty class (default NaN: left out of averages).
+      smooth: ``s >= 0`` added to numerator and denominator.
+      class_weights: ``[C]`` weights of the class average.
+      include_background: ``False`` leaves class 0 out of the averages.
 
     Returns:
       float ``[..., C]`` for ``average=None``, else ``[...]``.
@@ -195,7 +286,15 @@ def dice(stats: Stats, *, average: str | None = "macro", empty: float = math.nan
       Dice, "Measures of the amount of ecologic association between species", 1945;
       Sørensen, 1948.
     """
-    return _reduce(stats, dice_terms, average, empty)
+    return _reduce(
+        stats,
+        dice_terms,
+        average=average,
+        empty=empty,
+        smooth=smooth,
+        class_weights=class_weights,
+        include_background=include_background,
+    )
 
 
 def fbeta(
@@ -204,8 +303,11 @@ def fbeta(
     beta: float = 1.0,
     average: str | None = "macro",
     empty: float = math.nan,
+    smooth: float = 0.0,
+    class_weights: Any = None,
+    include_background: bool = True,
 ) -> jax.Array:
-    """F-beta score: ``(1 + b²) tp / ((1 + b²) tp + b² fn + fp)``.
+    """F-beta score: ``((1 + b²) tp + s) / ((1 + b²) tp + b² fn + fp + s)``.
 
     ``beta > 1`` favours recall, ``beta < 1`` precision; ``beta = 1`` is Dice / F1.
 
@@ -214,6 +316,9 @@ def fbeta(
       beta: non-negative weight of recall.
       average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
       empty: value of an empty class (default NaN).
+      smooth: ``s >= 0`` added to numerator and denominator.
+      class_weights: ``[C]`` weights of the class average.
+      include_background: ``False`` leaves class 0 out of the averages.
 
     Returns:
       float ``[..., C]`` for ``average=None``, else ``[...]``.
@@ -229,7 +334,15 @@ def fbeta(
       van Rijsbergen, "Information Retrieval", 1979.
     """
     beta = v.check_nonnegative("beta", beta)
-    return _reduce(stats, lambda *s: fbeta_terms(*s, beta=beta), average, empty)
+    return _reduce(
+        stats,
+        lambda *s: fbeta_terms(*s, beta=beta),
+        average=average,
+        empty=empty,
+        smooth=smooth,
+        class_weights=class_weights,
+        include_background=include_background,
+    )
 
 
 def tversky(
@@ -239,10 +352,13 @@ def tversky(
     beta: float = 0.5,
     average: str | None = "macro",
     empty: float = math.nan,
+    smooth: float = 0.0,
+    class_weights: Any = None,
+    include_background: bool = True,
 ) -> jax.Array:
-    """Tversky index: ``tp / (tp + alpha fp + beta fn)``.
+    """Tversky index: ``(tp + s) / (tp + alpha fp + beta fn + s)``.
 
-    ``alpha = beta = 0.5`` is Dice, ``alpha = beta = 1`` is IoU.
+    ``alpha = beta = 0.5`` is Dice, ``alpha = beta = 1`` is IoU (at ``s = 0``).
 
     Args:
       stats: a statistics state.
@@ -250,6 +366,9 @@ def tversky(
       beta: weight of false negatives (>= 0).
       average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
       empty: value of an empty class (default NaN).
+      smooth: ``s >= 0`` added to numerator and denominator.
+      class_weights: ``[C]`` weights of the class average.
+      include_background: ``False`` leaves class 0 out of the averages.
 
     Returns:
       float ``[..., C]`` for ``average=None``, else ``[...]``.
@@ -267,10 +386,25 @@ def tversky(
     """
     alpha = v.check_nonnegative("alpha", alpha)
     beta = v.check_nonnegative("beta", beta)
-    return _reduce(stats, lambda *s: tversky_terms(*s, alpha=alpha, beta=beta), average, empty)
+    return _reduce(
+        stats,
+        lambda *s: tversky_terms(*s, alpha=alpha, beta=beta),
+        average=average,
+        empty=empty,
+        smooth=smooth,
+        class_weights=class_weights,
+        include_background=include_background,
+    )
 
 
-def precision(stats: Stats, *, average: str | None = "macro", empty: float = math.nan) -> jax.Array:
+def precision(
+    stats: Stats,
+    *,
+    average: str | None = "macro",
+    empty: float = math.nan,
+    class_weights: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
     """Precision (positive predictive value): ``tp / (tp + fp)``.
 
     A class that was never predicted but occurs in the labels scores 0.
@@ -279,6 +413,8 @@ def precision(stats: Stats, *, average: str | None = "macro", empty: float = mat
       stats: a statistics state.
       average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
       empty: value of an empty class (default NaN).
+      class_weights: ``[C]`` weights of the class average.
+      include_background: ``False`` leaves class 0 out of the averages.
 
     Returns:
       float ``[..., C]`` for ``average=None``, else ``[...]``.
@@ -290,16 +426,32 @@ def precision(stats: Stats, *, average: str | None = "macro", empty: float = mat
       >>> jaxseg.precision(cm, average=None)
       Array([1.        , 0.33333334, 0.        ], dtype=float32)
     """
-    return _reduce(stats, precision_terms, average, empty)
+    return _reduce(
+        stats,
+        precision_terms,
+        average=average,
+        empty=empty,
+        class_weights=class_weights,
+        include_background=include_background,
+    )
 
 
-def recall(stats: Stats, *, average: str | None = "macro", empty: float = math.nan) -> jax.Array:
-    """Recall (sensitivity, per-class accuracy): ``tp / (tp + fn)``.
+def recall(
+    stats: Stats,
+    *,
+    average: str | None = "macro",
+    empty: float = math.nan,
+    class_weights: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Recall (sensitivity, true positive rate, per-class accuracy): ``tp / (tp + fn)``.
 
     Args:
       stats: a statistics state.
       average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
       empty: value of an empty class (default NaN).
+      class_weights: ``[C]`` weights of the class average.
+      include_background: ``False`` leaves class 0 out of the averages.
 
     Returns:
       float ``[..., C]`` for ``average=None``, else ``[...]``.
@@ -311,17 +463,312 @@ def recall(stats: Stats, *, average: str | None = "macro", empty: float = math.n
       >>> jaxseg.recall(cm, average=None)
       Array([1., 1., 0.], dtype=float32)
     """
-    return _reduce(stats, recall_terms, average, empty)
+    return _reduce(
+        stats,
+        recall_terms,
+        average=average,
+        empty=empty,
+        class_weights=class_weights,
+        include_background=include_background,
+    )
 
 
-def pixel_accuracy(stats: Stats) -> jax.Array:
+def specificity(
+    stats: Stats,
+    *,
+    average: str | None = "macro",
+    empty: float = math.nan,
+    class_weights: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Specificity (true negative rate), one class against the rest: ``tn / (tn + fp)``.
+
+    Equals scikit-learn's ``recall_score(y_true == c, y_pred == c, pos_label=0)``
+    for each class ``c``.
+
+    Args:
+      stats: a statistics state.
+      average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
+      empty: value of an empty class (default NaN).
+      class_weights: ``[C]`` weights of the class average.
+      include_background: ``False`` leaves class 0 out of the averages.
+
+    Returns:
+      float ``[..., C]`` for ``average=None``, else ``[...]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> cm = jaxseg.ConfusionMatrix.from_predictions(
+      ...     jnp.array([0, 1, 1, 1]), jnp.array([0, 1, 2, 2]), num_classes=3)
+      >>> jaxseg.specificity(cm, average=None)
+      Array([1.       , 0.3333333, 1.       ], dtype=float32)
+    """
+    return _reduce(
+        stats,
+        specificity_terms,
+        average=average,
+        empty=empty,
+        class_weights=class_weights,
+        include_background=include_background,
+    )
+
+
+def negative_predictive_value(
+    stats: Stats,
+    *,
+    average: str | None = "macro",
+    empty: float = math.nan,
+    class_weights: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Negative predictive value, one class against the rest: ``tn / (tn + fn)``.
+
+    Equals scikit-learn's ``precision_score(y_true == c, y_pred == c, pos_label=0)``.
+
+    Args:
+      stats: a statistics state.
+      average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
+      empty: value of an empty class (default NaN).
+      class_weights: ``[C]`` weights of the class average.
+      include_background: ``False`` leaves class 0 out of the averages.
+
+    Returns:
+      float ``[..., C]`` for ``average=None``, else ``[...]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> cm = jaxseg.ConfusionMatrix.from_predictions(
+      ...     jnp.array([0, 1, 1, 1]), jnp.array([0, 1, 2, 2]), num_classes=3)
+      >>> jaxseg.negative_predictive_value(cm, average=None)
+      Array([1. , 1. , 0.5], dtype=float32)
+    """
+    return _reduce(
+        stats,
+        npv_terms,
+        average=average,
+        empty=empty,
+        class_weights=class_weights,
+        include_background=include_background,
+    )
+
+
+def balanced_accuracy(
+    stats: Stats,
+    *,
+    average: str | None = "macro",
+    class_weights: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Balanced accuracy: the mean recall over the classes that occur in the labels.
+
+    For exclusive classes (confusion matrix, softmax statistics) it is
+    ``mean_c tp_c / (tp_c + fn_c)`` over classes with label support, equal to
+    scikit-learn's ``balanced_accuracy_score``; a class that only occurs in the
+    predictions is left out (its recall is undefined), unlike
+    :func:`mean_accuracy`, where it scores 0. For independent channels (binary /
+    multilabel) it is per channel ``(recall + specificity) / 2``, the binary
+    ``balanced_accuracy_score`` of that channel.
+
+    Args:
+      stats: a statistics state.
+      average: ``None`` (per class), ``"macro"`` (default) or ``"weighted"``.
+      class_weights: ``[C]`` weights of the class average.
+      include_background: ``False`` leaves class 0 out of the averages.
+
+    Returns:
+      float ``[..., C]`` for ``average=None``, else ``[...]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> cm = jaxseg.ConfusionMatrix.from_predictions(
+      ...     jnp.array([0, 1, 1, 1]), jnp.array([0, 1, 2, 2]), num_classes=3)
+      >>> jaxseg.balanced_accuracy(cm)
+      Array(0.6666667, dtype=float32)
+
+    References:
+      Brodersen et al., "The balanced accuracy and its posterior distribution", ICPR 2010.
+    """
+    average = v.check_average(average)
+    if average == "micro":
+        raise ValueError('`average` of balanced_accuracy must be None, "macro" or "weighted".')
+    tp, fp, fn, tn, counted = _stats_of(stats)
+    cw = v.check_class_weights(class_weights, tp.shape[-1])
+    include = cw_.include_mask(
+        counted, tp.shape, class_weights=cw, include_background=include_background
+    )
+    no_support = (tp + fn) <= (cw_.MIN_MASS if cw_.is_soft(stats) else 0)
+    per_class = cw_.ratio(tp, tp + fn, skip=no_support)
+    if not getattr(stats, "exclusive", True):
+        no_support = no_support & ((tn + fp) <= 0)
+        per_class = 0.5 * (per_class + cw_.ratio(tn, tn + fp))
+    return cw_.class_average(
+        per_class, include & ~no_support, average=average, class_weights=cw, support=tp + fn
+    )
+
+
+def _two_by_two(tp, fp, fn, tn) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """One-vs-rest numerators and denominators of MCC and Cohen's kappa."""
+    cross = tp * tn - fp * fn
+    mcc_den = jnp.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    kappa_num = 2 * cross
+    kappa_den = (tp + fp) * (fp + tn) + (tp + fn) * (fn + tn)
+    return cross, mcc_den, kappa_num, kappa_den
+
+
+CORRELATION_AVERAGES = ("multiclass", None, "micro", "macro", "weighted")
+
+
+def _agreement(
+    stats: Stats,
+    which: str,
+    average: Any,
+    class_weights: Any,
+    include_background: bool,
+) -> jax.Array:
+    """Shared body of :func:`matthews_corrcoef` and :func:`cohen_kappa`."""
+    v.check_choice("average", average, CORRELATION_AVERAGES)
+    tp, fp, fn, tn, counted = _stats_of(stats)
+    cw = v.check_class_weights(class_weights, tp.shape[-1])
+    include = cw_.include_mask(
+        counted, tp.shape, class_weights=cw, include_background=include_background
+    )
+    if average == "multiclass":
+        if not getattr(stats, "exclusive", True):
+            raise ValueError(
+                '`average="multiclass"` needs exclusive classes (a ConfusionMatrix or softmax '
+                'statistics); use None, "micro" or "macro" for independent channels.'
+            )
+        if cw is not None or not v.check_bool("include_background", include_background):
+            raise ValueError(
+                '`average="multiclass"` is a statistic of the whole matrix; `class_weights` '
+                "and `include_background=False` apply to the one-vs-rest averages only."
+            )
+        keep = jnp.broadcast_to(jnp.asarray(counted), tp.shape)
+
+        def total(x):
+            return jnp.sum(jnp.where(keep, x, 0.0), axis=-1)
+
+        t = tp + fn  # label support per class
+        p = tp + fp  # predictions per class
+        s, c, pt = total(t), total(tp), total(p * t)
+        cov = c * s - pt
+        if which == "mcc":
+            den = jnp.sqrt((s * s - total(p * p)) * (s * s - total(t * t)))
+            return cw_.ratio(cov, den)  # 0 when undefined, as scikit-learn
+        den = s * s - pt
+        ok = den > 0
+        return jnp.where(ok, cov / jnp.where(ok, den, 1.0), jnp.nan)
+    cross, mcc_den, kappa_num, kappa_den = _two_by_two(tp, fp, fn, tn)
+    if average == "micro":
+        w = jnp.ones(tp.shape[-1:], tp.dtype) if cw is None else cw
+        w = jnp.where(include, jnp.broadcast_to(w, tp.shape), 0.0)
+        cross, mcc_den, kappa_num, kappa_den = _two_by_two(
+            *(jnp.sum(w * x, axis=-1) for x in (tp, fp, fn, tn))
+        )
+        return cw_.ratio(cross, mcc_den) if which == "mcc" else cw_.ratio(kappa_num, kappa_den)
+    per_class = cw_.ratio(cross, mcc_den) if which == "mcc" else cw_.ratio(kappa_num, kappa_den)
+    empty = cw_.empty_classes(tp, fp, fn, soft=cw_.is_soft(stats))
+    return cw_.class_average(
+        per_class, include & ~empty, average=average, class_weights=cw, support=tp + fn
+    )
+
+
+def matthews_corrcoef(
+    stats: Stats,
+    *,
+    average: str | None = "multiclass",
+    class_weights: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Matthews correlation coefficient.
+
+    ``average="multiclass"`` (default) is Gorodkin's multiclass MCC of the whole
+    matrix, with ``t_k`` the label support, ``p_k`` the predictions of class
+    ``k``, ``c = sum_k tp_k`` and ``s = sum_k t_k``::
+
+        MCC = (c s - sum_k p_k t_k) / sqrt((s² - sum_k p_k²) (s² - sum_k t_k²))
+
+    equal to scikit-learn's ``matthews_corrcoef`` (0 when undefined). ``None``,
+    ``"macro"``, ``"weighted"`` and ``"micro"`` use the one-vs-rest MCC of each
+    class, ``(tp tn - fp fn) / sqrt((tp + fp)(tp + fn)(tn + fp)(tn + fn))`` (the
+    only form for independent channels); empty classes are left out.
+
+    Args:
+      stats: a statistics state.
+      average: ``"multiclass"`` (default; exclusive classes only), ``None``,
+        ``"micro"``, ``"macro"`` or ``"weighted"``.
+      class_weights: ``[C]`` weights of the one-vs-rest class average.
+      include_background: ``False`` leaves class 0 out of the one-vs-rest averages.
+
+    Returns:
+      float ``[..., C]`` for ``average=None``, else ``[...]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> cm = jaxseg.ConfusionMatrix.from_predictions(
+      ...     jnp.array([0, 1, 1, 1]), jnp.array([0, 1, 2, 2]), num_classes=3)
+      >>> jaxseg.matthews_corrcoef(cm)
+      Array(0.5163978, dtype=float32)
+
+    References:
+      Matthews, "Comparison of the predicted and observed secondary structure of
+      T4 phage lysozyme", 1975; Gorodkin, "Comparing two K-category assignments by a
+      K-category correlation coefficient", 2004.
+    """
+    return _agreement(stats, "mcc", average, class_weights, include_background)
+
+
+def cohen_kappa(
+    stats: Stats,
+    *,
+    average: str | None = "multiclass",
+    class_weights: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Cohen's kappa: agreement beyond chance between predictions and labels.
+
+    With observed agreement ``p_o = sum_k tp_k / s`` and chance agreement
+    ``p_e = sum_k p_k t_k / s²`` (notation of :func:`matthews_corrcoef`)::
+
+        kappa = (p_o - p_e) / (1 - p_e)
+
+    ``average="multiclass"`` (default) is the unweighted kappa of the whole
+    matrix, equal to scikit-learn's ``cohen_kappa_score`` (NaN when ``p_e = 1``).
+    The other averages use the one-vs-rest kappa of each class,
+    ``2 (tp tn - fp fn) / ((tp + fp)(fp + tn) + (tp + fn)(fn + tn))``.
+
+    Args:
+      stats: a statistics state.
+      average: ``"multiclass"`` (default; exclusive classes only), ``None``,
+        ``"micro"``, ``"macro"`` or ``"weighted"``.
+      class_weights: ``[C]`` weights of the one-vs-rest class average.
+      include_background: ``False`` leaves class 0 out of the one-vs-rest averages.
+
+    Returns:
+      float ``[..., C]`` for ``average=None``, else ``[...]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> cm = jaxseg.ConfusionMatrix.from_predictions(
+      ...     jnp.array([0, 1, 1, 1]), jnp.array([0, 1, 2, 2]), num_classes=3)
+      >>> jaxseg.cohen_kappa(cm)
+      Array(0.33333334, dtype=float32)
+
+    References:
+      Cohen, "A coefficient of agreement for nominal scales", 1960.
+    """
+    return _agreement(stats, "kappa", average, class_weights, include_background)
+
+
+def pixel_accuracy(stats: Stats, *, include_background: bool = True) -> jax.Array:
     """Fraction of valid pixels classified correctly.
 
     For exclusive classes (confusion matrix, softmax statistics):
     ``sum_c tp_c / sum_c (tp_c + fn_c)``, which equals micro recall. For
     independent channels (binary / multilabel):
     ``sum_c (tp_c + tn_c) / sum_c (tp_c + fp_c + fn_c + tn_c)``.
-    NaN when there is no valid pixel.
+    NaN when there is no valid pixel. ``include_background=False`` sums over
+    the other classes only (the accuracy on foreground-labelled pixels).
 
     Examples:
       >>> import jax.numpy as jnp, jaxseg
@@ -331,10 +778,10 @@ def pixel_accuracy(stats: Stats) -> jax.Array:
       Array(0.5, dtype=float32)
     """
     tp, fp, fn, tn, counted = _stats_of(stats)
-    counted_j = jnp.broadcast_to(jnp.asarray(counted), tp.shape)
+    include = cw_.include_mask(counted, tp.shape, include_background=include_background)
 
     def pool(x):
-        return jnp.sum(jnp.where(counted_j, x, 0.0), axis=-1)
+        return jnp.sum(jnp.where(include, x, 0.0), axis=-1)
 
     if getattr(stats, "exclusive", True):
         num, den = pool(tp), pool(tp + fn)
@@ -344,8 +791,13 @@ def pixel_accuracy(stats: Stats) -> jax.Array:
     return jnp.where(ok, num / jnp.where(ok, den, 1.0), jnp.nan)
 
 
-def mean_accuracy(stats: Stats, *, empty: float = math.nan) -> jax.Array:
+def mean_accuracy(
+    stats: Stats, *, empty: float = math.nan, include_background: bool = True
+) -> jax.Array:
     """Mean per-class accuracy: the macro average of recall ``tp / (tp + fn)``.
+
+    A class predicted but absent from the labels scores 0 here (the empty rule
+    of the scores); :func:`balanced_accuracy` leaves it out instead.
 
     Examples:
       >>> import jax.numpy as jnp, jaxseg
@@ -354,10 +806,12 @@ def mean_accuracy(stats: Stats, *, empty: float = math.nan) -> jax.Array:
       >>> jaxseg.mean_accuracy(cm)
       Array(0.6666667, dtype=float32)
     """
-    return recall(stats, average="macro", empty=empty)
+    return recall(stats, average="macro", empty=empty, include_background=include_background)
 
 
-def frequency_weighted_iou(stats: Stats, *, empty: float = math.nan) -> jax.Array:
+def frequency_weighted_iou(
+    stats: Stats, *, empty: float = math.nan, include_background: bool = True
+) -> jax.Array:
     """Frequency-weighted IoU: ``sum_c f_c IoU_c`` with ``f_c`` the label frequency.
 
     ``f_c = (tp_c + fn_c) / sum_k (tp_k + fn_k)``; identical to
@@ -373,22 +827,25 @@ def frequency_weighted_iou(stats: Stats, *, empty: float = math.nan) -> jax.Arra
     References:
       Long et al., "Fully Convolutional Networks for Semantic Segmentation", CVPR 2015.
     """
-    return iou(stats, average="weighted", empty=empty)
+    return iou(stats, average="weighted", empty=empty, include_background=include_background)
 
 
 GD_WEIGHTINGS = ("square", "simple", "uniform")
 
 
-def sudre_weights(support: jax.Array, counted: jax.Array, weighting: str) -> jax.Array:
+def sudre_weights(
+    support: jax.Array, include: jax.Array, weighting: str, *, soft: bool
+) -> jax.Array:
     """Generalized Dice class weights from label support ``[..., C]``.
 
     ``"square"``: ``1 / T_c²``; ``"simple"``: ``1 / T_c``; ``"uniform"``: 1,
     with ``T_c`` the (soft) label volume. A class absent from the labels
-    (``T_c = 0``) gets the largest finite weight of the others (MONAI's rule),
-    or 1 if no class has labels. Classes not counted get 0.
+    (``T_c = 0``, or a negligible soft volume) gets the largest weight of the
+    present classes (MONAI's rule), or 1 if no class has labels. Classes not
+    included get 0.
     """
     v.check_choice("weighting", weighting, GD_WEIGHTINGS)
-    present = (support > 0) & counted
+    present = include & (support > (cw_.MIN_MASS if soft else 0))
     safe = jnp.where(present, support, 1.0)
     if weighting == "square":
         w = 1.0 / (safe * safe)
@@ -399,20 +856,35 @@ def sudre_weights(support: jax.Array, counted: jax.Array, weighting: str) -> jax
     w = jnp.where(present, w, 0.0)
     fill = jnp.max(w, axis=-1, keepdims=True)
     fill = jnp.where(fill > 0, fill, 1.0)
-    return jnp.where(counted, jnp.where(present, w, fill), 0.0)
+    return jnp.where(include, jnp.where(present, w, fill), 0.0)
 
 
 def generalized_dice(
-    stats: Stats, *, weighting: str = "square", empty: float = math.nan
+    stats: Stats,
+    *,
+    weighting: str = "square",
+    empty: float = math.nan,
+    smooth: float = 0.0,
+    class_weights: Any = None,
+    include_background: bool = True,
 ) -> jax.Array:
-    """Generalized Dice score (Sudre et al. 2017), a ratio of weighted sums.
+    """Generalized Dice score (Sudre et al. 2017): Dice pooled with class weights.
 
-    ``GD = 2 sum_c w_c tp_c / sum_c w_c (2 tp_c + fp_c + fn_c)`` with
-    ``w_c = 1 / T_c²`` (``weighting="square"``), ``1 / T_c`` (``"simple"``) or 1
-    (``"uniform"``), ``T_c = tp_c + fn_c`` the label volume. A class absent from
-    the labels takes the largest weight of the present classes (as MONAI and
-    torchmetrics do), so it still costs its false positives. ``empty`` is
-    returned when every class is empty.
+    ``GD = (2 sum_c w_c tp_c + s) / (sum_c w_c (2 tp_c + fp_c + fn_c) + s)`` with
+    ``w_c = cw_c / T_c²`` (``weighting="square"``), ``cw_c / T_c`` (``"simple"``)
+    or ``cw_c`` (``"uniform"``), ``T_c = tp_c + fn_c`` the label volume and
+    ``cw`` the ``class_weights``: the ``"micro"`` average of Dice with Sudre's
+    weights. A class absent from the labels takes the largest weight of the
+    present classes (as MONAI and torchmetrics do), so it still costs its false
+    positives. ``empty`` is returned when every class is empty.
+
+    Args:
+      stats: a statistics state.
+      weighting: ``"square"`` (default), ``"simple"`` or ``"uniform"``.
+      empty: value when every class is empty (default NaN).
+      smooth: ``s >= 0`` added to numerator and denominator.
+      class_weights: ``[C]`` factors multiplied into Sudre's weights.
+      include_background: ``False`` leaves class 0 out.
 
     Returns:
       float ``[...]``: one score per (batched) state.
@@ -429,16 +901,55 @@ def generalized_dice(
       highly unbalanced segmentations", DLMIA 2017.
     """
     empty = _check_empty(empty)
-    tp, fp, fn, _, counted = _stats_of(stats)
-    counted_j = jnp.broadcast_to(jnp.asarray(counted), tp.shape)
-    w = sudre_weights(tp + fn, counted_j, weighting)
-    num, den = dice_terms(tp, fp, fn)
-    num, den = jnp.sum(w * num, axis=-1), jnp.sum(w * den, axis=-1)
-    is_empty = jnp.sum(jnp.where(counted_j, tp + fp + fn, 0.0), axis=-1) == 0
-    return jnp.where(is_empty, empty, safe_ratio(num, den))
+    smooth = v.check_nonnegative("smooth", smooth)
+    tp, fp, fn, tn, counted = _stats_of(stats)
+    cw = v.check_class_weights(class_weights, tp.shape[-1])
+    include = cw_.include_mask(
+        counted, tp.shape, class_weights=cw, include_background=include_background
+    )
+    soft = cw_.is_soft(stats)
+    w = sudre_weights(jax.lax.stop_gradient(tp + fn), include, weighting, soft=soft)
+    if cw is not None:
+        w = w * jnp.broadcast_to(cw, w.shape)
+    return _micro((tp, fp, fn, tn), include, w, dice_terms, soft=soft, smooth=smooth, empty=empty)
 
 
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "median", "enet")
+
+
+def _label_support(state_or_counts: Any) -> tuple[Any, Any]:
+    """Per-class label counts ``[C]`` and the array module to compute with.
+
+    Concrete inputs (host NumPy counts of any width, a state outside ``jit``)
+    are read exactly on the host as float64; traced ones stay on the device.
+    """
+    if hasattr(state_or_counts, "tp") and hasattr(state_or_counts, "fn"):
+        if getattr(state_or_counts, "batch_shape", ()):
+            raise ValueError(
+                "`state_or_counts` must be a dataset-level state; call `.reduce()` first."
+            )
+        exact = getattr(state_or_counts, "label_counts", None)
+        traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(state_or_counts))
+        if exact is not None and not traced:
+            return np.asarray(exact(), np.float64), np
+        return (state_or_counts.tp + state_or_counts.fn).astype(jnp.float32), jnp
+    if isinstance(state_or_counts, jax.core.Tracer):
+        n, xp = state_or_counts, jnp
+    elif isinstance(state_or_counts, jax.Array):
+        n, xp = np.asarray(state_or_counts), np
+    else:
+        n, xp = np.asarray(state_or_counts), np
+    if n.ndim != 1:
+        raise ValueError(
+            f"`state_or_counts` must be a state or counts of shape [C]; got shape {n.shape}."
+        )
+    if not (np.issubdtype(n.dtype, np.integer) or np.issubdtype(n.dtype, np.floating)):
+        raise TypeError(f"`state_or_counts` must hold numbers; got dtype {n.dtype}.")
+    if xp is np:
+        if np.any(n < 0) or not np.all(np.isfinite(n)):
+            raise ValueError("`state_or_counts` must be finite and non-negative.")
+        return n.astype(np.float64), np
+    return n.astype(jnp.float32), jnp
 
 
 def class_weights_from_counts(
@@ -463,6 +974,9 @@ def class_weights_from_counts(
       (Paszke et al. 2016).
 
     Classes absent from the counts get weight 0 (they have no pixels to weigh).
+    Host counts (NumPy ``int64`` above ``2**31``, as a ``np.bincount`` over a
+    dataset gives, or a state outside ``jit``) are used exactly, in float64 on
+    the host; only the weights are rounded to float32.
 
     Args:
       state_or_counts: a :class:`~jaxseg.ConfusionMatrix` / statistics state
@@ -487,34 +1001,23 @@ def class_weights_from_counts(
       semantic segmentation", 2016.
     """
     v.check_choice("scheme", scheme, WEIGHT_SCHEMES)
-    if hasattr(state_or_counts, "tp") and hasattr(state_or_counts, "fn"):
-        if getattr(state_or_counts, "batch_shape", ()):
-            raise ValueError(
-                "`state_or_counts` must be a dataset-level state; call `.reduce()` first."
-            )
-        n = (state_or_counts.tp + state_or_counts.fn).astype(jnp.float32)
-    else:
-        n = jnp.asarray(state_or_counts)
-        if n.ndim != 1:
-            raise ValueError(
-                f"`state_or_counts` must be a state or counts of shape [C]; got shape {n.shape}."
-            )
-        n = n.astype(jnp.float32)
-    if not enet_c > 1:
-        raise ValueError(f"`enet_c` must be > 1; got {enet_c!r}.")
+    if isinstance(enet_c, bool) or not isinstance(enet_c, int | float) or not enet_c > 1:
+        raise ValueError(f"`enet_c` must be a number > 1; got {enet_c!r}.")
+    n, xp = _label_support(state_or_counts)
     present = n > 0
-    total = jnp.sum(n)
-    k = jnp.sum(present, dtype=jnp.float32)
-    safe = jnp.where(present, n, 1.0)
-    p = safe / jnp.where(total > 0, total, 1.0)
+    total = xp.sum(n)
+    k = xp.sum(xp.where(present, 1.0, 0.0))
+    safe = xp.where(present, n, 1.0)
+    p = safe / xp.where(total > 0, total, 1.0)
     if scheme == "inverse":
-        w = total / (k * safe)
+        w = total / (xp.maximum(k, 1.0) * safe)
     elif scheme == "inverse_sqrt":
-        raw = 1.0 / jnp.sqrt(safe)
-        w = raw * total / jnp.sum(jnp.where(present, raw * n, 0.0))
+        raw = 1.0 / xp.sqrt(safe)
+        norm = xp.sum(xp.where(present, raw * n, 0.0))
+        w = raw * total / xp.where(norm > 0, norm, 1.0)
     elif scheme == "median":
-        med = jnp.nanmedian(jnp.where(present, p, jnp.nan))
+        med = xp.nanmedian(xp.where(present, p, xp.nan)) if n.shape[0] else 0.0
         w = med / p
     else:
-        w = 1.0 / jnp.log1p((enet_c - 1.0) + p)  # log1p: ln(1.02 + p) loses digits in float32
-    return jnp.where(present, w, 0.0).astype(jnp.float32)
+        w = 1.0 / xp.log1p((enet_c - 1.0) + p)  # log1p: ln(1.02 + p) loses digits in float32
+    return jnp.asarray(xp.where(present, w, 0.0), jnp.float32)

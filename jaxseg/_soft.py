@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from jaxseg import _validation as v
 from jaxseg._fused import class_sums, softmax_label_sums
 from jaxseg._kernels import label_validity
+from jaxseg._state import StateAlgebra
 
 ArrayLike = jax.typing.ArrayLike
 ACTIVATIONS = ("softmax", "sigmoid")
@@ -93,15 +93,19 @@ def sanitize_class_ids(
 
 
 def pool_axes(axis: Any, pixel_ndim: int) -> tuple[int, ...]:
-    """Pooled per-pixel axes; ``None`` means all of them."""
+    """Pooled per-pixel axes; ``None`` means all but the first (batch) axis.
+
+    The same default as every loss: one result per example. Pool everything
+    with ``axis=tuple(range(pixel_ndim))`` or fold a batched state with ``reduce``.
+    """
     if axis is None:
-        return tuple(range(pixel_ndim))
+        return tuple(range(1, pixel_ndim))
     return v.normalize_axis(axis, pixel_ndim)
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class SoftStats:
+class SoftStats(StateAlgebra):
     """Differentiable per-class sums of probabilities against (soft) targets.
 
     With probabilities ``p`` and targets ``y`` in ``[0, 1]`` summed over valid
@@ -116,15 +120,25 @@ class SoftStats:
     ``p = y``, which the product form does not. On one-hot ``p`` the soft
     statistics equal the hard counts, so every score function accepts both.
 
+    ``axis`` defaults to every per-pixel axis but the first (batch) one, as in
+    the losses, so ``1 - jaxseg.dice(SoftStats.from_logits(x, y))`` is
+    ``jaxseg.dice_loss(x, y)``. The state has the algebra of the count states:
+    ``merge`` / ``+``, ``reduce`` (fold a batch axis), ``psum``. A class whose
+    labelled mass ``tp + fn`` is negligible (at most ``1e-6`` pixel) is *empty*
+    for the scores: a softmax never predicts exactly zero, so the count states'
+    rule (``tp + fp + fn == 0``) would never apply.
+
     Examples:
       >>> import jax.numpy as jnp, jaxseg
-      >>> probs = jnp.array([[0.8, 0.2], [0.4, 0.6]])
-      >>> s = jaxseg.SoftStats.from_probabilities(probs, jnp.array([0, 1]))
+      >>> probs = jnp.array([[[0.8, 0.2], [0.4, 0.6]]])  # [batch 1, 2 pixels, C 2]
+      >>> s = jaxseg.SoftStats.from_probabilities(probs, jnp.array([[0, 1]]))
       >>> s.tp
-      Array([0.8, 0.6], dtype=float32)
+      Array([[0.8, 0.6]], dtype=float32)
       >>> s.fp, s.fn
-      (Array([0.4, 0.2], dtype=float32), Array([0.2, 0.4], dtype=float32))
+      (Array([[0.4, 0.2]], dtype=float32), Array([[0.2, 0.4]], dtype=float32))
       >>> jaxseg.dice(s, average=None)
+      Array([[0.72727275, 0.6666667 ]], dtype=float32)
+      >>> jaxseg.dice(s.reduce(), average=None)  # fold the batch axis
       Array([0.72727275, 0.6666667 ], dtype=float32)
 
     Attributes:
@@ -142,7 +156,8 @@ class SoftStats:
     num_classes: int = _static()
     exclusive: bool = _static(True)
     ignore_classes: tuple[int, ...] = _static(())
-    _fields: ClassVar[tuple[str, ...]] = ("tp", "fp", "fn", "tn", "invalid")
+    soft: ClassVar[bool] = True
+    _batch_leaf: ClassVar[tuple[str, int]] = ("tp", 1)
 
     @classmethod
     def empty(
@@ -185,7 +200,7 @@ class SoftStats:
             ``probs.shape`` when ``exclusive``; 0/1 ints or floats of
             ``probs.shape`` when not.
           axis: per-pixel axes to pool (the class axis is not counted); default
-            all of them.
+            all but the first (batch) axis, as in the losses.
           exclusive: classes are mutually exclusive (softmax) or independent
             channels (sigmoid).
           ignore_index: integer label id(s) to leave out.
@@ -196,7 +211,7 @@ class SoftStats:
           A state whose sums have the non-pooled axes followed by ``C``.
         """
         probs = v.check_logits(jnp.asarray(probs), "probs")
-        labels = jnp.asarray(labels)
+        labels = v.as_int_array(labels, "labels")
         ignored = v.normalize_ignore_index(ignore_index)
         y, valid, invalid = prepare_targets(
             probs, labels, exclusive=exclusive, ignore_index=ignored, where=where
@@ -245,7 +260,7 @@ class SoftStats:
         """
         v.check_choice("activation", activation, ACTIVATIONS)
         logits = v.check_logits(jnp.asarray(logits)).astype(jnp.float32)
-        labels = jnp.asarray(labels)
+        labels = v.as_int_array(labels, "labels")
         if activation == "softmax" and not jnp.issubdtype(labels.dtype, jnp.floating):
             return cls._from_logits_and_ids(logits, labels, axis, ignore_index, where)
         if activation == "softmax":
@@ -289,52 +304,3 @@ class SoftStats:
             exclusive=True,
             ignore_classes=tuple(i for i in ignored if 0 <= i < c),
         )
-
-    def _leaves(self) -> dict[str, jax.Array]:
-        return {k: getattr(self, k) for k in self._fields}
-
-    def merge(self, other: Self) -> Self:
-        """Add the sums of two states."""
-        if type(other) is not type(self):
-            raise TypeError(f"can only merge SoftStats with SoftStats; got {type(other).__name__}.")
-        if (other.num_classes, other.exclusive, other.ignore_classes) != (
-            self.num_classes,
-            self.exclusive,
-            self.ignore_classes,
-        ):
-            raise ValueError(
-                "cannot merge SoftStats with different `num_classes`, `exclusive` or ignored "
-                f"classes: {(self.num_classes, self.exclusive, self.ignore_classes)} and "
-                f"{(other.num_classes, other.exclusive, other.ignore_classes)}."
-            )
-        if other.tp.shape != self.tp.shape:
-            raise ValueError(
-                f"cannot merge SoftStats with different shapes: {self.tp.shape} and "
-                f"{other.tp.shape}; call `.reduce()` on batched states first."
-            )
-        theirs = other._leaves()
-        return dataclasses.replace(self, **{k: a + theirs[k] for k, a in self._leaves().items()})
-
-    def __add__(self, other: Self) -> Self:
-        return self.merge(other)
-
-    def reduce(self) -> Self:
-        """Sum over the leading axis."""
-        if self.tp.ndim < 2:
-            raise ValueError("`reduce` folds a leading batch axis, but this state is not batched.")
-        return dataclasses.replace(self, **{k: a.sum(0) for k, a in self._leaves().items()})
-
-    def psum(self, axis_name: Any) -> Self:
-        """Sum over a named mapped axis with ``lax.psum``."""
-        return dataclasses.replace(
-            self, **{k: lax.psum(a, axis_name) for k, a in self._leaves().items()}
-        )
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return tuple(self.tp.shape[:-1])
-
-    @property
-    def counted_classes(self):
-        """Static boolean mask ``[C]``: classes that enter class averages."""
-        return v.counted_mask(self.num_classes, self.ignore_classes)

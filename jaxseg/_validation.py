@@ -78,31 +78,60 @@ def check_num_classes(num_classes: Any) -> int:
     return n
 
 
+def _is_traced(value: Any) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
 def normalize_ignore_index(ignore_index: Any) -> tuple[int, ...]:
-    """``None``, an int, or an iterable of ints -> a sorted tuple of unique ints."""
+    """``None``, an int, or an iterable of ints -> a sorted tuple of unique ints.
+
+    Integer NumPy scalars and concrete integer arrays (0-d or 1-d, NumPy or JAX)
+    count as ints. The ids decide the traced program, so they must be static: a
+    traced array raises ``TypeError``.
+    """
     if ignore_index is None:
         return ()
-    if isinstance(ignore_index, bool):
+    expected = "`ignore_index` must be None, an int or a tuple of ints"
+    if _is_traced(ignore_index):
         raise TypeError(
-            f"`ignore_index` must be None, an int or a tuple of ints; got {ignore_index!r}."
+            "`ignore_index` must be static (None, an int or a tuple of ints, known at trace "
+            f"time); got a traced array of shape {tuple(ignore_index.shape)}. Pass it as a "
+            "Python value, or mark the argument static in `jax.jit`."
         )
+    if isinstance(ignore_index, bool | np.bool_):
+        raise TypeError(f"{expected}; got {ignore_index!r}.")
     items: Iterable[Any]
-    if isinstance(ignore_index, Iterable) and not isinstance(ignore_index, str | bytes):
+    if isinstance(ignore_index, jax.Array | np.ndarray | np.generic):
+        arr = np.asarray(ignore_index)
+        if arr.ndim > 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{expected}; got {_show(ignore_index)}.")
+        items = arr.reshape(-1).tolist()
+    elif isinstance(ignore_index, Iterable) and not isinstance(ignore_index, str | bytes):
         items = list(ignore_index)
     else:
         items = [ignore_index]
     out = []
     for item in items:
+        if _is_traced(item):
+            return normalize_ignore_index(item)  # the "must be static" error
         try:
-            if isinstance(item, bool):
+            if isinstance(item, bool | np.bool_):
                 raise TypeError
             out.append(operator.index(item))
         except TypeError:
-            raise TypeError(
-                "`ignore_index` must be None, an int or a tuple of ints; "
-                f"got {_show(ignore_index)}."
-            ) from None
+            raise TypeError(f"{expected}; got {_show(ignore_index)}.") from None
     return tuple(sorted(set(out)))
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A static flag: a Python ``bool`` or a NumPy ``bool_``, returned as ``bool``.
+
+    Truthy stand-ins (``1``, ``"yes"``, arrays) raise ``TypeError``: a flag that
+    changes the traced program must be known at trace time and unambiguous.
+    """
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise TypeError(f"`{name}` must be a bool (True or False); got {_show(value)}.")
 
 
 def check_int_labels(labels: jax.Array, name: str = "labels") -> jax.Array:
@@ -185,17 +214,40 @@ def counted_mask(num_classes: int, ignore_classes: tuple[int, ...]) -> np.ndarra
 
 
 def check_class_weights(class_weights: Any, num_classes: int) -> jax.Array | None:
+    """``None`` or ``C`` finite non-negative numbers -> float32 ``[C]``.
+
+    Shape and dtype are checked always; the values only when they are concrete
+    (a traced array passes through unchecked).
+    """
     if class_weights is None:
         return None
-    w = jnp.asarray(class_weights)
-    if not (jnp.issubdtype(w.dtype, jnp.floating) or jnp.issubdtype(w.dtype, jnp.integer)):
-        raise TypeError(f"`class_weights` must be numeric; got dtype {w.dtype}.")
-    if w.shape != (num_classes,):
+    expected = (
+        f"`class_weights` must be None or {num_classes} finite non-negative numbers, "
+        "one weight per class"
+    )
+    if isinstance(class_weights, str | bytes):
+        raise TypeError(f"{expected}; got {class_weights!r}.")
+    if isinstance(class_weights, jax.Array):
+        w = class_weights
+    else:
+        try:
+            w = np.asarray(class_weights)
+        except (TypeError, ValueError):  # ragged or unconvertible
+            raise TypeError(f"{expected}; got {class_weights!r}.") from None
+    if w.dtype == np.bool_ or not (
+        np.issubdtype(w.dtype, np.floating) or np.issubdtype(w.dtype, np.integer)
+    ):
+        raise TypeError(f"{expected}; got {_show(w)}.")
+    if tuple(w.shape) != (num_classes,):
         raise ValueError(
             f"`class_weights` must have shape ({num_classes},), one weight per class; "
             f"got shape {tuple(w.shape)}."
         )
-    return w.astype(jnp.float32)
+    if not _is_traced(w):
+        host = np.asarray(w, np.float64)
+        if not np.all(np.isfinite(host) & (host >= 0)):
+            raise ValueError(f"`class_weights` must be finite and >= 0; got {host}.")
+    return jnp.asarray(w).astype(jnp.float32)
 
 
 def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
@@ -222,3 +274,29 @@ def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
 def float_dtype() -> Any:
     """float64 when x64 is enabled, else float32."""
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+_INT32 = np.iinfo(np.int32)
+
+
+def as_int_array(x: Any, name: str) -> jax.Array:
+    """An integer array for the device, never wrapped by a narrowing cast.
+
+    With ``jax_enable_x64`` off, ``jnp.asarray`` turns a NumPy ``int64`` /
+    ``uint64`` array into int32 by wrapping (``2**32 + 1`` becomes 1). Such
+    host arrays are saturated to the int32 range on the host first, so a value
+    outside it stays out of range (an invalid label or a void prediction)
+    instead of aliasing a class.
+    """
+    if isinstance(x, jax.Array) or jax.config.jax_enable_x64:
+        return jnp.asarray(x)
+    if not isinstance(x, np.ndarray | np.generic):
+        x = np.asarray(x)
+        if x.dtype.kind not in "iu":
+            return jnp.asarray(x)
+    if x.dtype.kind in "iu" and x.dtype.itemsize > 4:
+        if x.dtype.kind == "u":
+            x = np.minimum(x, np.uint64(_INT32.max)).astype(np.int32)
+        else:
+            x = np.clip(x, _INT32.min, _INT32.max).astype(np.int32)
+    return jnp.asarray(x)

@@ -1,407 +1,31 @@
 """The ``jaxseg`` command line: ``jaxseg evaluate`` and ``jaxseg demo``.
 
-``jaxseg evaluate PRED_DIR LABEL_DIR --num-classes C`` scores folders of PNG
-label maps with the exact :class:`~jaxseg.ConfusionMatrix` state;
-``jaxseg demo`` trains a small Flax model on synthetic shapes with jaxseg's
-losses. Run ``jaxseg COMMAND --help`` for the options.
+This module parses arguments and dispatches; the jobs live in
+:mod:`jaxseg._evaluate` and :mod:`jaxseg._demo`. Run ``jaxseg COMMAND --help``
+for the options.
 
-Exit status: 0 on success, 2 on bad input or usage (one line on stderr naming
-the file, no traceback, no output file written), 1 on an unexpected error.
+Exit status: 0 on success; 2 on bad input or usage (one line on stderr naming
+the file, no traceback, no output file written); 3 when ``--skip-bad`` left
+files out; 1 on an unexpected error; 130 when interrupted (Ctrl-C); 141 when
+standard output was closed early (``| head``), quietly, as other tools do.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import functools
-import io
-import json
-import math
 import os
+import re
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-
-from jaxseg import _io
-from jaxseg import _validation as v
 
 PROG = "jaxseg"
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
 
-
-# -- shared report: per-class table, summary, plot ---------------------------------
-
-
-def class_names_or_ids(num_classes: int, names: Sequence[str] | None) -> list[str]:
-    return list(names) if names is not None else [str(c) for c in range(num_classes)]
-
-
-def class_report(state: Any, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Per-class and summary scores of a dataset-level :class:`~jaxseg.ConfusionMatrix`.
-
-    Returns a JSON-ready dict (NaN for empty or ignored classes).
-    """
-    import jaxseg
-
-    c = state.num_classes
-    names = class_names_or_ids(c, names)
-    matrix = state.to_numpy()
-    per_class = {
-        "iou": jaxseg.iou(state, average=None),
-        "dice": jaxseg.dice(state, average=None),
-        "precision": jaxseg.precision(state, average=None),
-        "recall": jaxseg.recall(state, average=None),
-    }
-    per_class = {k: np.asarray(x, np.float64) for k, x in per_class.items()}
-    support = matrix.sum(axis=1)
-    classes = [
-        {
-            "id": i,
-            "name": names[i],
-            **{k: float(x[i]) for k, x in per_class.items()},
-            "support": int(support[i]),
-        }
-        for i in range(c)
-    ]
-    return {
-        "num_classes": c,
-        "classes": classes,
-        "miou_dataset": float(jaxseg.iou(state)),
-        "mean_dice": float(jaxseg.dice(state)),
-        "pixel_accuracy": float(jaxseg.pixel_accuracy(state)),
-        "mean_accuracy": float(jaxseg.mean_accuracy(state)),
-        "frequency_weighted_iou": float(jaxseg.frequency_weighted_iou(state)),
-        "num_pixels": int(matrix.sum()),
-        "confusion_matrix": matrix.tolist(),
-    }
-
-
-def _fmt(x: float) -> str:
-    return "   n/a" if math.isnan(x) else f"{x:6.4f}"
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """The per-class table (IoU, Dice = F1, precision, recall, support) as text."""
-    width = max([5, *(len(r["name"]) for r in report["classes"])])
-    head = (
-        f"{'class':<{width}}  {'IoU':>6}  {'Dice/F1':>7}  {'Prec.':>6}  {'Recall':>6}  "
-        f"{'Support':>12}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in report["classes"]:
-        lines.append(
-            f"{r['name']:<{width}}  {_fmt(r['iou'])}  {_fmt(r['dice']):>7}  "
-            f"{_fmt(r['precision'])}  {_fmt(r['recall'])}  {r['support']:>12,}"
-        )
-    lines.append("-" * len(head))
-    lines.append("n/a: class absent from labels and predictions, or ignored")
-    return "\n".join(lines)
-
-
-def format_summary(report: dict[str, Any]) -> str:
-    rows = [("mIoU, dataset-level (counts summed over all images, then scored)", "miou_dataset")]
-    if "miou_imagewise" in report:
-        n = report.get("num_images_scored", 0)
-        rows.append(
-            (f"mIoU, image-wise (scored per image, then averaged; {n} images)", "miou_imagewise")
-        )
-    rows += [
-        ("mean Dice / F1, dataset-level", "mean_dice"),
-        ("pixel accuracy", "pixel_accuracy"),
-        ("mean accuracy (mean per-class recall)", "mean_accuracy"),
-    ]
-    width = max(len(t) for t, _ in rows)
-    return "\n".join(f"{t:<{width}}  {_fmt(report[k])}" for t, k in rows)
-
-
-def confusion_figure(matrix: np.ndarray, names: Sequence[str], ax: Any = None) -> Any:
-    """Draw a row-normalised confusion matrix (rows: labels) on a matplotlib axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    c = matrix.shape[0]
-    fig = None
-    if ax is None:
-        size = min(4 + 0.45 * c, 24)
-        fig, ax = plt.subplots(figsize=(size, size * 0.85), layout="constrained")
-    rows = matrix.sum(axis=1, keepdims=True)
-    norm = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
-    im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of label row")
-    ticks = np.arange(c)
-    ax.set_xticks(
-        ticks, labels=names, rotation=45 if c > 4 else 0, ha="right" if c > 4 else "center"
-    )
-    ax.set_yticks(ticks, labels=names)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("label")
-    ax.set_title("confusion matrix (rows normalised)")
-    if c <= 20:
-        for i in range(c):
-            for j in range(c):
-                if matrix[i, j]:
-                    colour = "white" if norm[i, j] > 0.5 else "black"
-                    ax.text(
-                        j,
-                        i,
-                        f"{norm[i, j]:.2f}",
-                        ha="center",
-                        va="center",
-                        color=colour,
-                        fontsize=8,
-                    )
-    return fig if fig is not None else ax.figure
-
-
-def figure_png_bytes(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-# -- evaluate ---------------------------------------------------------------------
-
-
-def _read_class_names(path: str, num_classes: int) -> list[str]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise _io.InputError(path, f"cannot read class names ({_io._reason(e)})") from None
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(names) != num_classes:
-        raise _io.InputError(
-            path, f"--class-names has {len(names)} names; --num-classes is {num_classes}"
-        )
-    return names
-
-
-def _check_values(
-    pair: _io.Pair, pred: np.ndarray, label: np.ndarray, c: int, ignore: tuple[int, ...]
-) -> None:
-    """Host check that every counted pixel holds a class id in ``[0, C)``."""
-    considered = ~np.isin(label, ignore) if ignore else np.ones(label.shape, bool)
-    bad = considered & ((label < 0) | (label >= c))
-    if bad.any():
-        raise _io.InputError(
-            pair.label,
-            f"label value {int(label[bad].max())} is not a class id in [0, {c}) and not ignored "
-            f"({int(bad.sum())} pixels; use --ignore-index to leave it out)",
-        )
-    bad = considered & ((pred < 0) | (pred >= c))
-    if bad.any():
-        raise _io.InputError(
-            pair.pred,
-            f"predicted value {int(pred[bad].max())} is not a class id in [0, {c}) "
-            f"({int(bad.sum())} pixels at non-ignored labels)",
-        )
-
-
-@functools.lru_cache(maxsize=8)
-def _make_step(num_classes: int, ignore: tuple[int, ...]) -> Any:
-    """Jitted batch update: per-image states (vmap) -> per-image mIoU, folded total."""
-    import jax
-
-    import jaxseg
-
-    def per_image(pred, label, keep):
-        return jaxseg.ConfusionMatrix.from_predictions(
-            pred, label, num_classes=num_classes, ignore_index=ignore, where=keep
-        )
-
-    @jax.jit
-    def step(total, preds, labels, keep):
-        states = jax.vmap(per_image)(preds, labels, keep)  # [B, C, C]
-        return total.merge(states.reduce()), jaxseg.iou(states), states.num_invalid
-
-    return step
-
-
-class _Evaluation:
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        self.skipped: list[_io.InputError] = []
-
-    def bad(self, err: _io.InputError) -> None:
-        if not self.args.skip_bad:
-            raise err
-        self.skipped.append(err)
-
-    def run(self) -> int:
-        import jax.numpy as jnp
-
-        import jaxseg
-
-        args = self.args
-        c = v.check_num_classes(args.num_classes)
-        ignore = v.normalize_ignore_index(args.ignore_index)
-        names = _read_class_names(args.class_names, c) if args.class_names else None
-        for option, path in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)):
-            if path:
-                _io.check_writable(path, option)
-
-        pairs, unmatched = _io.match_files(args.pred_dir, args.label_dir)
-        for err in unmatched:
-            self.bad(err)
-        if not pairs:
-            raise _io.InputError(
-                None, f"no PNG pairs found in {args.pred_dir} and {args.label_dir}"
-            )
-
-        # Pass 1: headers only (cheap). Checks modes and sizes, groups by size.
-        groups: dict[tuple[int, int], list[_io.Pair]] = defaultdict(list)
-        for pair in pairs:
-            try:
-                size_l = _io.probe_label_map(pair.label)
-                size_p = _io.probe_label_map(pair.pred)
-                if size_p != size_l:
-                    raise _io.InputError(
-                        pair.pred,
-                        f"size {size_p[1]}x{size_p[0]} differs from the label's "
-                        f"{size_l[1]}x{size_l[0]} ({pair.label})",
-                    )
-            except _io.InputError as e:
-                self.bad(e)
-                continue
-            groups[size_l].append(pair)
-
-        # Pass 2: decode, check values, stream through the state in equal-size batches.
-        step = _make_step(c, ignore)
-        total = jaxseg.ConfusionMatrix.empty(c, ignore_index=ignore)
-        per_image: dict[str, float] = {}
-        bs = args.batch_size
-        progress = _progress(sum(len(g) for g in groups.values()), args.quiet)
-        try:
-            for (h, w), group in sorted(groups.items()):
-                for start in range(0, len(group), bs):
-                    chunk = group[start : start + bs]
-                    preds = np.zeros((bs, h, w), np.int32)
-                    labels = np.zeros((bs, h, w), np.int32)
-                    keep = np.zeros((bs, 1, 1), bool)
-                    names_ok = []
-                    for pair in chunk:
-                        progress.update(1)
-                        try:
-                            label = _io.read_label_map(pair.label)
-                            pred = _io.read_label_map(pair.pred)
-                            _check_values(pair, pred, label, c, ignore)
-                        except _io.InputError as e:
-                            self.bad(e)
-                            continue
-                        k = len(names_ok)
-                        preds[k], labels[k], keep[k] = pred, label, True
-                        names_ok.append(pair.name)
-                    if not names_ok:
-                        continue
-                    total, mious, invalid = step(
-                        total,
-                        jnp.asarray(preds),
-                        jnp.asarray(labels),
-                        jnp.broadcast_to(jnp.asarray(keep), (bs, h, w)),
-                    )
-                    if float(jnp.sum(invalid)) > 0:  # the host check above should prevent this
-                        raise _io.InputError(chunk[0].label, "invalid labels counted by the state")
-                    for name, m in zip(names_ok, np.asarray(mious)[: len(names_ok)], strict=True):
-                        per_image[name] = float(m)
-        finally:
-            progress.close()
-
-        if not per_image:
-            raise _io.InputError(None, "no valid image pairs to evaluate")
-        report = class_report(total, names)
-        scored = [m for m in per_image.values() if not math.isnan(m)]
-        report["miou_imagewise"] = float(np.mean(scored)) if scored else math.nan
-        report["num_images"] = len(per_image)
-        report["num_images_scored"] = len(scored)
-        report["ignore_index"] = list(ignore)
-        report["images"] = [{"name": n, "miou": m} for n, m in sorted(per_image.items())]
-        report["skipped"] = [{"file": e.path, "reason": e.message} for e in self.skipped]
-
-        # Render every output in memory first, then write each one atomically.
-        outputs: list[tuple[str, bytes]] = []
-        if args.json:
-            outputs.append((args.json, _json_bytes(report)))
-        if args.csv:
-            outputs.append((args.csv, _csv_bytes(report)))
-        if args.plot:
-            fig = confusion_figure(
-                np.asarray(report["confusion_matrix"]), class_names_or_ids(c, names)
-            )
-            outputs.append((args.plot, figure_png_bytes(fig)))
-
-        out = sys.stdout
-        print(f"evaluated {len(per_image)} image pairs, {report['num_pixels']:,} pixels", file=out)
-        print(format_table(report), file=out)
-        print(format_summary(report), file=out)
-        for path, data in outputs:
-            _io.atomic_write_bytes(path, data)
-            print(f"wrote {path}", file=out)
-        if self.skipped:
-            print(f"{PROG}: skipped {len(self.skipped)} bad file(s):", file=sys.stderr)
-            for e in self.skipped:
-                print(f"  {e}", file=sys.stderr)
-        return EXIT_OK
-
-
-def _progress(total: int, quiet: bool) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    if tqdm is None or quiet:
-
-        class _Null:
-            def update(self, n: int) -> None:
-                pass
-
-            def close(self) -> None:
-                pass
-
-        return _Null()
-    return tqdm(
-        total=total, unit="img", file=sys.stderr, desc="evaluate", leave=False, disable=None
-    )
-
-
-def _nan_to_none(x: Any) -> Any:
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _nan_to_none(val) for k, val in x.items()}
-    if isinstance(x, list):
-        return [_nan_to_none(val) for val in x]
-    return x
-
-
-def _json_bytes(report: dict[str, Any]) -> bytes:
-    return (json.dumps(_nan_to_none(report), indent=2, allow_nan=False) + "\n").encode()
-
-
-def _csv_bytes(report: dict[str, Any]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["class_id", "name", "iou", "dice", "precision", "recall", "support"])
-    for r in report["classes"]:
-        writer.writerow(
-            [r["id"], r["name"]]
-            + [
-                "" if math.isnan(r[k]) else repr(r[k])
-                for k in ("iou", "dice", "precision", "recall")
-            ]
-            + [r["support"]]
-        )
-    return buf.getvalue().encode()
-
-
-# -- argument parsing -------------------------------------------------------------
+# Options whose value may start with "-" (negative ids): "--ignore-index -1,7" is
+# joined into "--ignore-index=-1,7" before argparse sees it.
+_NUMERIC_LIST_OPTIONS = ("--ignore-index", "--spacing")
+_NUMERIC_LIST = re.compile(r"-[\d.][\d.,\s-]*")
 
 
 def _positive_int(text: str) -> int:
@@ -423,6 +47,37 @@ def _int_list(text: str) -> list[int]:
         ) from None
 
 
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected positive numbers separated by commas, e.g. 0.8,0.8,2.5; got {text!r}"
+        )
+    return values
+
+
+def _positive_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not x >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number; got {text!r}")
+    return x
+
+
+def _metrics(text: str) -> tuple[str, ...]:
+    from jaxseg._report import parse_metrics
+
+    try:
+        return parse_metrics(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Segmentation losses and exact metrics for JAX."
@@ -432,36 +87,121 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "evaluate",
-        help="score folders of PNG label maps",
+        help="score folders of label maps (PNG, .npy, NIfTI)",
         description=(
-            "Compare predicted and true PNG label maps (single-channel, pixel value = class id), "
-            "matched by file name, with an exact confusion matrix."
+            "Compare predicted and true label maps (pixel value = class id), paired by "
+            "name in the two folders and their sub-folders, with exact confusion counts."
         ),
     )
-    ev.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted label maps (*.png)")
-    ev.add_argument("label_dir", metavar="LABEL_DIR", help="folder of true label maps (*.png)")
-    ev.add_argument(
-        "--num-classes", "-C", type=_positive_int, required=True, help="number of classes C"
+    ev.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted label maps")
+    ev.add_argument("label_dir", metavar="LABEL_DIR", help="folder of true label maps")
+    g = ev.add_argument_group("classes")
+    g.add_argument(
+        "--num-classes",
+        "-C",
+        type=_positive_int,
+        help="number of classes C (implied by --binary and --label-map cityscapes)",
     )
-    ev.add_argument(
+    g.add_argument(
         "--ignore-index",
         type=_int_list,
         action="extend",
         default=None,
         metavar="ID[,ID...]",
-        help="label value(s) to leave out, e.g. 255 or 0,255 (repeatable)",
+        help="label value(s) to leave out, e.g. 255 or -1,255 (repeatable; applied after "
+        "--label-map; default 255 with --label-map, else none)",
     )
-    ev.add_argument("--json", metavar="FILE", help="write all results as JSON")
-    ev.add_argument("--csv", metavar="FILE", help="write the per-class table as CSV")
-    ev.add_argument("--plot", metavar="FILE.png", help="write a confusion-matrix plot")
-    ev.add_argument("--class-names", metavar="FILE", help="text file, one class name per line")
-    ev.add_argument(
-        "--batch-size", type=_positive_int, default=8, help="images per jitted batch (default 8)"
+    g.add_argument(
+        "--label-map",
+        metavar="cityscapes|FILE.json",
+        help="map ids before counting: 'cityscapes' (labelIds -> trainIds, others -> 255) or "
+        'a JSON object {"7": 0, ...} (unlisted ids -> 255)',
     )
-    ev.add_argument(
+    g.add_argument(
+        "--map-predictions",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="apply --label-map to predictions too (default; use --no-map-predictions "
+        "when predictions are already in the mapped ids, e.g. Cityscapes trainIds)",
+    )
+    g.add_argument(
+        "--binary",
+        action="store_true",
+        help="binary masks: any non-zero value (255, True) is class 1; implies "
+        "--exclude-background unless --include-background",
+    )
+    g.add_argument(
+        "--exclude-background",
+        dest="include_background",
+        action="store_false",
+        default=None,
+        help="leave class 0 out of the averages (its pixels still count as errors elsewhere)",
+    )
+    g.add_argument(
+        "--include-background", dest="include_background", action="store_true", default=None
+    )
+    g.add_argument("--class-names", metavar="FILE", help="text file, one class name per line")
+    g = ev.add_argument_group("files")
+    g.add_argument(
+        "--pred-pattern",
+        metavar="PATTERN",
+        help="prediction file names, e.g. '{name}_leftImg8bit.png' (default: any supported "
+        "suffix, any case)",
+    )
+    g.add_argument(
+        "--label-pattern",
+        metavar="PATTERN",
+        help="label file names, e.g. '{name}_gtFine_labelIds.png'",
+    )
+    g.add_argument(
+        "--recursive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="look into sub-folders (default)",
+    )
+    g.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=None,
+        help="largest image decoded, in pixels (default 2^30)",
+    )
+    g.add_argument(
         "--skip-bad",
         action="store_true",
-        help="skip bad or unmatched files (listed at the end) instead of stopping",
+        help="skip unreadable, unmatched or mismatched files (listed at the end, exit 3)",
+    )
+    g = ev.add_argument_group("metrics")
+    g.add_argument(
+        "--metrics",
+        type=_metrics,
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="columns and summary lines: iou, dice, precision, recall, accuracy (default all)",
+    )
+    g.add_argument(
+        "--spacing",
+        type=_float_list,
+        default=None,
+        metavar="S[,S...]",
+        help="voxel spacing per axis for distance metrics (default: from NIfTI headers, else 1)",
+    )
+    g.add_argument(
+        "--tolerance", type=_positive_float, default=None, help="surface tolerance (same unit)"
+    )
+    g = ev.add_argument_group("outputs ('-' or /dev/stdout write to standard output)")
+    g.add_argument("--json", metavar="FILE", help="write all results as JSON")
+    g.add_argument("--csv", metavar="FILE", help="write the per-class table as CSV")
+    g.add_argument("--per-image", metavar="FILE", help="write per-image per-class scores as CSV")
+    g.add_argument("--plot", metavar="FILE.png", help="write a confusion-matrix plot")
+    g = ev.add_argument_group("speed")
+    g.add_argument(
+        "--jobs", "-j", type=_positive_int, default=None, help="decoding threads (default ≤ 4)"
+    )
+    g.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="image pairs read at once at most (default: the number of jobs); bounds memory",
     )
     ev.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -490,32 +230,107 @@ def _version() -> str:
     return __version__
 
 
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if (
+            a in _NUMERIC_LIST_OPTIONS
+            and i + 1 < len(args)
+            and _NUMERIC_LIST.fullmatch(args[i + 1])
+        ):
+            out.append(f"{a}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from jaxseg import _evaluate, _io
+
+    include_background = args.include_background
+    if include_background is None:
+        include_background = not args.binary
+    opts = _evaluate.Options(
+        pred_dir=args.pred_dir,
+        label_dir=args.label_dir,
+        num_classes=args.num_classes,
+        ignore_index=None if args.ignore_index is None else tuple(args.ignore_index),
+        label_map=args.label_map,
+        map_predictions=args.map_predictions,
+        binary=args.binary,
+        include_background=include_background,
+        pred_pattern=args.pred_pattern,
+        label_pattern=args.label_pattern,
+        recursive=args.recursive,
+        metrics=args.metrics or _evaluate._report.DEFAULT_METRICS,
+        spacing=args.spacing,
+        tolerance=args.tolerance,
+        class_names=args.class_names,
+        json=args.json,
+        csv=args.csv,
+        per_image=args.per_image,
+        plot=args.plot,
+        jobs=args.jobs or 0,
+        batch_size=args.batch_size or 0,
+        max_pixels=args.max_pixels or _io.DEFAULT_MAX_PIXELS,
+        skip_bad=args.skip_bad,
+        quiet=args.quiet,
+    )
+    return _evaluate.run(opts)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from jaxseg import _demo, _io
+
+    if args.out:
+        _io.check_output(args.out, "--out")
+    return _demo.run(steps=args.steps, out=args.out, seed=args.seed, quiet=args.quiet)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxseg`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    command = "?"
     try:
-        if args.command == "evaluate":
-            return _Evaluation(args).run()
-        from jaxseg import _demo
+        args = build_parser().parse_args(
+            _join_negative_values(sys.argv[1:] if argv is None else argv)
+        )
+        command = args.command
+        from jaxseg._io import InputError
 
-        if args.out:
-            _io.check_writable(args.out, "--out")
-        return _demo.run(steps=args.steps, out=args.out, seed=args.seed, quiet=args.quiet)
-    except _io.InputError as e:
-        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        try:
+            return _evaluate(args) if command == "evaluate" else _demo(args)
+        except InputError as e:
+            print(f"{PROG} {command}: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except Exception as e:
         if os.environ.get("JAXSEG_DEBUG"):
             raise
         print(
-            f"{PROG} {args.command}: unexpected error: {type(e).__name__}: "
+            f"{PROG} {command}: unexpected error: {type(e).__name__}: "
             f"{' '.join(str(e).split())[:300]} (set JAXSEG_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )
         return EXIT_ERROR
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the exit flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - no real stdout
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

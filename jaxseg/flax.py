@@ -6,6 +6,7 @@ the only place jaxseg imports it, and ``import jaxseg`` never does.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -23,6 +24,15 @@ except ImportError as e:  # pragma: no cover - exercised only without flax
     ) from e
 
 __all__ = ["SegmentationMetrics"]
+
+
+def _leaves(state: Any) -> dict[str, jax.Array]:
+    """The array fields of a state dataclass, by name."""
+    return {
+        f.name: getattr(state, f.name)
+        for f in dataclasses.fields(state)
+        if not f.metadata.get("static")
+    }
 
 
 class SegmentationMetrics(nnx.Metric):
@@ -67,9 +77,8 @@ class SegmentationMetrics(nnx.Metric):
     def __init__(self, num_classes: int, *, ignore_index: Any = None):
         self.num_classes = v.check_num_classes(num_classes)
         self.ignore_index = v.normalize_ignore_index(ignore_index)
-        empty = self._empty()
-        self.counts = nnx.metrics.MetricState(empty.counts)
-        self.invalid = nnx.metrics.MetricState(empty.invalid)
+        for name, leaf in _leaves(self._empty()).items():
+            setattr(self, name, nnx.metrics.MetricState(leaf))
 
     def _empty(self) -> ConfusionMatrix:
         return ConfusionMatrix.empty(self.num_classes, ignore_index=self.ignore_index)
@@ -77,18 +86,12 @@ class SegmentationMetrics(nnx.Metric):
     @property
     def state(self) -> ConfusionMatrix:
         """The exact accumulated :class:`jaxseg.ConfusionMatrix`."""
-        return ConfusionMatrix(
-            counts=self.counts[...],
-            invalid=self.invalid[...],
-            num_classes=self.num_classes,
-            ignore_classes=self._empty().ignore_classes,
-        )
+        empty = self._empty()
+        return dataclasses.replace(empty, **{k: getattr(self, k)[...] for k in _leaves(empty)})
 
     def reset(self) -> None:
         """Set every count to zero, in place."""
-        empty = self._empty()
-        self.counts[...] = empty.counts
-        self.invalid[...] = empty.invalid
+        self._assign(self._empty())
 
     def update(
         self,
@@ -134,9 +137,11 @@ class SegmentationMetrics(nnx.Metric):
 
     def merge_state(self, state: ConfusionMatrix) -> None:
         """Add an existing state (e.g. one summed with ``psum`` across devices), in place."""
-        new = self.state.merge(state)
-        self.counts[...] = new.counts
-        self.invalid[...] = new.invalid
+        self._assign(self.state.merge(state))
+
+    def _assign(self, state: ConfusionMatrix) -> None:
+        for name, leaf in _leaves(state).items():
+            getattr(self, name)[...] = leaf
 
     def compute(self) -> dict[str, jax.Array]:
         """Scores from the accumulated counts.

@@ -315,6 +315,40 @@ def case_soft_stats_psum(n):
     np.testing.assert_allclose(got.fn, want.fn, rtol=1e-5)
 
 
+def case_boundary_distance_psum(n):
+    """BoundaryStats counts and DistanceStats counts psum exactly; distance sums to rounding."""
+    rng = np.random.default_rng(7)
+    preds = rng.integers(0, C, size=(N, H, W)).astype(np.int32)
+    labels = np.repeat(np.repeat(rng.integers(0, C, size=(N, 3, 3)), 2, 1), 2, 2).astype(np.int32)
+    labels[:, 0, 0] = IGNORE
+
+    def update(p, g):
+        b = jaxseg.BoundaryStats.from_predictions(p, g, num_classes=C, ignore_index=IGNORE)
+        hd = jaxseg.hausdorff_distance(p, g, num_classes=C, percentile=95, ignore_index=IGNORE)
+        return b, jaxseg.DistanceStats.from_values(hd)
+
+    f = jax.jit(
+        jax.shard_map(
+            lambda p, g: jax.tree.map(lambda s: s.psum("d"), update(p, g), is_leaf=_is_state),
+            mesh=mesh_of(n),
+            in_specs=(P("d"), P("d")),
+            out_specs=P(),
+        )
+    )
+    got_b, got_d = f(preds, labels)
+    want_b, want_d = jax.jit(update)(preds, labels)
+    assert np.array_equal(got_b.to_numpy(), want_b.to_numpy()), (
+        got_b.to_numpy(),
+        want_b.to_numpy(),
+    )
+    assert np.array_equal(got_d.to_numpy(), want_d.to_numpy())
+    np.testing.assert_allclose(got_d.sums, want_d.sums, rtol=1e-5)
+
+
+def _is_state(x):
+    return isinstance(x, jaxseg.BoundaryStats | jaxseg.DistanceStats)
+
+
 def case_clu_gather(n):
     from clu import metrics as clu_metrics
 
@@ -364,6 +398,7 @@ _SWEEPS = [
     ((8,), case_binary_stats_shard_map),
     ((8,), case_soft_stats_psum),
     ((8,), case_clu_gather),
+    ((8,), case_boundary_distance_psum),
 ]
 for _counts_list, _fn in _SWEEPS:
     for _n in _counts_list:

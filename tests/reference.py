@@ -29,23 +29,31 @@ def normalize_ignore(ignore_index) -> tuple[int, ...]:
     return tuple(int(i) for i in ignore_index)
 
 
-def confusion(preds, labels, num_classes, ignore_index=None, where=None):
-    """``(M, invalid)``: ``M[label, pred]`` counts of valid in-range pixels, int64."""
+def confusion(preds, labels, num_classes, ignore_index=None, where=None, *, with_void=False):
+    """``(M, invalid)``: ``M[label, pred]`` counts of valid pixels, int64.
+
+    A valid pixel whose label lies outside ``[0, C)`` is invalid; one whose
+    prediction lies outside is a void prediction, counted per label class in
+    ``void`` (returned as ``(M, void, invalid)`` with ``with_void=True``).
+    """
     ignored = normalize_ignore(ignore_index)
     labels_l = _flat(labels)
     preds_l = _flat(preds)
     where_l = _flat(True if where is None else where, np.shape(labels))
     m = np.zeros((num_classes, num_classes), np.int64)
+    void = np.zeros(num_classes, np.int64)
     invalid = 0
     for y, p, w in zip(labels_l, preds_l, where_l, strict=True):
         y, p = int(y), int(p)
         if not w or y in ignored:
             continue
-        if 0 <= y < num_classes and 0 <= p < num_classes:
+        if not 0 <= y < num_classes:
+            invalid += 1
+        elif 0 <= p < num_classes:
             m[y, p] += 1
         else:
-            invalid += 1
-    return m, invalid
+            void[y] += 1
+    return (m, void, invalid) if with_void else (m, invalid)
 
 
 def counted_classes(num_classes, ignore_index=None):
@@ -53,15 +61,20 @@ def counted_classes(num_classes, ignore_index=None):
     return np.array([c not in ignored for c in range(num_classes)])
 
 
-def stats_from_matrix(m):
-    """Per-class ``tp, fp, fn, tn`` (int64) from a ``[C, C]`` matrix, by loops."""
+def stats_from_matrix(m, void=None):
+    """Per-class ``tp, fp, fn, tn`` (int64) from a ``[C, C]`` matrix, by loops.
+
+    ``void[k]`` pixels of label ``k`` predicted outside the classes are misses:
+    false negatives of ``k``, false positives of nobody.
+    """
     c = m.shape[0]
-    total = int(sum(int(m[i, j]) for i in range(c) for j in range(c)))
+    void = np.zeros(c, np.int64) if void is None else void
+    total = int(sum(int(m[i, j]) for i in range(c) for j in range(c))) + int(sum(void))
     tp, fp, fn, tn = (np.zeros(c, np.int64) for _ in range(4))
     for k in range(c):
         tp[k] = m[k, k]
         fp[k] = sum(int(m[r, k]) for r in range(c) if r != k)
-        fn[k] = sum(int(m[k, j]) for j in range(c) if j != k)
+        fn[k] = sum(int(m[k, j]) for j in range(c) if j != k) + int(void[k])
         tn[k] = total - tp[k] - fp[k] - fn[k]
     return tp, fp, fn, tn
 

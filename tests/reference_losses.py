@@ -11,6 +11,9 @@ import math
 
 import numpy as np
 
+#: Labelled mass (pixels) at or below which a class counts as absent.
+MIN_MASS = 1e-6
+
 
 def softmax(x):
     x = np.asarray(x, np.float64)
@@ -142,10 +145,11 @@ def region_loss(
                 sp2 += pi * pi
                 sy2 += yi * yi
             s = smooth
+            # absent: no labelled mass (sum y = tp + fn) in the group
+            empty = tp + fn <= MIN_MASS
             if kind == "dice" and squared:
-                num, den, empty = 2 * spy + s, sp2 + sy2 + s, sp2 + sy2 == 0
+                num, den = 2 * spy + s, sp2 + sy2 + s
             else:
-                empty = tp + fp + fn == 0
                 if kind == "dice":
                     num, den = 2 * tp + s, 2 * tp + fp + fn + s
                 elif kind == "iou":
@@ -202,7 +206,7 @@ def generalized_dice_loss(
                     total[k] += pg[g, i, k] + yg[g, i, k]
         raw = {}
         for k in range(c):
-            if counted[k] and vol[k] > 0:
+            if counted[k] and vol[k] > MIN_MASS:
                 raw[k] = {"square": 1 / vol[k] ** 2, "simple": 1 / vol[k], "uniform": 1.0}[
                     weighting
                 ]
@@ -215,7 +219,7 @@ def generalized_dice_loss(
             wk = raw.get(k, fill) * cw[k]
             num += wk * 2 * inter[k]
             den += wk * total[k]
-            all_empty = all_empty and total[k] == 0  # total = 2tp + fp + fn
+            all_empty = all_empty and vol[k] <= MIN_MASS
         if all_empty:
             out[g] = 0.0
         else:

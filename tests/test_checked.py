@@ -85,3 +85,70 @@ def test_unchecked_calls_unaffected_and_caches_separate():
     with pytest.raises(ValueError, match="outside the class range"):
         jaxseg.checked(update)(LOGITS, BAD)
     assert len(traces) == 2
+
+
+def test_wide_unsigned_labels_reported_with_their_values():
+    preds = jnp.zeros(3, jnp.int32)
+    labels = np.array([0, 2**31 + 5, 2**32 - 1], np.uint32)
+    update = jaxseg.checked(lambda p, y: ConfusionMatrix.from_predictions(p, y, num_classes=3))
+    with pytest.raises(ValueError, match=r"range over \[2147483653, 4294967295\]"):
+        update(preds, labels)
+    small = np.array([0, 200, 255], np.uint8)
+    with pytest.raises(ValueError, match=r"range over \[200, 255\]"):
+        update(preds, small)
+
+
+# -- counts past the documented limits ---------------------------------------------
+
+NEAR_LIMIT = 2**48 - 10
+
+
+def _big_state(value=NEAR_LIMIT):
+    counts = jaxseg._counts.from_python_int([[value, 1], [2, 3]])
+    return ConfusionMatrix(counts=counts, invalid=jaxseg._counts.zeros(()), num_classes=2)
+
+
+@pytest.mark.parametrize(
+    "combine",
+    [
+        lambda s: s.merge(s),
+        lambda s: s + s,
+        lambda s: jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), s, s).reduce(),
+        lambda s: jax.vmap(lambda t: t.psum("i"), axis_name="i")(
+            jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), s)
+        ),
+    ],
+    ids=["merge", "add", "reduce", "psum"],
+)
+def test_count_past_2_48_raises_under_checked(combine):
+    s = _big_state()
+    with pytest.raises(ValueError, match=r"a count reached 2\*\*48"):
+        jaxseg.checked(jax.jit(combine))(s)
+    # unchecked: nothing raises, and the sum is still exact in the limbs
+    got = combine(s).to_numpy().reshape(-1, 2, 2)[0]
+    assert got.tolist() == [[2 * NEAR_LIMIT, 2], [4, 6]]
+    # below the limit the checked combine passes
+    ok = jaxseg.checked(jax.jit(combine))(_big_state(2**47 - 1))
+    assert ok.to_numpy().reshape(-1, 2, 2)[0, 0, 0] == 2**48 - 2
+
+
+def test_overflow_checks_trace_nothing_when_off():
+    s = _big_state()
+    for fn in (lambda a: a + a, lambda a: jax.vmap(lambda t: t.psum("i"), axis_name="i")(a)):
+        arg = (
+            s
+            if "vmap" not in str(fn.__code__.co_names)
+            else jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), s)
+        )
+        assert "check" not in str(jax.make_jaxpr(fn)(arg))
+
+
+def test_psum_over_more_members_than_exact_sums_allow():
+    s = ConfusionMatrix.empty(1)
+    n = jaxseg._counts.MAX_SUMMANDS + 1
+    stacked = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), s)
+    with pytest.raises(ValueError, match=r"`psum` over 65537 members; counts are exact"):
+        jax.vmap(lambda t: t.psum("i"), axis_name="i")(stacked)
+    two = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (2, *x.shape)), _big_state(5))
+    out = jaxseg.checked(jax.vmap(lambda t: t.psum("i"), axis_name="i"))(two)
+    assert out.to_numpy()[0].tolist() == [[10, 2], [4, 6]]

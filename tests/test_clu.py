@@ -53,7 +53,7 @@ def test_configure_is_cached_and_a_pytree():
     assert Metric is not jaxseg.ConfusionMatrix.configure(C)
     assert issubclass(Metric, jaxseg.ConfusionMatrix)
     leaves, tree = jax.tree_util.tree_flatten(Metric.empty())
-    assert len(leaves) == 2
+    assert len(leaves) == 3  # counts, invalid, void
     assert type(jax.tree_util.tree_unflatten(tree, leaves)) is Metric
 
 

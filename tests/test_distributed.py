@@ -41,6 +41,7 @@ EXPECTED = [
     "binary_stats_shard_map[8]",
     "soft_stats_psum[8]",
     "clu_gather[8]",
+    "boundary_distance_psum[8]",
 ]
 
 

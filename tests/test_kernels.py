@@ -159,10 +159,12 @@ def test_count_paths_match_reference(method, use_where):
             p, lab, num_classes=c, ignore_index=ignore, where=w, method=method
         )
 
-    counts, invalid = f(preds, labels, None if where is None else jnp.asarray(where))
-    ref, ref_invalid = ref_counts(preds, labels, c, ignore, where)
+    counts, void, invalid = f(preds, labels, None if where is None else jnp.asarray(where))
+    ref, ref_void, ref_invalid = ref_counts(preds, labels, c, ignore, where, with_void=True)
     assert counts.dtype == jnp.int32
+    assert ref_void.sum() > 0  # the case exercises void predictions
     np.testing.assert_array_equal(np.asarray(counts), ref)
+    np.testing.assert_array_equal(np.asarray(void), ref_void)
     assert int(invalid) == ref_invalid
 
 
@@ -171,7 +173,7 @@ def test_matmul_blocks_and_padding(monkeypatch):
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 4, size=(101,)).astype(np.int32)  # 7 blocks, padded
     preds = rng.integers(0, 4, size=(101,)).astype(np.int32)
-    counts, _ = _kernels.confusion_counts(
+    counts, _, _ = _kernels.confusion_counts(
         preds, labels, num_classes=4, ignore_index=(), where=None, method="matmul"
     )
     np.testing.assert_array_equal(np.asarray(counts), ref_counts(preds, labels, 4)[0])
@@ -245,7 +247,7 @@ def test_property_update_matches_reference(c, n, seed, method, count):
     x = tie_logits(rng, (n,), c)
     labels = rng.integers(-1, c + 1, size=(n,)).astype(np.int32)
     p = _kernels.argmax_classes(jnp.asarray(x), method=method)
-    counts, invalid = _kernels.confusion_counts(
+    counts, _, invalid = _kernels.confusion_counts(
         p, jnp.asarray(labels), num_classes=c, ignore_index=(-1,), where=None, method=count
     )
     ref, ref_invalid = ref_counts(ref_argmax(x), labels, c, (-1,))

@@ -250,6 +250,11 @@ def test_loss_on_one_hot_equals_hard_metric():
     cm = jax.vmap(lambda a, b: jaxseg.ConfusionMatrix.from_logits(a, b, ignore_index=ign))(
         logits, jnp.asarray(labels)
     )
+    # The loss leaves out a class absent from the labels (DESIGN §2.1); the hard
+    # metric counts it with IoU 0 when it is predicted (torchmetrics, Cityscapes).
+    # With empty=NaN and the label-absent classes left out of the metric, they agree.
+    absent = np.asarray(cm.tp + cm.fn) == 0
+    assert absent[0, 2] and float(cm.fp[0, 2]) > 0  # predicted in image 0, never labelled
     for loss, score, kw in [
         (jaxseg.dice_loss, jaxseg.dice, {}),
         (jaxseg.iou_loss, jaxseg.iou, {}),
@@ -258,7 +263,11 @@ def test_loss_on_one_hot_equals_hard_metric():
     ]:
         got = loss(logits, labels, ignore_index=ign, **kw)
         assert np.all(np.isfinite(got))
-        np.testing.assert_allclose(got, 1.0 - score(cm, **kw), rtol=1e-6, atol=1e-7)
+        per_class = np.asarray(score(cm, average=None, **kw))
+        want = 1.0 - np.nanmean(np.where(absent, np.nan, per_class), axis=-1)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+        # where no predicted class is absent from the labels, loss == 1 - metric exactly
+        np.testing.assert_allclose(got[1:], 1.0 - score(cm, **kw)[1:], rtol=1e-6, atol=1e-7)
     g = jax.grad(lambda x: jnp.sum(jaxseg.dice_loss(x, labels, ignore_index=255)))(logits)
     assert np.all(np.isfinite(g))
 
@@ -384,9 +393,15 @@ def test_empty_class_rules():
         assert out[1] == 0.0 and out[0] > 0
         g = jax.grad(lambda x, fn=fn: jnp.sum(fn(x, labels, where=where)))(soft)
         assert np.all(np.asarray(g[1]) == 0.0)
-    # a class absent from the labels but predicted costs its false positives (not left out)
+    # smooth = 0: a class absent from the labels is left out even when predicted (its
+    # soft score would be 0 whatever the prediction); its false positives still cost
+    # through the classes that are present (class 0 here: Dice 6/7).
     logits2 = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[np.array([[0, 0, 0, 2]] * 2)])
-    np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels), [(1 / 7 + 1) / 2] * 2, rtol=1e-6)
+    np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels), [1 / 7] * 2, rtol=1e-6)
+    # smooth > 0: the formula decides (MONAI): class 2 scores s / (1 + s), class 1 s / s
+    # class 0: 1 - (6 + 1) / (7 + 1); class 1: 1 - 1 / 1 = 0; class 2: 1 - 1 / (1 + 1)
+    want = ((1 - 7 / 8) + 0.0 + (1 - 1 / 2)) / 3
+    np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels, smooth=1.0), [want] * 2, rtol=1e-6)
 
 
 def test_bad_input():

@@ -103,3 +103,26 @@ def test_lovasz_is_jittable_with_static_shapes():
     np.testing.assert_allclose(
         f(logits, labels), ref.lovasz_softmax_loss(logits, labels, ignore_index=255), rtol=1e-5
     )
+
+
+@pytest.mark.parametrize("hinge", [False, True], ids=["softmax", "hinge"])
+@pytest.mark.parametrize(
+    ("shape", "axis", "want"),
+    [((0, 3, 4), None, (0,)), ((2, 0, 4), None, (2,)), ((0, 3, 4), (0, 1), ())],
+    ids=["empty-batch", "empty-pixels", "empty-pooled"],
+)
+def test_lovasz_zero_size_inputs(hinge, shape, axis, want):
+    logits = jnp.zeros(shape)
+    if hinge:
+        labels = jnp.zeros(shape, jnp.int32)
+        loss = lambda x: jaxseg.lovasz_hinge_loss(x, labels, axis=axis)  # noqa: E731
+    else:
+        labels = jnp.zeros(shape[:-1], jnp.int32)
+        loss = lambda x: jaxseg.lovasz_softmax_loss(x, labels, axis=axis)  # noqa: E731
+    for fn in (loss, jax.jit(loss)):
+        out = fn(logits)
+        assert out.shape == want and out.dtype == jnp.float32
+        np.testing.assert_array_equal(out, np.zeros(want))
+        grads = jax.grad(lambda x, f=fn: jnp.sum(f(x)))(logits)
+        assert grads.shape == shape
+        np.testing.assert_array_equal(grads, np.zeros(shape))

@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxseg
-from jaxseg import ConfusionMatrix, SoftStats, _counts
+from jaxseg import ConfusionMatrix, _counts
 from tests import reference as ref
 
 AVERAGES = (None, "micro", "macro", "weighted")
@@ -59,16 +59,12 @@ def _state_from_matrix(m, ignore_classes=()):
     )
 
 
-def _stats_state(stats, ignore_classes=()):
-    """The same per-class statistics as a (cheap, eager) SoftStats state."""
-    tp, fp, fn, tn = (jnp.asarray(np.asarray(x, np.float32)) for x in stats)
-    return SoftStats(
-        tp,
-        fp,
-        fn,
-        tn,
-        jnp.zeros((), jnp.float32),
-        num_classes=tp.shape[-1],
+def _matrix_state(m, ignore_classes=()):
+    """A ConfusionMatrix holding the host matrix ``m`` exactly."""
+    return ConfusionMatrix(
+        counts=_counts.from_python_int(m),
+        invalid=_counts.zeros(()),
+        num_classes=m.shape[0],
         ignore_classes=tuple(ignore_classes),
     )
 
@@ -108,7 +104,7 @@ def _close(got, want, msg):
 def test_every_score_average_and_empty_matches_reference(case, empty):
     m, ig = case
     stats = ref.stats_from_matrix(m)
-    state = _stats_state(stats, ig)
+    state = _matrix_state(m, ig)
     counted = ref.counted_classes(m.shape[0], ig)
     for name in SCORES:
         for average in AVERAGES:

@@ -62,11 +62,12 @@ def _hashable(ignore):
 def test_confusion_matrix_matches_reference(case):
     c, preds, labels, ignore, where = case
     cm, *stats = _confusion_stats(preds, labels, where, c=c, ignore=_hashable(ignore))
-    m, invalid = ref.confusion(preds, labels, c, ignore, where)
+    m, void, invalid = ref.confusion(preds, labels, c, ignore, where, with_void=True)
     np.testing.assert_array_equal(cm.to_numpy(), m)
+    np.testing.assert_array_equal(cm.void_to_numpy(), void)
     assert int(ref_int(cm.invalid)) == invalid
     assert float(cm.num_invalid) == invalid
-    want = ref.stats_from_matrix(m)
+    want = ref.stats_from_matrix(m, void)
     for name, got, w in zip(("tp", "fp", "fn", "tn"), stats, want, strict=True):
         np.testing.assert_array_equal(np.asarray(got), w, err_msg=name)
     np.testing.assert_array_equal(cm.counted_classes, ref.counted_classes(c, ignore))
@@ -255,12 +256,63 @@ def test_where_false_pixels_contribute_nothing():
     np.testing.assert_array_equal(bc.to_numpy(), full.to_numpy())
 
 
-def test_out_of_range_predictions_are_invalid():
+def test_void_predictions_are_misses():
+    """A prediction outside [0, C) at a valid pixel: a false negative of the label's
+    class and a false positive of none (the Cityscapes evaluation's rule)."""
     cm = ConfusionMatrix.from_predictions(
-        jnp.array([0, 3, -1, 1]), jnp.array([0, 1, 1, 1]), num_classes=3
+        jnp.array([0, 3, -1, 1, 255]), jnp.array([0, 1, 1, 1, 2]), num_classes=3
     )
     np.testing.assert_array_equal(cm.to_numpy().sum(), 2)
+    np.testing.assert_array_equal(cm.void_to_numpy(), [0, 2, 1])
+    assert float(cm.num_invalid) == 0
+    np.testing.assert_array_equal(cm.tp, [1, 1, 0])
+    np.testing.assert_array_equal(cm.fp, [0, 0, 0])
+    np.testing.assert_array_equal(cm.fn, [0, 2, 1])
+    np.testing.assert_array_equal(cm.tn, [4, 2, 4])
+    np.testing.assert_array_equal(cm.label_counts(), [1, 3, 1])
+    # dropping the void pixels instead would report class 1 as perfect
+    np.testing.assert_allclose(jaxseg.iou(cm, average=None), [1.0, 1 / 3, 0.0])
+
+
+def test_void_predictions_match_cityscapes_formula():
+    """Cityscapes: tp = M[c, c], fn = row sum over every predicted id (void included)
+    minus tp, fp = column sum over evaluated label rows minus tp."""
+    rng = np.random.default_rng(11)
+    c = 6
+    labels = rng.integers(0, c, (4, 9, 9)).astype(np.int32)
+    labels[rng.random(labels.shape) < 0.1] = 255
+    preds = rng.integers(0, c, labels.shape).astype(np.int32)
+    preds[rng.random(labels.shape) < 0.2] = 255  # void predictions
+    cm = ConfusionMatrix.from_predictions(preds, labels, num_classes=c, ignore_index=255)
+    # a [C, C + 1] host matrix over label ids x (prediction ids + void column)
+    full = np.zeros((c, c + 1), np.int64)
+    for y, p in zip(labels.ravel(), preds.ravel(), strict=True):
+        if y != 255:
+            full[y, p if p < c else c] += 1
+    tp = np.diag(full[:, :c])
+    fn = full.sum(1) - tp
+    fp = full[:, :c].sum(0) - tp
+    np.testing.assert_allclose(jaxseg.iou(cm, average=None), tp / (tp + fp + fn), rtol=1e-6)
+
+
+def test_wide_integer_inputs_are_range_checked_not_wrapped():
+    """int64 / uint64 host arrays with x64 off: 2**32 + 1 must not become class 1."""
+    labels = np.array([0, 1, 2**32 + 1, -(2**40), 1], np.int64)
+    preds = np.array([0, 2**32 + 1, 1, 0, 2**33], np.int64)
+    cm = ConfusionMatrix.from_predictions(preds, labels, num_classes=3)
+    np.testing.assert_array_equal(cm.to_numpy(), [[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(cm.void_to_numpy(), [0, 2, 0])
     assert float(cm.num_invalid) == 2
+    big = np.array([0, 2**63 + 5, 1], np.uint64)
+    cm = ConfusionMatrix.from_predictions(np.array([0, 1, 1], np.uint64), big, num_classes=2)
+    assert float(cm.num_invalid) == 1
+    np.testing.assert_array_equal(cm.to_numpy(), [[1, 0], [0, 1]])
+    # the losses see the same saturated labels: the wide label is invalid, not class 1
+    x = jnp.zeros((1, 3, 2))
+    lab = np.array([[0, 2**32 + 1, 1]], np.int64)
+    stats = jaxseg.SoftStats.from_logits(x, lab)
+    np.testing.assert_allclose(stats.tp + stats.fn, [[1.0, 1.0]])
+    assert float(stats.invalid[0]) == 1
 
 
 @pytest.mark.parametrize("dtype", [jnp.uint8, jnp.int8, jnp.int16, jnp.uint32, jnp.bool_])

@@ -21,6 +21,11 @@ PREDS = jnp.asarray(RNG.integers(0, C, (B, H, W)), jnp.int32)
 WHERE = jnp.asarray(RNG.random((B, H, W)) < 0.8)
 BIN = jnp.asarray(RNG.integers(0, 2, (B, H, W, C)), jnp.int32)
 
+
+def _all(x):
+    return tuple(range(x.ndim - 1))
+
+
 CONSTRUCTORS = {
     "cm_logits": lambda x, y, p, m, b: ConfusionMatrix.from_logits(x, y),
     "cm_logits_ignore_where": lambda x, y, p, m, b: ConfusionMatrix.from_logits(
@@ -35,10 +40,15 @@ CONSTRUCTORS = {
         x, b, threshold=jnp.array([0.2, 0.4, 0.6, 0.8]), where=m
     ),
     "binary_preds": lambda x, y, p, m, b: BinaryStats.from_predictions(x > 0, b),
-    "soft_softmax": lambda x, y, p, m, b: SoftStats.from_logits(x, y, ignore_index=-1, where=m),
-    "soft_sigmoid": lambda x, y, p, m, b: SoftStats.from_logits(x, b, activation="sigmoid"),
+    # SoftStats keeps the first axis by default (as the losses); pool every pixel axis here
+    "soft_softmax": lambda x, y, p, m, b: SoftStats.from_logits(
+        x, y, ignore_index=-1, where=m, axis=_all(x)
+    ),
+    "soft_sigmoid": lambda x, y, p, m, b: SoftStats.from_logits(
+        x, b, activation="sigmoid", axis=_all(x)
+    ),
     "soft_probs_float": lambda x, y, p, m, b: SoftStats.from_probabilities(
-        jax.nn.softmax(x), jax.nn.one_hot(p, C), where=m
+        jax.nn.softmax(x), jax.nn.one_hot(p, C), where=m, axis=_all(x)
     ),
 }
 

@@ -1,0 +1,240 @@
+"""Workload D1, distances and boundaries: ``python -m benchmarks.distance [--quick]``.
+
+Rows (every ratio measured in the same run, on the same cores):
+
+* exact EDT of ``[8, 512, 512]`` (vmapped 2-D) and of ``128^3`` against
+  ``scipy.ndimage.distance_transform_edt`` (and the ``edt`` package if installed);
+* HD95 + surface Dice of ``[2, 128, 128, 128]``, C = 4, against MONAI's CPU
+  ``compute_hausdorff_distance`` + ``compute_surface_dice``;
+* boundary IoU counts at C = 150, ``[2, 512, 512]``, against the W3 confusion
+  update (``ConfusionMatrix.from_predictions``, int32 ``[8, 512, 512]``, C = 19).
+
+Targets (docs/benchmarks.md): EDT <= 1.5x SciPy; HD95 + NSD >= 2x faster than
+MONAI; boundary IoU <= 3x the W3 update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+import jaxseg
+from benchmarks.timing import time_jax, time_numpy
+
+
+def _masks(shape, density, seed=0):
+    return np.random.default_rng(seed).random(shape) < density
+
+
+def _label_maps(shape, c, seed=0):
+    """Piecewise-constant maps: blocks of random classes, upsampled (blob-like)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, c, size=(shape[0], *[max(1, n // 16) for n in shape[1:]]))
+    out = coarse
+    for axis in range(1, len(shape)):
+        out = np.repeat(out, shape[axis] // coarse.shape[axis], axis=axis)
+    return out.astype(np.int32)
+
+
+def edt_rows(shape, batched, reps) -> list[dict[str, Any]]:
+    from scipy import ndimage
+
+    mask = _masks(shape, 0.001)
+    rows = []
+    if batched:
+        fn = jax.vmap(jaxseg.distance_transform)
+    else:
+        fn = jaxseg.distance_transform
+    t_ours, out = time_jax(fn, (mask,), reps)
+    items = list(mask) if batched else [mask]
+    t_scipy, ref = time_numpy(lambda: [ndimage.distance_transform_edt(~m) for m in items], reps)
+    err = float(
+        np.max(np.abs(np.asarray(out).reshape(-1) - np.concatenate([r.ravel() for r in ref])))
+    )
+    rows.append(_row("EDT", shape, "jaxseg", t_ours, f"max |diff| vs SciPy {err:.1e}"))
+    rows.append(_row("EDT", shape, "scipy distance_transform_edt", t_scipy, ""))
+    try:
+        import edt as edt_pkg
+
+        t_edt, _ = time_numpy(lambda: [edt_pkg.edt(~m, parallel=1) for m in items], reps)
+        rows.append(_row("EDT", shape, "edt package (1 thread)", t_edt, ""))
+    except ImportError:
+        rows.append(
+            {"workload": "EDT", "shape": list(shape), "name": "edt package", "skipped": True}
+        )
+    return rows
+
+
+def surface_rows(shape, c, reps) -> list[dict[str, Any]]:
+    pred = _label_maps(shape, c, seed=1)
+    label = _label_maps(shape, c, seed=2)
+
+    def ours(p, g):
+        return (
+            jaxseg.hausdorff_distance(p, g, num_classes=c, percentile=95),
+            jaxseg.surface_dice(p, g, num_classes=c, tolerance=1.0),
+        )
+
+    t_ours, out = time_jax(ours, (pred, label), reps)
+    rows = [_row("HD95+NSD", shape, "jaxseg", t_ours, "")]
+    try:
+        import torch
+        from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+    except ImportError:
+        rows.append({"workload": "HD95+NSD", "name": "MONAI", "skipped": True})
+        return rows
+
+    def onehot(x):
+        return torch.from_numpy(np.moveaxis(np.eye(c, dtype=np.float32)[x], -1, 1).copy())
+
+    p1, g1 = onehot(pred), onehot(label)
+
+    def monai():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hd = compute_hausdorff_distance(p1, g1, include_background=True, percentile=95)
+            nsd = compute_surface_dice(p1, g1, [1.0] * c, include_background=True)
+        return hd.numpy(), nsd.numpy()
+
+    t_monai, ref = time_numpy(monai, max(1, reps // 2))
+    diff = 0.0
+    for k in range(2):
+        a, b = np.asarray(out[k], np.float64), np.asarray(ref[k], np.float64)
+        fin = np.isfinite(a) & np.isfinite(b)
+        diff = max(
+            diff, float(np.max(np.abs(a - b)[fin] / np.maximum(np.abs(b[fin]), 1e-9), initial=0))
+        )
+    rows[0]["check"] = f"max rel diff vs MONAI {diff:.1e}"
+    rows.append(_row("HD95+NSD", shape, "MONAI compute_*", t_monai, ""))
+    return rows
+
+
+def boundary_rows(shape, c, w3_shape, reps) -> list[dict[str, Any]]:
+    pred = _label_maps(shape, c, seed=3)
+    label = _label_maps(shape, c, seed=4)
+    t_b, _ = time_jax(
+        lambda p, g: jaxseg.BoundaryStats.from_predictions(p, g, num_classes=c).counts,
+        (pred, label),
+        reps,
+    )
+    rng = np.random.default_rng(5)
+    p3 = rng.integers(0, 19, size=w3_shape).astype(np.int32)
+    g3 = rng.integers(0, 19, size=w3_shape).astype(np.int32)
+    t_w3, _ = time_jax(
+        lambda p, g: jaxseg.ConfusionMatrix.from_predictions(p, g, num_classes=19).counts,
+        (p3, g3),
+        reps,
+    )
+    return [
+        _row("BoundaryIoU", shape, f"jaxseg BoundaryStats C={c}", t_b, ""),
+        _row("BoundaryIoU", w3_shape, "W3 confusion update C=19", t_w3, ""),
+    ]
+
+
+def _row(workload, shape, name, timing, check) -> dict[str, Any]:
+    return {
+        "workload": workload,
+        "shape": list(shape),
+        "name": name,
+        "median_s": timing.median,
+        "min_s": timing.min,
+        "compile_s": timing.compile_s,
+        "check": check,
+    }
+
+
+def targets(rows) -> list[dict[str, Any]]:
+    by = {(r["workload"], tuple(r["shape"]), r["name"]): r for r in rows if "median_s" in r}
+    out = []
+
+    def ratio(a, b):
+        return by[a]["median_s"] / by[b]["median_s"] if a in by and b in by else None
+
+    for key in [k for k in by if k[0] == "EDT" and k[2] == "jaxseg"]:
+        r = ratio(key, ("EDT", key[1], "scipy distance_transform_edt"))
+        out.append({"target": f"EDT {list(key[1])} <= 1.5x SciPy", "ratio": r, "met": r <= 1.5})
+    for key in [k for k in by if k[0] == "HD95+NSD" and k[2] == "jaxseg"]:
+        r = ratio(("HD95+NSD", key[1], "MONAI compute_*"), key)
+        if r is not None:
+            out.append({"target": "HD95+NSD >= 2x faster than MONAI", "ratio": r, "met": r >= 2})
+    b = [k for k in by if k[0] == "BoundaryIoU" and k[2].startswith("jaxseg")]
+    w = [k for k in by if k[0] == "BoundaryIoU" and k[2].startswith("W3")]
+    if b and w:
+        r = ratio(b[0], w[0])
+        out.append({"target": "boundary IoU <= 3x W3 update", "ratio": r, "met": r <= 3})
+    return out
+
+
+def markdown(rows, tgts) -> str:
+    lines = [
+        "| workload | shape | row | median ms | min ms | compile s | check |",
+        "|---" * 7 + "|",
+    ]
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {r['workload']} | | {r['name']} | skipped (not installed) | | | |")
+            continue
+        lines.append(
+            f"| {r['workload']} | {r['shape']} | {r['name']} | {r['median_s'] * 1e3:.1f} | "
+            f"{r['min_s'] * 1e3:.1f} | {r['compile_s'] or 0:.2f} | {r['check']} |"
+        )
+    lines += ["", "| target | ratio | met |", "|---|---|---|"]
+    lines += [f"| {t['target']} | {t['ratio']:.2f} | {'yes' if t['met'] else 'no'} |" for t in tgts]
+    return "\n".join(lines) + "\n"
+
+
+def run(quick: bool, reps: int) -> dict[str, Any]:
+    if quick:
+        edt_2d, edt_3d, surf, band, w3 = (
+            (2, 64, 64),
+            (24, 24, 24),
+            (1, 20, 20, 16),
+            (1, 64, 64),
+            (2, 64, 64),
+        )
+    else:
+        edt_2d, edt_3d, surf, band, w3 = (
+            (8, 512, 512),
+            (128, 128, 128),
+            (2, 128, 128, 128),
+            (2, 512, 512),
+            (8, 512, 512),
+        )
+    rows = edt_rows(edt_2d, True, reps) + edt_rows(edt_3d, False, reps)
+    rows += surface_rows(surf, 4, reps)
+    rows += boundary_rows(band, 150, w3, reps)
+    tgts = targets(rows)
+    return {"rows": rows, "targets": tgts, "mode": "quick" if quick else "full", "cpus": _cpus()}
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None, help="folder for results.md / .json")
+    args = parser.parse_args(argv)
+    result = run(args.quick, args.reps)
+    text = markdown(result["rows"], result["targets"])
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "distance.md").write_text(text)
+        (args.out / "distance.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,415 @@
+"""Boundary IoU and boundary F-score as exact count states, and a state for distances.
+
+:class:`BoundaryStats` counts, per class, the overlap of the *boundary bands*
+of the predicted and true masks (Cheng et al. 2021). :class:`DistanceStats`
+accumulates per-image distance metrics (HD, ASD, NSD) over a dataset. Both
+merge, reduce and psum like :class:`~jaxseg.ConfusionMatrix`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxseg import _counts, _kernels
+from jaxseg import _validation as v
+from jaxseg._state import _configured, _CountAlgebra, _static
+
+ArrayLike = jax.typing.ArrayLike
+
+
+def band_width(height: int, width: int, dilation_ratio: float) -> int:
+    """``d = max(1, round(dilation_ratio * sqrt(H^2 + W^2)))`` (boundary-iou-api)."""
+    return max(1, round(dilation_ratio * math.sqrt(height**2 + width**2)))
+
+
+def _window(x: jax.Array, d: int, op: Any, init: Any) -> jax.Array:
+    """Min or max over the ``(2d+1) x (2d+1)`` window of the last two axes (separable)."""
+    for axis in (x.ndim - 2, x.ndim - 1):
+        dims = [1] * x.ndim
+        dims[axis] = 2 * d + 1
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (d, d)
+        x = lax.reduce_window(x, init, op, tuple(dims), (1,) * x.ndim, pad)
+    return x
+
+
+def boundary_band(label_map: jax.Array, d: int) -> jax.Array:
+    """Pixels within Chebyshev distance ``d`` of another class or of the image border.
+
+    For every class ``c`` this equals, on the pixels of class ``c``, the band
+    ``M_c - erode(M_c)`` of boundary-iou-api's ``mask_to_boundary`` (3x3
+    erosion iterated ``d`` times, the image padded with background), but costs
+    two windowed min / max passes whatever the number of classes.
+    """
+    x = label_map.astype(jnp.int32)
+    lo = _window(x, d, lax.min, jnp.int32(np.iinfo(np.int32).max))
+    hi = _window(x, d, lax.max, jnp.int32(np.iinfo(np.int32).min))
+    h, w = label_map.shape[-2:]
+    rows = np.arange(h)
+    cols = np.arange(w)
+    near = ((rows < d) | (rows >= h - d))[:, None] | ((cols < d) | (cols >= w - d))[None, :]
+    return (lo != hi) | jnp.asarray(near.reshape((1,) * (x.ndim - 2) + (h, w)))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class BoundaryStats(_CountAlgebra):
+    """Exact per-class boundary-band counts: Boundary IoU and boundary F-score.
+
+    The band of a class mask ``M`` is ``M_d = M - erode_d(M)``: the pixels of
+    ``M`` within Chebyshev distance ``d`` of a pixel outside ``M`` or of the
+    image border, ``d = max(1, round(dilation_ratio * sqrt(H^2 + W^2)))``
+    (boundary-iou-api's ``mask_to_boundary``). With ``G_d``, ``P_d`` the bands
+    of the true and predicted masks of class ``c``::
+
+        tp_c = |G_d ∩ P_d|   fp_c = |P_d \\ G_d|   fn_c = |G_d \\ P_d|
+        tn_c = N - tp_c - fp_c - fn_c
+
+    so ``jaxseg.iou(state)`` is the Boundary IoU ``|G_d ∩ P_d| / |G_d ∪ P_d|``
+    pooled over everything merged (dataset level), ``jaxseg.dice(state)`` the
+    boundary F-score of the band overlap, ``precision`` / ``recall`` its parts.
+    Images are the last two axes; leading axes are pooled (``vmap`` for per-image
+    states). Ignored label pixels count nothing, but the band is computed on the
+    full maps, so a border with an ignored region is a boundary.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> label = jnp.zeros((8, 8), jnp.int32).at[2:6, 2:6].set(1)
+      >>> pred = jnp.zeros((8, 8), jnp.int32).at[2:6, 3:7].set(1)
+      >>> s = jaxseg.BoundaryStats.from_predictions(pred, label, num_classes=2)
+      >>> s.to_numpy()  # rows tp, fp, fn, tn
+      array([[38,  6],
+             [ 4,  6],
+             [10,  6],
+             [12, 46]])
+      >>> jaxseg.iou(s, average=None)
+      Array([0.7307692 , 0.33333334], dtype=float32)
+
+    Attributes:
+      counts: ``uint32 [..., 4, C, 3]`` limbs of ``(tp, fp, fn, tn)``.
+      invalid: ``uint32 [..., 3]`` limbs of the count of labels outside ``[0, C)``.
+      num_classes: ``C`` (static).
+      ignore_classes: ignored ids inside ``[0, C)`` (static).
+
+    References:
+      Cheng, Girshick, Dollár, Berg & Kirillov, "Boundary IoU: Improving
+      Object-Centric Image Segmentation Evaluation", CVPR 2021.
+    """
+
+    counts: jax.Array
+    invalid: jax.Array
+    num_classes: int = _static()
+    ignore_classes: tuple[int, ...] = _static(())
+    exclusive: ClassVar[bool] = False
+
+    def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
+        c, limbs = self.num_classes, _counts.NUM_LIMBS
+        return {"counts": (4, c, limbs), "invalid": (limbs,)}
+
+    @classmethod
+    def empty(cls, num_classes: int, *, ignore_index: Any = None) -> BoundaryStats:
+        """The identity of :meth:`merge`: all counts zero."""
+        c = v.check_num_classes(num_classes)
+        ignored = v.normalize_ignore_index(ignore_index)
+        return cls(
+            counts=_counts.zeros((4, c)),
+            invalid=_counts.zeros(()),
+            num_classes=c,
+            ignore_classes=tuple(i for i in ignored if 0 <= i < c),
+        )
+
+    @classmethod
+    def from_predictions(
+        cls,
+        preds: ArrayLike,
+        labels: ArrayLike,
+        *,
+        num_classes: int,
+        dilation_ratio: float = 0.02,
+        ignore_index: Any = None,
+        where: ArrayLike | None = None,
+    ) -> BoundaryStats:
+        """Count the boundary bands of integer label maps ``[..., H, W]``.
+
+        Args:
+          preds: predicted class ids, int ``[..., H, W]``.
+          labels: true class ids, same shape.
+          num_classes: ``C``.
+          dilation_ratio: band width as a fraction of the image diagonal, > 0.
+          ignore_index: label id(s) whose pixels count nothing.
+          where: boolean mask broadcastable to ``labels.shape``; false pixels
+            count nothing (the bands are still computed on the whole maps).
+
+        Returns:
+          A state with counts ``[4, C]`` (leading axes pooled).
+        """
+        c = v.check_num_classes(num_classes)
+        preds = v.check_int_labels(jnp.asarray(preds), "preds")
+        labels = v.check_int_labels(jnp.asarray(labels), "labels")
+        v.check_same_shape("preds", preds, "labels", labels)
+        if labels.ndim < 2:
+            raise ValueError(
+                f"`labels` must have shape [..., H, W]; got shape {tuple(labels.shape)}."
+            )
+        ratio = v.check_positive("dilation_ratio", dilation_ratio)
+        ignored = v.normalize_ignore_index(ignore_index)
+        mask = v.broadcast_where(where, labels.shape)
+        d = band_width(labels.shape[-2], labels.shape[-1], float(ratio))
+        counts, invalid = _band_counts(preds, labels, c, d, ignored, mask)
+        return cls(
+            counts=_counts.from_int(counts),
+            invalid=_counts.from_int(invalid),
+            num_classes=c,
+            ignore_classes=tuple(i for i in ignored if 0 <= i < c),
+        )
+
+    @classmethod
+    def from_logits(
+        cls,
+        logits: ArrayLike,
+        labels: ArrayLike,
+        *,
+        dilation_ratio: float = 0.02,
+        ignore_index: Any = None,
+        where: ArrayLike | None = None,
+    ) -> BoundaryStats:
+        """:meth:`from_predictions` of ``argmax(logits, -1)``; ``logits [..., H, W, C]``."""
+        logits = v.check_logits(jnp.asarray(logits))
+        labels = v.check_int_labels(jnp.asarray(labels))
+        v.check_labels_for_logits(logits, labels)
+        return cls.from_predictions(
+            _kernels.argmax_classes(logits),
+            labels,
+            num_classes=logits.shape[-1],
+            dilation_ratio=dilation_ratio,
+            ignore_index=ignore_index,
+            where=where,
+        )
+
+    @classmethod
+    def from_model_output(
+        cls, logits: ArrayLike, labels: ArrayLike, mask: ArrayLike | None = None, **_: Any
+    ) -> BoundaryStats:
+        """CLU protocol: :meth:`from_logits` with ``mask`` as ``where``."""
+        if mask is not None:
+            mask = jnp.asarray(mask).astype(jnp.bool_)
+        return cls.from_logits(logits, labels, where=mask)
+
+    @classmethod
+    def configure(
+        cls, num_classes: int, *, dilation_ratio: float = 0.02, ignore_index: Any = None
+    ) -> type[BoundaryStats]:
+        """A subclass with the class count, band ratio and ignored ids bound, for CLU.
+
+        Args:
+          num_classes: ``C``.
+          dilation_ratio: band width as a fraction of the image diagonal.
+          ignore_index: label id(s) to leave out.
+
+        Returns:
+          A registered pytree subclass of this class.
+
+        Examples:
+          >>> import jaxseg
+          >>> Metric = jaxseg.BoundaryStats.configure(3, ignore_index=255)
+          >>> Metric.empty().to_numpy().shape
+          (4, 3)
+        """
+        c = v.check_num_classes(num_classes)
+        ratio = float(v.check_positive("dilation_ratio", dilation_ratio))
+        ignored = v.normalize_ignore_index(ignore_index)
+        return _configured(
+            cls,
+            c,
+            (("ignore_index", ignored),),
+            (("dilation_ratio", ratio), ("ignore_index", ignored)),
+        )
+
+    def to_numpy(self) -> np.ndarray:
+        """Exact host counts ``int64 [..., 4, C]``: rows ``tp, fp, fn, tn``."""
+        return _counts.to_int64_numpy(self.counts)
+
+    def _stat(self, k: int) -> jax.Array:
+        return _counts.to_float(self.counts[..., k, :, :])
+
+    @property
+    def tp(self) -> jax.Array:
+        """Band pixels in both bands, ``|G_d ∩ P_d|``, float ``[..., C]``."""
+        return self._stat(0)
+
+    @property
+    def fp(self) -> jax.Array:
+        """Predicted band pixels outside the true band, ``|P_d \\ G_d|``, float ``[..., C]``."""
+        return self._stat(1)
+
+    @property
+    def fn(self) -> jax.Array:
+        """True band pixels outside the predicted band, ``|G_d \\ P_d|``, float ``[..., C]``."""
+        return self._stat(2)
+
+    @property
+    def tn(self) -> jax.Array:
+        """Counted pixels in neither band, float ``[..., C]``."""
+        return self._stat(3)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _band_counts(preds, labels, c, d, ignored, where):
+    """int32 ``[4, C]`` band counts and the invalid-label count of one call."""
+    g_band = boundary_band(labels, d)
+    p_band = boundary_band(preds, d)
+    valid = jnp.ones(labels.shape, jnp.bool_) if where is None else where
+    for i in ignored:
+        valid = valid & (labels != i)
+    in_range = (labels >= 0) & (labels < c)
+    counted = valid & in_range
+    invalid = jnp.sum(valid & ~in_range, dtype=jnp.int32)
+    same = preds == labels
+    pred_ok = (preds >= 0) & (preds < c)
+    dump = 3 * c
+    lab = jnp.clip(labels, 0, c - 1)
+    prd = jnp.clip(preds, 0, c - 1)
+    # label side: tp (both bands, same class) or fn, keyed by the label's class
+    both = g_band & p_band & same
+    key_l = jnp.where(counted & g_band, jnp.where(both, 0, 2 * c) + lab, dump)
+    # prediction side: fp, keyed by the predicted class
+    key_p = jnp.where(counted & pred_ok & p_band & ~(g_band & same), c + prd, dump)
+    keys = jnp.concatenate([key_l.reshape(-1), key_p.reshape(-1)])
+    hist = jnp.bincount(keys, length=dump + 1)[:dump].astype(jnp.int32).reshape(3, c)
+    n = jnp.sum(counted, dtype=jnp.int32)
+    tn = n - hist.sum(0)
+    return jnp.concatenate([hist, tn[None]], axis=0), invalid
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DistanceStats(_CountAlgebra):
+    """Dataset aggregation of per-image distance metrics (HD, HD95, ASD, NSD).
+
+    Per class: the sum of the finite values (float), and exact counts of finite,
+    NaN (both masks empty, ignored class) and ``+inf`` (one mask empty) values.
+    Merges, reduces and psums like :class:`~jaxseg.ConfusionMatrix`; the counts
+    are exact, the sums are float32 (float64 under x64) and so equal across
+    device counts up to rounding. :meth:`compute` is the mean of the finite
+    values per class::
+
+        mean_c = sum_c / finite_c        (NaN where finite_c = 0)
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> hd = jnp.array([[1.0, jnp.nan], [3.0, jnp.inf]])  # [batch, C]
+      >>> s = jaxseg.DistanceStats.from_values(hd)
+      >>> s.compute()
+      Array([ 2., nan], dtype=float32)
+      >>> s.to_numpy()  # rows finite, nan, inf
+      array([[2, 0],
+             [0, 1],
+             [0, 1]])
+
+    Attributes:
+      sums: float ``[..., C]`` sums of the finite values.
+      counts: ``uint32 [..., 3, C, 3]`` limbs of the finite / NaN / inf counts.
+      num_classes: ``C`` (static).
+    """
+
+    sums: jax.Array
+    counts: jax.Array
+    num_classes: int = _static()
+    ignore_classes: tuple[int, ...] = _static(())
+    exclusive: ClassVar[bool] = False
+
+    def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"counts": (3, self.num_classes, _counts.NUM_LIMBS)}
+
+    def _leaves(self) -> dict[str, jax.Array]:
+        return {"counts": self.counts}  # the float sums are added by the overrides below
+
+    @classmethod
+    def empty(cls, num_classes: int) -> DistanceStats:
+        """The identity of :meth:`merge`."""
+        c = v.check_num_classes(num_classes)
+        return cls(
+            sums=jnp.zeros((c,), v.float_dtype()), counts=_counts.zeros((3, c)), num_classes=c
+        )
+
+    @classmethod
+    def from_values(cls, values: ArrayLike) -> DistanceStats:
+        """Accumulate per-image values ``[..., C]`` (leading axes pooled).
+
+        Args:
+          values: float ``[..., C]``, e.g. the output of :func:`jaxseg.hausdorff_distance`.
+
+        Returns:
+          A state with sums and counts ``[C]``.
+        """
+        x = jnp.asarray(values)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise TypeError(f"`values` must be floating point; got dtype {x.dtype}.")
+        if x.ndim < 1:
+            raise ValueError("`values` must have a trailing class axis; got a scalar.")
+        x = x.reshape((-1, x.shape[-1])).astype(v.float_dtype())
+        finite = jnp.isfinite(x)
+        counts = jnp.stack(
+            [
+                jnp.sum(finite, 0, dtype=jnp.int32),
+                jnp.sum(jnp.isnan(x), 0, dtype=jnp.int32),
+                jnp.sum(jnp.isinf(x), 0, dtype=jnp.int32),
+            ]
+        )
+        return cls(
+            sums=jnp.sum(jnp.where(finite, x, 0), 0),
+            counts=_counts.from_int(counts),
+            num_classes=x.shape[-1],
+        )
+
+    def merge(self, other: DistanceStats) -> DistanceStats:
+        """Sum the counts (exact) and the sums of two states."""
+        merged = super().merge(other)
+        return dataclasses.replace(merged, sums=self.sums + other.sums)
+
+    def reduce(self) -> DistanceStats:
+        """Fold the leading axis (of a vmapped or per-device stacked state)."""
+        folded = super().reduce()
+        return dataclasses.replace(folded, sums=jnp.sum(self.sums, 0))
+
+    def psum(self, axis_name: Any) -> DistanceStats:
+        """Sum over a named mapped axis with ``lax.psum`` (exact counts)."""
+        summed = super().psum(axis_name)
+        return dataclasses.replace(summed, sums=lax.psum(self.sums, axis_name))
+
+    @classmethod
+    def from_model_output(cls, values: ArrayLike, **_: Any) -> DistanceStats:
+        """CLU protocol: :meth:`from_values`."""
+        return cls.from_values(values)
+
+    def to_numpy(self) -> np.ndarray:
+        """Exact host counts ``int64 [..., 3, C]``: rows finite, NaN, inf."""
+        return _counts.to_int64_numpy(self.counts)
+
+    @property
+    def num_finite(self) -> jax.Array:
+        """Count of finite values per class, float ``[..., C]``."""
+        return _counts.to_float(self.counts[..., 0, :, :])
+
+    @property
+    def num_nan(self) -> jax.Array:
+        """Count of NaN values per class, float ``[..., C]``."""
+        return _counts.to_float(self.counts[..., 1, :, :])
+
+    @property
+    def num_inf(self) -> jax.Array:
+        """Count of infinite values per class, float ``[..., C]``."""
+        return _counts.to_float(self.counts[..., 2, :, :])
+
+    def compute(self) -> jax.Array:
+        """Mean of the finite values per class ``[..., C]`` (NaN where there are none)."""
+        n = self.num_finite
+        return jnp.where(n > 0, self.sums / jnp.where(n > 0, n, 1), jnp.nan)

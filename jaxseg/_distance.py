@@ -1,0 +1,663 @@
+"""Exact Euclidean distance transform and surface-distance metrics (HD, ASD, NSD).
+
+Everything here has static shapes and runs under ``jit`` and ``vmap`` on the
+accelerator: no host callback and no SciPy.
+
+* :func:`distance_transform` is separable and exact: one linear pass along the
+  first axis (nearest ``True`` to the left and right by cumulative max / min of
+  indices), then along each further axis the exact lower envelope
+  ``g(i) = min_j f(j) + (s (i - j))^2`` by brute-force min-plus over the line.
+  XLA fuses the ``[..., n, n]`` broadcast into the reduction, so memory stays
+  ``O(N)``; the measurements behind the choice are in ``docs/benchmarks.md``.
+* Surface metrics reduce *weighted* distance maps: a weight per grid point (1 on
+  an edge voxel for ``definition="monai"``, the surfel area for ``"deepmind"``)
+  and the distance from that point to the other surface. Percentiles are exact
+  k-th value selections with a traced rank: a bisection over the bit patterns of
+  the non-negative float32 distances (31 counting passes).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxseg import _validation as v
+
+ArrayLike = jax.typing.ArrayLike
+
+DEFINITIONS = ("monai", "deepmind")
+_INF_BITS = 0x7F800000  # bit pattern of float32 +inf
+
+
+# -- distance transform ----------------------------------------------------------
+
+
+def _check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
+    if spacing is None:
+        return (1.0,) * ndim
+    if isinstance(spacing, int | float) and not isinstance(spacing, bool):
+        spacing = (spacing,) * ndim
+    try:
+        values = tuple(float(s) for s in np.asarray(spacing, dtype=np.float64).reshape(-1))
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`spacing` must be a number or a sequence of {ndim} numbers; got {spacing!r}."
+        ) from None
+    if len(values) != ndim:
+        raise ValueError(
+            f"`spacing` must have one entry per spatial axis ({ndim}); got {len(values)}: "
+            f"{spacing!r}."
+        )
+    if not all(s > 0 and math.isfinite(s) for s in values):
+        raise ValueError(f"`spacing` entries must be finite and > 0; got {spacing!r}.")
+    return values
+
+
+def _nearest_along_first_axis(mask: jax.Array, step: float) -> jax.Array:
+    """Squared distance to the nearest ``True`` on the same line along axis 0 (inf if none)."""
+    m = jnp.moveaxis(mask, 0, -1)
+    n = m.shape[-1]
+    idx = jnp.arange(n, dtype=jnp.int32).reshape((1,) * (m.ndim - 1) + (n,))
+    far = jnp.int32(1 << 29)
+    left = lax.cummax(jnp.where(m, idx, -far), axis=m.ndim - 1)
+    right = lax.cummin(jnp.where(m, idx, far), axis=m.ndim - 1, reverse=True)
+    gap = jnp.minimum(idx - left, right - idx)
+    d = gap.astype(jnp.float32) * jnp.float32(step)
+    sq = jnp.where(gap < (1 << 28), d * d, jnp.float32(jnp.inf))
+    return jnp.moveaxis(sq, -1, 0)
+
+
+def _min_plus_along(sq: jax.Array, axis: int, step: float) -> jax.Array:
+    """``g[..., i, ...] = min_j sq[..., j, ...] + (step * (i - j))**2`` along ``axis``."""
+    f = jnp.moveaxis(sq, axis, -1)
+    n = f.shape[-1]
+    i = np.arange(n, dtype=np.float64)
+    table = jnp.asarray(((i[:, None] - i[None, :]) * step) ** 2, jnp.float32)
+    table = table.reshape((1,) * (f.ndim - 1) + (n, n))
+    g = jnp.min(f[..., None, :] + table, axis=-1)
+    return jnp.moveaxis(g, -1, axis)
+
+
+def _squared_edt(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+    sq = _nearest_along_first_axis(mask, spacing[0])
+    for axis in range(1, mask.ndim):
+        sq = _min_plus_along(sq, axis, spacing[axis])
+    return sq
+
+
+def distance_transform(mask: ArrayLike, *, spacing: Any = None) -> jax.Array:
+    """Exact Euclidean distance from every element to the nearest ``True`` element.
+
+    ``D(p) = min_{q : mask[q]} sqrt(sum_k (s_k (p_k - q_k))^2)``, with ``s`` the
+    ``spacing``; ``D = 0`` on ``True`` elements and ``+inf`` everywhere when
+    ``mask`` has no ``True`` element. Equal to
+    ``scipy.ndimage.distance_transform_edt(~mask, sampling=spacing)`` up to
+    float32 rounding. ``vmap`` it for a batch.
+
+    Args:
+      mask: boolean array of rank 1, 2 or 3.
+      spacing: grid step per axis (a number or one per axis); default 1.
+
+    Returns:
+      float32 distances of ``mask.shape``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> jaxseg.distance_transform(jnp.array([False, True, False, False]))
+      Array([1., 0., 1., 2.], dtype=float32)
+      >>> m = jnp.zeros((3, 3), bool).at[0, 0].set(True)
+      >>> jaxseg.distance_transform(m, spacing=(2.0, 1.0))[2, 2]
+      Array(4.472136, dtype=float32)
+
+    References:
+      Felzenszwalb & Huttenlocher, "Distance Transforms of Sampled Functions",
+      Theory of Computing 8 (2012) — the separable exact decomposition.
+    """
+    mask = jnp.asarray(mask)
+    if mask.dtype != jnp.bool_:
+        raise TypeError(f"`mask` must be a boolean array; got dtype {mask.dtype}.")
+    if not 1 <= mask.ndim <= 3:
+        raise ValueError(f"`mask` must have rank 1, 2 or 3; got shape {tuple(mask.shape)}.")
+    return _edt(mask, spacing=_check_spacing(spacing, mask.ndim))
+
+
+@functools.partial(jax.jit, static_argnames="spacing")
+def _edt(mask: jax.Array, *, spacing: tuple[float, ...]) -> jax.Array:
+    return jnp.sqrt(_squared_edt(mask, spacing))
+
+
+# -- surfaces --------------------------------------------------------------------
+
+
+def _shift(x: jax.Array, axis: int, offset: int, fill: Any) -> jax.Array:
+    """``y[i] = x[i + offset]`` along ``axis``, ``fill`` outside."""
+    n = x.shape[axis]
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (max(0, -offset), max(0, offset))
+    xp = jnp.pad(x, pad, constant_values=fill)
+    start = max(0, offset)
+    return lax.slice_in_dim(xp, start, start + n, axis=axis)
+
+
+def edge_voxels(mask: jax.Array) -> jax.Array:
+    """MONAI's edges: ``mask XOR erosion(mask)``, face-connected structuring element.
+
+    Outside the grid counts as background, so a voxel on the border is an edge.
+    """
+    interior = mask
+    for axis in range(mask.ndim):
+        for offset in (-1, 1):
+            interior = interior & _shift(mask, axis, offset, False)
+    return mask & ~interior
+
+
+def _contour_length_table(spacing: tuple[float, float]) -> np.ndarray:
+    """Contour length of the marching-squares segments of each 2x2 neighbourhood code.
+
+    Bits: 8 = (0, 0), 4 = (0, 1), 2 = (1, 0), 1 = (1, 1) of the 2x2 window.
+    Segments join midpoints of cell edges: one corner in (or out) cuts a corner,
+    ``|(s0/2, s1/2)|``; two corners on one side give a straight segment of the
+    other axis' step; two diagonal corners give two corner cuts.
+    """
+    s0, s1 = spacing
+    corner = 0.5 * math.hypot(s0, s1)
+    table = np.zeros(16)
+    for code in range(16):
+        bits = [(code >> k) & 1 for k in (3, 2, 1, 0)]  # (0,0), (0,1), (1,0), (1,1)
+        inside = sum(bits)
+        if inside in (1, 3):
+            table[code] = corner
+        elif inside == 2:
+            if bits[0] == bits[1]:  # rows differ: the segment runs along axis 1
+                table[code] = s1
+            elif bits[0] == bits[2]:  # columns differ: the segment runs along axis 0
+                table[code] = s0
+            else:  # diagonal pair
+                table[code] = 2 * corner
+    return table
+
+
+def _surfels(mask: jax.Array, spacing: tuple[float, ...]) -> tuple[jax.Array, jax.Array]:
+    """Surface elements on the dual grid (one point per 2^r neighbourhood).
+
+    Returns ``(border, area)`` of shape ``mask.shape + 1`` per axis: the point
+    ``q`` covers voxels ``q - 1`` and ``q`` on every axis (outside is background).
+    """
+    r = mask.ndim
+    padded = jnp.pad(mask, [(1, 1)] * r).astype(jnp.int32)
+    code = jnp.zeros(tuple(n + 1 for n in mask.shape), jnp.int32)
+    for bit, corner in enumerate(itertools.product((1, 0), repeat=r)):
+        window = tuple(slice(c, c + n + 1) for c, n in zip(corner, mask.shape, strict=True))
+        code = code + (padded[window] << bit)
+    full = (1 << (1 << r)) - 1
+    border = (code != 0) & (code != full)
+    table = _contour_length_table(spacing) if r == 2 else _surface_area_table(spacing)
+    area = jnp.asarray(table, jnp.float32)[code]
+    return border, jnp.where(border, area, jnp.float32(0))
+
+
+def _surface_area_table(spacing: tuple[float, float, float]) -> np.ndarray:
+    from jaxseg._surfel_table import surface_area_table
+
+    return surface_area_table(spacing)
+
+
+# -- exact weighted selection ------------------------------------------------------
+
+
+def _select(d: jax.Array, w: jax.Array, target: jax.Array) -> jax.Array:
+    """Smallest value ``t`` of ``d`` with ``sum(w[d <= t]) >= target`` (``d >= 0``).
+
+    A bisection over the float32 bit patterns, which order non-negative floats
+    (``+inf`` included) like their values: 31 counting passes, exact.
+    """
+    bits = lax.bitcast_convert_type(d, jnp.int32)
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        ok = jnp.sum(jnp.where(bits <= mid, w, jnp.float32(0))) >= target
+        return jnp.where(ok, lo, mid + 1), jnp.where(ok, mid, hi)
+
+    # bounds derived from the data, so they carry its sharding type under shard_map
+    zero = jnp.zeros_like(target, dtype=jnp.int32)
+    _, hi = lax.fori_loop(0, 31, body, (zero, zero + _INF_BITS))
+    return lax.bitcast_convert_type(hi, jnp.float32)
+
+
+def _percentile(d: jax.Array, w: jax.Array, q: float, definition: str) -> jax.Array:
+    """Percentile ``q`` in [0, 100] of ``d`` weighted by ``w`` (zero weight: not a sample)."""
+    if definition == "deepmind":  # smallest d whose weighted CDF reaches q
+        total = jnp.sum(w)
+        return _select(d, w, total * jnp.float32(q / 100.0))
+    n = jnp.sum(w)  # a count: weights are 0 / 1
+    pos = jnp.float32(q / 100.0) * jnp.maximum(n - 1, 0)
+    k = jnp.floor(pos)
+    frac = pos - k
+    below = _select(d, w, k + 1)
+    above = _select(d, w, jnp.minimum(k + 2, n))
+    return below + frac * (above - below)
+
+
+# -- per class, per image ------------------------------------------------------------
+
+
+def _directed(src_mask, dst_mask, spacing, definition):
+    """Weights of ``src``'s surface points and their distance to ``dst``'s surface."""
+    if definition == "monai":
+        src_w = edge_voxels(src_mask).astype(jnp.float32)
+        dst_surface = edge_voxels(dst_mask)
+    else:
+        _, src_w = _surfels(src_mask, spacing)
+        dst_surface, _ = _surfels(dst_mask, spacing)
+    d = jnp.sqrt(_squared_edt(dst_surface, spacing))
+    d = jnp.where(src_w > 0, d, jnp.float32(0))
+    return d, src_w
+
+
+def _empty_rule(n_pred, n_label, value, one_empty):
+    both = (n_pred == 0) & (n_label == 0)
+    one = (n_pred == 0) != (n_label == 0)
+    return jnp.where(both, jnp.nan, jnp.where(one, jnp.float32(one_empty), value))
+
+
+def _hd_one(pm, lm, *, spacing, definition, percentile, directed):
+    d_pl, w_p = _directed(pm, lm, spacing, definition)
+    n_p, n_l = jnp.sum(pm), jnp.sum(lm)
+
+    def reduce(d, w):
+        if percentile is None:
+            return jnp.max(jnp.where(w > 0, d, jnp.float32(0)))
+        return _percentile(d, w, percentile, definition)
+
+    value = reduce(d_pl, w_p)
+    if not directed:
+        d_lp, w_l = _directed(lm, pm, spacing, definition)
+        value = jnp.maximum(value, reduce(d_lp, w_l))
+    return _empty_rule(n_p, n_l, value, jnp.inf)
+
+
+def _asd_one(pm, lm, *, spacing, definition, symmetric):
+    d_pl, w_p = _directed(pm, lm, spacing, definition)
+    num, den = jnp.sum(d_pl * w_p), jnp.sum(w_p)
+    if symmetric:
+        d_lp, w_l = _directed(lm, pm, spacing, definition)
+        num, den = num + jnp.sum(d_lp * w_l), den + jnp.sum(w_l)
+    value = num / jnp.where(den > 0, den, 1)
+    return _empty_rule(jnp.sum(pm), jnp.sum(lm), value, jnp.inf)
+
+
+def _nsd_one(pm, lm, tol, *, spacing, definition):
+    d_pl, w_p = _directed(pm, lm, spacing, definition)
+    d_lp, w_l = _directed(lm, pm, spacing, definition)
+    good = jnp.sum(jnp.where(d_pl <= tol, w_p, 0)) + jnp.sum(jnp.where(d_lp <= tol, w_l, 0))
+    total = jnp.sum(w_p) + jnp.sum(w_l)
+    value = good / jnp.where(total > 0, total, 1)
+    return _empty_rule(jnp.sum(pm), jnp.sum(lm), value, 0.0)
+
+
+# -- public metrics --------------------------------------------------------------
+
+
+def _prepare(predictions, labels, num_classes, spacing, definition, ignore_index):
+    """Check the arguments; returns ``(C, spacing, ignored ids, predictions, labels)``."""
+    c = v.check_num_classes(num_classes)
+    predictions = v.check_int_labels(jnp.asarray(predictions), "predictions")
+    labels = v.check_int_labels(jnp.asarray(labels), "labels")
+    v.check_same_shape("predictions", predictions, "labels", labels)
+    if predictions.ndim not in (3, 4):
+        raise ValueError(
+            "`predictions` and `labels` must have shape [batch, *spatial] with 2 or 3 "
+            f"spatial axes; got shape {tuple(predictions.shape)}."
+        )
+    v.check_choice("definition", definition, DEFINITIONS)
+    s = _check_spacing(spacing, predictions.ndim - 1)
+    return c, s, v.normalize_ignore_index(ignore_index), predictions, labels
+
+
+def _masks(predictions, labels, c, ignored):
+    """Class masks ``[B, C, *spatial]``; predictions at ignored pixels are left out."""
+    valid = jnp.ones(labels.shape, jnp.bool_)
+    for i in ignored:
+        valid = valid & (labels != i)
+    classes = jnp.arange(c, dtype=jnp.int32)
+    shape = (1,) * (labels.ndim - 1)
+
+    def masks(pred, label, ok):
+        pm = (pred[None] == classes.reshape((c, *shape))) & ok[None]
+        lm = label[None] == classes.reshape((c, *shape))
+        return pm, lm
+
+    return jax.vmap(masks)(predictions, labels, valid)
+
+
+def _finish(values, c, ignored, include_background):
+    drop = np.zeros(c, bool)
+    drop[[i for i in ignored if 0 <= i < c]] = True
+    if not include_background:
+        drop[0] = True
+    return jnp.where(jnp.asarray(drop), jnp.nan, values.astype(jnp.float32))
+
+
+_ONE = {"hd": _hd_one, "asd": _asd_one, "nsd": _nsd_one}
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("metric", "options", "num_classes", "ignored", "include_background"),
+)
+def _evaluate(
+    predictions, labels, tol, *, metric, options, num_classes, ignored, include_background
+):
+    """One compiled program per metric, option set and shape (also when called eagerly)."""
+    pm, lm = _masks(predictions, labels, num_classes, ignored)
+    fn = functools.partial(_ONE[metric], **dict(options))
+    extra = () if tol is None else (jnp.broadcast_to(tol, (pm.shape[0], num_classes)),)
+    values = jax.vmap(jax.vmap(fn))(pm, lm, *extra)
+    return _finish(values, num_classes, ignored, include_background)
+
+
+_SHARED_ARGS = """predictions: predicted class ids, int ``[batch, *spatial]`` (2 or 3 spatial axes).
+      labels: true class ids, same shape.
+      num_classes: ``C``; the class masks are ``predictions == c`` and ``labels == c``.
+      spacing: voxel size per spatial axis (a number or one per axis); default 1.
+      definition: ``"monai"`` (edge voxels, equal to MONAI's ``compute_*``) or
+        ``"deepmind"`` (surfels weighted by area, Nikolov et al. 2021).
+      ignore_index: label id(s) whose pixels are left out (predictions there are
+        not counted); an ignored id inside ``[0, C)`` gives NaN for that class.
+      include_background: ``False`` reports class 0 as NaN."""
+
+
+def hausdorff_distance(
+    predictions: ArrayLike,
+    labels: ArrayLike,
+    *,
+    num_classes: int,
+    percentile: float | None = None,
+    directed: bool = False,
+    spacing: Any = None,
+    definition: str = "monai",
+    ignore_index: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Hausdorff distance per image and class; ``percentile=95`` gives HD95.
+
+    With ``P``, ``G`` the surfaces of the predicted and true masks of a class and
+    ``d(x, S) = min_{y in S} |x - y|`` (in spacing units)::
+
+        HD = max( max_{x in P} d(x, G), max_{y in G} d(y, P) )
+
+    ``directed=True`` keeps only the first term (prediction to label). With a
+    ``percentile`` q the maxima become q-th percentiles: linearly interpolated
+    over edge voxels for ``"monai"``, the smallest distance whose surfel-area
+    weighted CDF reaches q for ``"deepmind"``. Empty rule: both masks empty
+    gives NaN, exactly one empty gives ``+inf``.
+
+    Args:
+      {args}
+      percentile: ``None`` (maximum) or a number in ``[0, 100]``.
+      directed: only the prediction-to-label distances.
+
+    Returns:
+      float32 ``[batch, C]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> label = jnp.zeros((1, 5, 5), jnp.int32).at[0, 1:4, 1:4].set(1)
+      >>> pred = jnp.zeros((1, 5, 5), jnp.int32).at[0, 1:4, 1:3].set(1)
+      >>> jaxseg.hausdorff_distance(pred, label, num_classes=2)
+      Array([[1., 1.]], dtype=float32)
+
+    References:
+      Huttenlocher, Klanderman & Rucklidge, "Comparing images using the
+      Hausdorff distance", IEEE TPAMI 1993.
+    """
+    if percentile is not None:
+        if isinstance(percentile, bool) or not isinstance(percentile, int | float):
+            raise TypeError(f"`percentile` must be None or a number; got {percentile!r}.")
+        if not 0 <= percentile <= 100:
+            raise ValueError(f"`percentile` must lie in [0, 100]; got {percentile!r}.")
+        percentile = float(percentile)
+    c, s, ignored, p, g = _prepare(
+        predictions, labels, num_classes, spacing, definition, ignore_index
+    )
+    options = (
+        ("definition", definition),
+        ("directed", bool(directed)),
+        ("percentile", percentile),
+        ("spacing", s),
+    )
+    return _evaluate(
+        p,
+        g,
+        None,
+        metric="hd",
+        options=options,
+        num_classes=c,
+        ignored=ignored,
+        include_background=bool(include_background),
+    )
+
+
+def average_surface_distance(
+    predictions: ArrayLike,
+    labels: ArrayLike,
+    *,
+    num_classes: int,
+    symmetric: bool = False,
+    spacing: Any = None,
+    definition: str = "monai",
+    ignore_index: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Average surface distance per image and class (ASD; ``symmetric=True``: ASSD).
+
+    ``ASD = sum_{x in P} w_x d(x, G) / sum_{x in P} w_x`` from the predicted
+    surface to the label surface, with ``w = 1`` on edge voxels (``"monai"``) or
+    the surfel area (``"deepmind"``). ``symmetric=True`` pools both directions,
+    ``(sum_P w d(x, G) + sum_G w d(y, P)) / (sum_P w + sum_G w)`` (MONAI's
+    ``symmetric=True``). Empty rule: both empty NaN, exactly one empty ``+inf``.
+
+    Args:
+      {args}
+      symmetric: pool the label-to-prediction distances too.
+
+    Returns:
+      float32 ``[batch, C]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> label = jnp.zeros((1, 5, 5), jnp.int32).at[0, 1:4, 1:4].set(1)
+      >>> pred = jnp.zeros((1, 5, 5), jnp.int32).at[0, 1:4, 1:3].set(1)
+      >>> jaxseg.average_surface_distance(pred, label, num_classes=2, symmetric=True)
+      Array([[0.08571429, 0.2857143 ]], dtype=float32)
+
+    References:
+      Yeghiazaryan & Voiculescu, "Family of boundary overlap metrics for the
+      evaluation of medical image segmentation", J. Med. Imaging 2018.
+    """
+    c, s, ignored, p, g = _prepare(
+        predictions, labels, num_classes, spacing, definition, ignore_index
+    )
+    options = (("definition", definition), ("spacing", s), ("symmetric", bool(symmetric)))
+    return _evaluate(
+        p,
+        g,
+        None,
+        metric="asd",
+        options=options,
+        num_classes=c,
+        ignored=ignored,
+        include_background=bool(include_background),
+    )
+
+
+def surface_dice(
+    predictions: ArrayLike,
+    labels: ArrayLike,
+    *,
+    num_classes: int,
+    tolerance: Any,
+    spacing: Any = None,
+    definition: str = "monai",
+    ignore_index: Any = None,
+    include_background: bool = True,
+) -> jax.Array:
+    """Normalised surface Dice (NSD) at a tolerance, per image and class.
+
+    The fraction of both surfaces lying within ``tolerance`` of the other::
+
+        NSD = (sum_{x in P, d(x,G) <= tau} w_x + sum_{y in G, d(y,P) <= tau} w_y)
+              / (sum_P w + sum_G w)
+
+    with ``w = 1`` on edge voxels (``"monai"``, as MONAI's ``compute_surface_dice``)
+    or the surfel area (``"deepmind"``). Empty rule: both empty NaN, exactly one
+    empty 0.
+
+    Args:
+      {args}
+      tolerance: ``tau`` in spacing units, one number or one per class ``[C]``.
+
+    Returns:
+      float32 ``[batch, C]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> label = jnp.zeros((1, 6, 6), jnp.int32).at[0, 1:5, 1:5].set(1)
+      >>> pred = jnp.zeros((1, 6, 6), jnp.int32).at[0, 1:5, 1:4].set(1)
+      >>> jaxseg.surface_dice(pred, label, num_classes=2, tolerance=0.0)
+      Array([[0.90909094, 0.72727275]], dtype=float32)
+
+    References:
+      Nikolov et al., "Clinically applicable segmentation of head and neck
+      anatomy for radiotherapy: deep learning algorithm development and
+      validation study", J. Med. Internet Res. 23(7), 2021.
+    """
+    c, s, ignored, p, g = _prepare(
+        predictions, labels, num_classes, spacing, definition, ignore_index
+    )
+    tol = np.asarray(tolerance, np.float64) if not isinstance(tolerance, jax.Array) else tolerance
+    if tol.ndim not in (0, 1) or (tol.ndim == 1 and tol.shape[0] != c):
+        raise ValueError(
+            f"`tolerance` must be a number or have shape ({c},); got shape {tuple(tol.shape)}."
+        )
+    if isinstance(tol, np.ndarray) and not np.all(tol >= 0):
+        raise ValueError(f"`tolerance` must be >= 0; got {tolerance!r}.")
+    return _evaluate(
+        p,
+        g,
+        jnp.asarray(tol, jnp.float32),
+        metric="nsd",
+        options=(("definition", definition), ("spacing", s)),
+        num_classes=c,
+        ignored=ignored,
+        include_background=bool(include_background),
+    )
+
+
+for _f in (hausdorff_distance, average_surface_distance, surface_dice):
+    _f.__doc__ = _f.__doc__.replace("{args}", _SHARED_ARGS)
+
+
+# -- one call per image pair, for the command line -------------------------------
+
+METRICS = ("hd", "hd95", "assd", "nsd", "boundary_iou")
+
+
+def per_image_metrics(
+    pred: ArrayLike,
+    label: ArrayLike,
+    *,
+    num_classes: int,
+    metrics: Sequence[str] = ("hd95", "assd", "nsd", "boundary_iou"),
+    spacing: Any = None,
+    tolerance: Any = 1.0,
+    ignore_index: Any = None,
+    include_background: bool = True,
+    definition: str = "monai",
+    dilation_ratio: float = 0.02,
+) -> dict[str, np.ndarray]:
+    """Distance and boundary metrics of one image pair, as host arrays (for the CLI).
+
+    Args:
+      pred: predicted class ids, int ``[*spatial]`` (2-D or 3-D).
+      label: true class ids, same shape.
+      num_classes: ``C``.
+      metrics: any of ``"hd"``, ``"hd95"``, ``"assd"`` (symmetric ASD),
+        ``"nsd"`` (surface Dice at ``tolerance``) and ``"boundary_iou"``.
+      spacing: voxel size per spatial axis; default 1.
+      tolerance: NSD tolerance in spacing units, a number or one per class.
+      ignore_index: label id(s) to leave out.
+      include_background: ``False`` reports class 0 as NaN.
+      definition: ``"monai"`` or ``"deepmind"`` for the surface metrics.
+      dilation_ratio: Boundary IoU band width as a fraction of the image diagonal.
+
+    Returns:
+      ``{name: float64 [C]}``; for ``"boundary_iou"`` also
+      ``"boundary_iou_counts"``, int64 ``[4, C]`` (rows ``tp, fp, fn, tn`` of
+      the bands) so that a dataset-level boundary IoU can be summed exactly.
+
+    Examples:
+      >>> import numpy as np
+      >>> from jaxseg._distance import per_image_metrics
+      >>> label = np.zeros((6, 6), np.int32); label[1:5, 1:5] = 1
+      >>> out = per_image_metrics(label, label, num_classes=2, metrics=("hd95", "nsd"))
+      >>> out["hd95"], out["nsd"]
+      (array([0., 0.]), array([1., 1.]))
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or isinstance(metrics, str):
+        raise ValueError(f"`metrics` entries must be in {list(METRICS)}; got {metrics!r}.")
+    pred = jnp.asarray(pred)[None]
+    label = jnp.asarray(label)[None]
+    kw = dict(
+        num_classes=num_classes,
+        spacing=spacing,
+        ignore_index=ignore_index,
+        include_background=include_background,
+    )
+    surface = dict(kw, definition=definition)
+    out: dict[str, np.ndarray] = {}
+    for m in metrics:
+        if m == "hd":
+            r = hausdorff_distance(pred, label, **surface)
+        elif m == "hd95":
+            r = hausdorff_distance(pred, label, percentile=95.0, **surface)
+        elif m == "assd":
+            r = average_surface_distance(pred, label, symmetric=True, **surface)
+        elif m == "nsd":
+            r = surface_dice(pred, label, tolerance=tolerance, **surface)
+        else:
+            counts = _boundary_counts(pred, label, num_classes, ignore_index, dilation_ratio)
+            tp, fp, fn = (counts[k].astype(np.float64) for k in range(3))
+            den = tp + fp + fn
+            r = np.where(den > 0, tp / np.where(den > 0, den, 1), np.nan)
+            ignored = v.normalize_ignore_index(ignore_index)
+            drop = ~v.counted_mask(num_classes, tuple(i for i in ignored if 0 <= i < num_classes))
+            if not include_background:
+                drop[0] = True
+            r = np.where(drop, np.nan, r)
+            out["boundary_iou_counts"] = counts
+        out[m] = np.asarray(r, np.float64).reshape(-1)
+    return out
+
+
+def _boundary_counts(pred, label, num_classes, ignore_index, dilation_ratio) -> np.ndarray:
+    from jaxseg._boundary import BoundaryStats
+
+    state = BoundaryStats.from_predictions(
+        pred,
+        label,
+        num_classes=num_classes,
+        dilation_ratio=dilation_ratio,
+        ignore_index=ignore_index,
+    )
+    return state.to_numpy()

@@ -1,0 +1,61 @@
+"""The setup shared by every loss family: logits, targets, masks, pooled axes.
+
+Loss modules (:mod:`jaxseg._losses`, :mod:`jaxseg._lovasz`,
+:mod:`jaxseg._cross_entropy`) call these so that ``axis``, ``class_weights``,
+``ignore_index`` and ``where`` mean the same thing in every loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxseg import _validation as v
+from jaxseg._soft import SoftStats, pool_axes, prepare_targets
+
+ArrayLike = jax.typing.ArrayLike
+
+__all__ = ["float_logits", "pool_axes", "prepare_targets", "region_stats"]
+
+
+def float_logits(logits: ArrayLike) -> jax.Array:
+    """Checked logits, cast to float32 (bf16 / fp16 inputs accumulate in float32)."""
+    return v.check_logits(jnp.asarray(logits)).astype(jnp.float32)
+
+
+def region_stats(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    exclusive: bool,
+    axis: Any,
+    ignore_index: Any,
+    where: ArrayLike | None,
+    class_weights: Any,
+    squared: bool = False,
+) -> tuple[SoftStats, jax.Array | None, tuple[jax.Array, jax.Array] | None]:
+    """Soft statistics of ``softmax`` / ``sigmoid(logits)`` pooled over ``axis``.
+
+    Returns ``(stats, class_weights, squared_terms)``; with ``squared`` the
+    V-Net terms ``(sum p y, sum p² + sum y²)`` per class, else ``None``.
+    """
+    x = float_logits(logits)
+    cw = v.check_class_weights(class_weights, x.shape[-1])
+    axes = pool_axes(axis, x.ndim - 1)
+    activation = "softmax" if exclusive else "sigmoid"
+    stats = SoftStats.from_logits(
+        x, labels, activation=activation, axis=axes, ignore_index=ignore_index, where=where
+    )
+    if not squared:
+        return stats, cw, None
+    probs = jax.nn.softmax(x, axis=-1) if exclusive else jax.nn.sigmoid(x)
+    ignored = v.normalize_ignore_index(ignore_index)
+    y, valid, _ = prepare_targets(
+        x, v.as_int_array(labels, "labels"), exclusive=exclusive, ignore_index=ignored, where=where
+    )
+    p = jnp.where(valid[..., None] if exclusive else valid, probs, 0.0)
+    product = jnp.sum(p * y, axis=axes)
+    squares = jnp.sum(p * p, axis=axes) + jnp.sum(y * y, axis=axes)
+    return stats, cw, (product, squares)

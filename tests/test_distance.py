@@ -1,0 +1,368 @@
+"""Distance transform and surface-distance metrics against SciPy, MONAI and DeepMind."""
+
+from __future__ import annotations
+
+import functools
+import re
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxseg
+from jaxseg._distance import per_image_metrics
+from tests import reference_distance as R
+
+ndimage = pytest.importorskip("scipy.ndimage")
+
+C = 3
+# one batch per case: every kind of map (and extra rows), one compilation per case
+CASE_2D = ((16, 16), None)  # isotropic; holds the worked example of docs/distances.md
+CASE_2D_ANISO = ((12, 14), (0.7, 1.9))
+CASE_3D = ((6, 7, 5), (1.0, 1.0, 2.5))
+CASES = {"2d": CASE_2D, "2d-aniso": CASE_2D_ANISO, "3d-aniso": CASE_3D}
+KINDS = ["blobs", "thin", "dots", "border", "empty"]
+SEEDS = (0, 10)  # two random batches per case, stacked into one call
+
+
+def _maps(shape, kind, seed):
+    rng = np.random.default_rng(seed)
+    pred = R.random_maps(rng, shape, C, kind)
+    label = R.random_maps(rng, shape, C, "blobs" if kind == "dots" else kind)
+    return pred, label
+
+
+def _all_kinds(shape, seed):
+    """One batch holding every kind of map (one compilation, one reference call)."""
+    pairs = [_maps(shape, kind, seed + k) for k, kind in enumerate(KINDS)]
+    label = R.random_maps(np.random.default_rng(seed), shape, C, "blobs")
+    pairs.append((np.zeros_like(label), label))  # classes 1, 2: only the label has them
+    return np.concatenate([p for p, _ in pairs]), np.concatenate([g for _, g in pairs])
+
+
+def _assert_match(ours, ref, rtol=1e-5):
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+    np.testing.assert_array_equal(np.isposinf(ours), np.isposinf(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(ours[fin], ref[fin], rtol=rtol, atol=0)
+
+
+def _one_empty(pred, label):
+    """[B, C]: exactly one of the two class masks is empty."""
+    p = np.stack([(pred == c).reshape(len(pred), -1).any(1) for c in range(C)], 1)
+    g = np.stack([(label == c).reshape(len(label), -1).any(1) for c in range(C)], 1)
+    return p != g
+
+
+# -- every metric in one compiled program per case ------------------------------------
+
+# name: (function, keywords, MONAI name, DeepMind reference name, DeepMind keywords)
+METRICS = {
+    "hd": (jaxseg.hausdorff_distance, {}, "hd", "hd", {}),
+    "hd95": (jaxseg.hausdorff_distance, {"percentile": 95}, "hd", "hd", {"percentile": 95}),
+    "hd90_directed": (
+        jaxseg.hausdorff_distance,
+        {"percentile": 90, "directed": True},
+        "hd",
+        None,
+        None,
+    ),
+    "asd": (jaxseg.average_surface_distance, {}, "asd", "asd_directed", {}),
+    "assd": (jaxseg.average_surface_distance, {"symmetric": True}, "asd", "asd", {}),
+    "nsd": (jaxseg.surface_dice, {"tolerance": 1.5}, "nsd", "nsd", {"tol": 1.5}),
+}
+DEFINITIONS = ("monai", "deepmind")
+
+
+def _all_metrics(p, g, spacing):
+    """{(definition, metric): [B, C]} for every metric of :data:`METRICS`."""
+    out = {}
+    for definition in DEFINITIONS:
+        for name, (fn, kw, *_) in METRICS.items():
+            out[definition, name] = fn(
+                p, g, num_classes=C, spacing=spacing, definition=definition, **kw
+            )
+    return out
+
+
+_ALL_METRICS = jax.jit(_all_metrics, static_argnames="spacing")
+
+
+def _worked_example():
+    yy, xx = np.mgrid[:16, :16]
+    label = ((yy - 7) ** 2 + (xx - 7) ** 2 <= 16).astype(np.int32)[None]
+    pred = ((yy - 7) ** 2 + (xx - 10) ** 2 <= 12).astype(np.int32)[None]
+    return pred, label
+
+
+def _empty_rule_pair(shape):
+    """Class 1 only in the label, class 2 nowhere."""
+    label = np.zeros((1, *shape), np.int32)
+    label[(0, *[slice(2, 5)] * len(shape))] = 1
+    return np.zeros_like(label), label
+
+
+@functools.cache
+def _case(name):
+    """(pred, label, ours) of one case; ours from one jitted call over the whole batch."""
+    shape, spacing = CASES[name]
+    batches = [_all_kinds((1, *shape), seed) for seed in SEEDS]
+    if name == "2d":
+        batches += [_worked_example(), _empty_rule_pair(shape)]
+    pred = np.concatenate([p for p, _ in batches])
+    label = np.concatenate([g for _, g in batches])
+    ours = jax.device_get(_ALL_METRICS(pred, label, spacing=spacing))
+    return pred, label, ours
+
+
+# -- distance transform -------------------------------------------------------------
+
+_EDT = jax.jit(jaxseg.distance_transform, static_argnames="spacing")
+
+
+@pytest.mark.parametrize(
+    "shape,spacing", [((37,), None), ((19, 23), (1.0, 1.0)), ((7, 9, 6), (1.0, 0.8, 2.5))]
+)
+def test_distance_transform_equals_scipy(shape, spacing):
+    rng = np.random.default_rng(len(shape))
+    mask = rng.random(shape) < 0.05
+    mask.flat[0] = True
+    got = _EDT(mask, spacing=spacing)
+    want = ndimage.distance_transform_edt(~mask, sampling=spacing)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_distance_transform_edge_cases_and_vmap():
+    rng = np.random.default_rng(1)
+    masks = rng.random((4, 16, 9)) < 0.1
+    masks[0].flat[0] = True
+    masks[2], masks[3] = False, True  # no True element: inf everywhere; all True: 0
+    batched = jax.jit(jax.vmap(lambda m: jaxseg.distance_transform(m, spacing=(0.5, 2.0))))(masks)
+    assert np.all(np.isinf(batched[2])) and np.all(np.asarray(batched[3]) == 0)
+    for m, b in zip(masks, batched, strict=True):
+        want = ndimage.distance_transform_edt(~m, sampling=(0.5, 2.0)) if m.any() else np.inf
+        np.testing.assert_allclose(b, np.broadcast_to(want, m.shape), rtol=1e-6)
+    # the eager call (one compiled program inside) equals the jitted one
+    np.testing.assert_array_equal(
+        jaxseg.distance_transform(masks[0], spacing=(0.5, 2.0)), batched[0]
+    )
+
+
+# -- parity with MONAI ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", sorted(METRICS))
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_equals_monai(metric, case):
+    pytest.importorskip("monai")
+    _, kw, ref_name, *_ = METRICS[metric]
+    pred, label, ours = _case(case)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = R.monai_metric(ref_name, pred, label, C, spacing=CASES[case][1], **kw)
+    if "percentile" in kw:
+        # MONAI's torch.quantile interpolates between infinite distances when
+        # exactly one mask is empty and returns NaN; the rule here is +inf.
+        assert np.all(np.isnan(ref[_one_empty(pred, label)]))
+        ref = np.where(_one_empty(pred, label), np.inf, ref)
+    one_empty_value = 0.0 if metric == "nsd" else np.inf
+    assert np.all(ref[_one_empty(pred, label)] == one_empty_value)
+    assert _one_empty(pred, label).any() and np.isnan(ref).any() and np.isfinite(ref).any()
+    _assert_match(ours["monai", metric], ref)
+
+
+# -- parity with DeepMind's surface-distance definitions -----------------------------
+
+
+@pytest.mark.parametrize("metric", sorted(m for m in METRICS if METRICS[m][3]))
+@pytest.mark.parametrize("case", ["2d-aniso", "3d-aniso"])
+def test_equals_deepmind(metric, case):
+    pytest.importorskip("surface_distance")
+    *_, ref_name, ref_kw = METRICS[metric]
+    pred, label, ours = _case(case)
+    ref = R.deepmind_metric(ref_name, pred, label, C, CASES[case][1], **ref_kw)
+    _assert_match(ours["deepmind", metric], ref)
+
+
+# -- the three HD95 definitions (the worked example in docs/distances.md) -------------
+
+
+def _medpy_hd95(pred, label):
+    """medpy's hd95: edge voxels (mask XOR erosion), both directions pooled, np.percentile."""
+    edges = [m ^ ndimage.binary_erosion(m) for m in (pred, label)]
+    d_pg = ndimage.distance_transform_edt(~edges[1])[edges[0]]
+    d_gp = ndimage.distance_transform_edt(~edges[0])[edges[1]]
+    return float(np.percentile(np.hstack([d_pg, d_gp]), 95))
+
+
+def test_three_hd95_definitions_worked_example():
+    pred, label = _worked_example()
+    all_pred, all_label, ours = _case("2d")
+    row = len(all_pred) - 2  # the worked example's row in the 2-D batch
+    np.testing.assert_array_equal(all_pred[row], pred[0])
+    np.testing.assert_array_equal(all_label[row], label[0])
+    monai = float(ours["monai", "hd95"][row, 1])
+    deepmind = float(ours["deepmind", "hd95"][row, 1])
+    medpy = _medpy_hd95(pred[0] == 1, label[0] == 1)
+    if pytest.importorskip("monai"):
+        np.testing.assert_allclose(
+            monai, R.monai_metric("hd", pred, label, 2, percentile=95)[0, 1], rtol=1e-6
+        )
+    try:
+        ref = R.deepmind_metric("hd", pred, label, 2, (1.0, 1.0), percentile=95)[0, 1]
+        np.testing.assert_allclose(deepmind, ref, rtol=1e-6)
+    except ImportError:
+        pass
+    assert len({round(monai, 4), round(deepmind, 4), round(medpy, 4)}) == 3
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "distances.md").read_text()
+    row = {
+        name: float(value)
+        for name, value in re.findall(
+            r"^\| `?(monai|deepmind|medpy)`? \|[^|]*\| ([\d.]+) \|", doc, re.M
+        )
+    }
+    assert row == pytest.approx({"monai": monai, "deepmind": deepmind, "medpy": medpy}, abs=5e-4)
+
+
+# -- rules: empty, ignore, background -------------------------------------------------
+
+
+def test_empty_rules():
+    _, _, ours = _case("2d")  # the last row: class 1 only in the label, class 2 nowhere
+    for definition in DEFINITIONS:
+        for name in ("hd", "hd95", "hd90_directed", "asd", "assd"):
+            out = ours[definition, name][-1]
+            assert out[1] == np.inf and np.isnan(out[2]), (definition, name, out)
+        nsd = ours[definition, "nsd"][-1]
+        assert nsd[1] == 0 and np.isnan(nsd[2]) and nsd[0] < 1
+
+
+@functools.partial(jax.jit, static_argnames=("ignore_index", "include_background"))
+def _hd95_nsd(p, g, ignore_index=None, include_background=True):
+    kw = dict(num_classes=C, ignore_index=ignore_index, include_background=include_background)
+    return (
+        jaxseg.hausdorff_distance(p, g, percentile=95, **kw),
+        jaxseg.surface_dice(p, g, tolerance=1.0, **kw),
+    )
+
+
+def test_ignore_index_equals_void_predictions_and_background():
+    pred, label = _maps((2, 12, 12), "blobs", 3)
+    label[:, :3, :] = 255
+    voided = np.where(label == 255, C, pred)  # predictions outside [0, C) belong to no class
+    voided_1 = np.where((label == 255) | (label == 1), C, pred)
+    # both void variants in one batch: one compilation
+    b_both = _hd95_nsd(
+        np.concatenate([voided, voided_1]),
+        np.concatenate([label, np.where(label == 1, 255, label)]),
+    )
+    a_all = _hd95_nsd(pred, label, ignore_index=255)
+    c_all = _hd95_nsd(pred, label, ignore_index=(255, 1))
+    d_all = _hd95_nsd(pred, label, include_background=False)
+    for k in range(2):  # hd95, nsd
+        a, c, d = (np.asarray(x[k]) for x in (a_all, c_all, d_all))
+        b, e = np.split(np.asarray(b_both[k]), 2)
+        np.testing.assert_array_equal(a, b)
+        assert np.all(np.isnan(c[:, 1]))  # an ignored class id: NaN, and its pixels removed
+        np.testing.assert_array_equal(np.delete(c, 1, 1), np.delete(e, 1, 1))
+        assert np.all(np.isnan(d[:, 0]))
+
+
+def test_per_class_tolerance():
+    pred, label = _maps((2, 12, 12), "blobs", 4)
+    nsd = jax.jit(lambda p, g, t: jaxseg.surface_dice(p, g, num_classes=C, tolerance=t))
+    per_class = nsd(pred, label, jnp.asarray([0.0, 1.0, 2.0]))
+    for c, tol in enumerate((0.0, 1.0, 2.0)):
+        one = nsd(pred, label, jnp.float32(tol))  # a scalar tolerance: one compilation
+        np.testing.assert_array_equal(per_class[:, c], one[:, c])
+    # a host tolerance (checked on the host) gives the same values
+    np.testing.assert_array_equal(
+        jaxseg.surface_dice(pred, label, num_classes=C, tolerance=[0.0, 1.0, 2.0]), per_class
+    )
+
+
+# -- transforms -----------------------------------------------------------------------
+
+
+def test_jit_and_vmap():
+    """vmap over an extra batch axis equals the jitted call, for both definitions."""
+    pred, label, jitted = _case("2d-aniso")
+    spacing = CASES["2d-aniso"][1]
+    split = (2, len(pred) // 2, *pred.shape[1:])
+    vmapped = jax.jit(jax.vmap(functools.partial(_all_metrics, spacing=spacing)))(
+        pred.reshape(split), label.reshape(split)
+    )
+    assert set(vmapped) == set(jitted)
+    for key, j in jitted.items():
+        # fusion may reassociate float sums
+        np.testing.assert_allclose(np.asarray(vmapped[key]).reshape(j.shape), j, rtol=1e-6)
+
+
+# -- the command-line hook --------------------------------------------------------------
+
+
+def test_per_image_metrics():
+    pred, label = _maps((1, 16, 16), "blobs", 6)
+    out = per_image_metrics(
+        pred[0], label[0], num_classes=C, spacing=(1.0, 2.0), tolerance=1.0, ignore_index=255
+    )
+    assert set(out) == {"hd95", "assd", "nsd", "boundary_iou", "boundary_iou_counts"}
+    kw = dict(num_classes=C, spacing=(1.0, 2.0), ignore_index=255)
+    # the public functions, called eagerly (each one compiled program)
+    np.testing.assert_array_equal(
+        out["hd95"], jaxseg.hausdorff_distance(pred, label, percentile=95, **kw)[0]
+    )
+    np.testing.assert_array_equal(
+        out["assd"], jaxseg.average_surface_distance(pred, label, symmetric=True, **kw)[0]
+    )
+    np.testing.assert_array_equal(
+        out["nsd"], jaxseg.surface_dice(pred, label, tolerance=1.0, **kw)[0]
+    )
+    counts = R.boundary_counts(pred[0], label[0], C, ignore=(255,))
+    np.testing.assert_array_equal(out["boundary_iou_counts"], counts)
+    with np.errstate(invalid="ignore"):
+        want = counts[0] / counts[:3].sum(0)
+    np.testing.assert_allclose(out["boundary_iou"], want)
+    with pytest.raises(ValueError, match="`metrics`"):
+        per_image_metrics(pred[0], label[0], num_classes=C, metrics=("hd96",))
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+def test_errors_name_the_argument():
+    p = np.zeros((1, 6, 6), np.int32)
+    with pytest.raises(TypeError, match="`mask`"):
+        jaxseg.distance_transform(jnp.zeros((3, 3), jnp.int32))
+    with pytest.raises(ValueError, match="`mask` must have rank"):
+        jaxseg.distance_transform(jnp.zeros((2, 2, 2, 2), bool))
+    with pytest.raises(ValueError, match="`spacing`"):
+        jaxseg.distance_transform(jnp.zeros((3, 3), bool), spacing=(1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="`spacing`"):
+        jaxseg.hausdorff_distance(p, p, num_classes=2, spacing=(1.0, -1.0))
+    with pytest.raises(ValueError, match="`percentile`"):
+        jaxseg.hausdorff_distance(p, p, num_classes=2, percentile=101)
+    with pytest.raises(ValueError, match="`definition`"):
+        jaxseg.hausdorff_distance(p, p, num_classes=2, definition="medpy")
+    with pytest.raises(ValueError, match="`tolerance`"):
+        jaxseg.surface_dice(p, p, num_classes=2, tolerance=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="same shape"):
+        jaxseg.surface_dice(p, p[:, :5], num_classes=2, tolerance=1.0)
+    with pytest.raises(ValueError, match=r"\[batch, \*spatial\]"):
+        jaxseg.average_surface_distance(p[0], p[0], num_classes=2)
+    with pytest.raises(TypeError, match="`labels`"):
+        jaxseg.average_surface_distance(p, p.astype(np.float32), num_classes=2)
+
+
+def test_d1_benchmark_quick_runs(tmp_path):
+    """The D1 benchmark runs end to end at tiny shapes and its rows check out."""
+    from benchmarks import distance
+
+    assert distance.main(["--quick", "--reps", "1", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "distance.md").read_text()
+    assert "| EDT |" in text and "BoundaryIoU" in text and "HD95+NSD" in text
+    assert "vs SciPy" in text

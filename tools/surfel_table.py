@@ -1,0 +1,177 @@
+"""Generate ``jaxseg/_surfel_table.py``: marching-cubes surfel normals of the 256 cube codes.
+
+Run ``python -m tools.surfel_table`` from the repository root to rewrite the
+module; ``tests/test_surfel_table.py`` regenerates the text and compares.
+
+The construction follows Lorensen & Cline (1987), "Marching cubes: a high
+resolution 3D surface construction algorithm", with vertices at the edge
+midpoints (the 0.5 iso-surface of a 0/1 volume):
+
+* the corners of the minority side (the inside corners when at most four are
+  inside, the outside corners otherwise) are cut off from the rest, so a code
+  and its complement have the same surface (the complementary symmetry of the
+  15 base cases);
+* on each cube face the cut edges are joined by segments around the minority
+  corners (an ambiguous face, two diagonal minority corners, gets two segments
+  that separate them), and the segments are chained into closed polygons;
+* every polygon is split into triangles, choosing among all its triangulations
+  one of largest total area on the unit cube (this reproduces the surfel areas of
+  the reference implementation of Nikolov et al. for every code and spacing).
+
+Each triangle is stored as its unnormalised normal, scaled so that its norm is
+the triangle's area on the unit cube, in units of 1/8; see
+``jaxseg/_surfel_table.py`` for how the spacing scales it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+CORNERS = list(itertools.product((1, 0), repeat=3))  # bit k <-> CORNERS[k]
+
+
+def _faces():
+    out = []
+    for axis in range(3):
+        for value in (0, 1):
+            u, w = [a for a in range(3) if a != axis]
+            ring = []
+            for cu, cw in ((0, 0), (1, 0), (1, 1), (0, 1)):
+                p = [0, 0, 0]
+                p[axis], p[u], p[w] = value, cu, cw
+                ring.append(tuple(p))
+            out.append(ring)
+    return out
+
+
+def _midpoint(a, b):
+    return tuple((x + y) / 2 for x, y in zip(a, b, strict=True))
+
+
+def _polygons(minority):
+    """Closed polygons (lists of edge midpoints) cutting off the ``minority`` corners."""
+    segments = []
+    for ring in _faces():
+        inside = [c in minority for c in ring]
+        cuts = [k for k in range(4) if inside[k] != inside[(k + 1) % 4]]
+        if len(cuts) == 2:
+            segments.append(tuple(_midpoint(ring[k], ring[(k + 1) % 4]) for k in cuts))
+        elif len(cuts) == 4:  # ambiguous face: cut each minority corner off on its own
+            for k in range(4):
+                if inside[k]:
+                    prev_edge = _midpoint(ring[(k - 1) % 4], ring[k])
+                    next_edge = _midpoint(ring[k], ring[(k + 1) % 4])
+                    segments.append((prev_edge, next_edge))
+    polygons = []
+    while segments:
+        a, b = segments.pop()
+        poly = [a, b]
+        while poly[-1] != poly[0]:
+            k = next(i for i, s in enumerate(segments) if poly[-1] in s)
+            s = segments.pop(k)
+            poly.append(s[1] if s[0] == poly[-1] else s[0])
+        polygons.append(poly[:-1])
+    return polygons
+
+
+def _normal(a, b, c):
+    """Half the cross product: a vector whose norm is the triangle's area."""
+    return 0.5 * np.cross(np.subtract(b, a), np.subtract(c, a))
+
+
+@functools.cache
+def _triangulations(n):
+    """All triangulations of a convex n-gon, as lists of vertex index triples."""
+    if n < 3:
+        return [[]]
+    out = []
+    for k in range(1, n - 1):  # the triangle on edge (0, n-1) has apex k
+        for left in _triangulations(k + 1):
+            for right in _triangulations(n - k):
+                out.append(
+                    [(0, k, n - 1)]
+                    + [tuple(i for i in t) for t in left]
+                    + [tuple(i + k for i in t) for t in right]
+                )
+    return out
+
+
+def _triangles(poly):
+    areas = [
+        round(sum(float(np.linalg.norm(_normal(*(poly[i] for i in t)))) for t in tris), 12)
+        for tris in _triangulations(len(poly))
+    ]
+    best = _triangulations(len(poly))[int(np.argmax(areas))]
+    # ties at the maximum would go to the first triangulation; none change an area
+    return [_normal(*(poly[i] for i in t)) for t in best]
+
+
+def normals_x8():
+    """Per code, the triangle normals times 8 (integers)."""
+    table = []
+    for code in range(256):
+        inside = {c for k, c in enumerate(CORNERS) if (code >> k) & 1}
+        minority = inside if len(inside) <= 4 else set(CORNERS) - inside
+        normals = [n for poly in _polygons(minority) for n in _triangles(poly)]
+        x8 = [tuple(int(v) for v in np.rint(np.asarray(n) * 8)) for n in normals]
+        for n, r in zip(normals, x8, strict=True):
+            assert np.allclose(np.asarray(n) * 8, r)
+        table.append(tuple(x8) or ((0, 0, 0),))
+    return tuple(table)
+
+
+HEADER = '''"""Surfel areas of the 3-D neighbour codes (DeepMind surface-distance definition).
+
+GENERATED by ``python -m tools.surfel_table``; do not edit by hand.
+
+For each of the 256 codes of a 2x2x2 neighbourhood (bit ``k`` set when the
+voxel at corner ``k`` is inside; corners in the order of
+``itertools.product((1, 0), repeat=3)``, bit 0 first), the area vectors of the
+marching-cubes triangles of that configuration (0.5 iso-surface, vertices at
+edge midpoints; Lorensen & Cline 1987, as used by Nikolov et al. 2021), in
+units of 1/8 of a voxel face. A triangle with area vector ``n`` on a grid of
+spacing ``(s0, s1, s2)`` has area ``|(n0 s1 s2, n1 s0 s2, n2 s0 s1)|``; a code's
+surfel area is the sum over its triangles. How the triangles are chosen is
+described in ``tools/surfel_table.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Area vectors (times 8) of the triangles of each neighbour code.
+_NORMALS_X8: tuple[tuple[tuple[int, int, int], ...], ...] = (
+'''
+
+FOOTER = ''')
+
+
+def surface_area_table(spacing: tuple[float, float, float]) -> np.ndarray:
+    """float64 ``[256]``: the surfel area of every neighbour code at ``spacing``."""
+    s0, s1, s2 = spacing
+    scale = np.array([s1 * s2, s0 * s2, s0 * s1]) / 8.0
+    return np.array(
+        [
+            sum(float(np.linalg.norm(np.array(n) * scale)) for n in normals)
+            for normals in _NORMALS_X8
+        ]
+    )
+'''
+
+MODULE = Path(__file__).resolve().parents[1] / "jaxseg" / "_surfel_table.py"
+
+
+def module_text() -> str:
+    rows = []
+    for normals in normals_x8():
+        inner = ", ".join("(" + ", ".join(str(v) for v in n) + ")" for n in normals)
+        rows.append(f"    ({inner},),\n" if len(normals) == 1 else f"    ({inner}),\n")
+    return HEADER + "".join(rows) + FOOTER
+
+
+if __name__ == "__main__":
+    MODULE.write_text(module_text())
