@@ -48,13 +48,14 @@ from jaxseg import _validation as v
 ARGMAX_METHODS = (None, "reduce", "tree", "chain", "blocked")
 #: Counting implementations: ``None`` picks per platform.
 COUNT_METHODS = (None, "scatter", "matmul")
-#: CPU argmax by class count (``python -m benchmarks.argmax_sweep`` on a 2-core
-#: CPU, ``[1, 512, 512, C]``): tournament up to ``TREE_MAX_CLASSES`` (tree and
-#: chain within noise at C=19, chain 1.8x faster at C=32), running-max chain up
-#: to ``CHAIN_MAX_CLASSES`` (chain, tree and blocked within noise at C=150), the
-#: blocked tournament above (1.5-2x faster than the tree at C=300, 3-4x at
-#: C=1000, where it is 4-5x faster than ``jnp.argmax``).
-TREE_MAX_CLASSES = 24
+#: CPU argmax by class count (``python -m benchmarks.argmax_sweep`` and the W1
+#: path rows on a 2-core CPU): tournament up to ``TREE_MAX_CLASSES`` (tree and
+#: chain within noise at C=4, 8, 12), running-max chain up to
+#: ``CHAIN_MAX_CLASSES`` (1.4-1.6x faster than the tree on W1, C=19; 1.8x at
+#: C=32; chain, tree and blocked within noise at C=150), the blocked tournament
+#: above (1.5-2x faster than the tree at C=300, 2-4x at C=1000, where it is
+#: 3-5x faster than ``jnp.argmax``).
+TREE_MAX_CLASSES = 12
 CHAIN_MAX_CLASSES = 150
 #: Classes per block of the blocked tournament (16 beat 8, 32 and 64 at C=150-1000).
 BLOCK_WIDTH = 16
