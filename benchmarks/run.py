@@ -200,7 +200,7 @@ def count_rows(name: str, data: dict[str, np.ndarray], c: int, reps: int) -> lis
     # Every kernel path on this backend, to show what the per-platform choice rests on.
     argmaxes = [m for m in _kernels.ARGMAX_METHODS if m] if from_logits else [None]
     counts = [m for m in _kernels.COUNT_METHODS if m]
-    if c > _kernels.CHAIN_MAX_CLASSES:
+    if c > _kernels.UNROLLED_MAX_CLASSES:
         # The unrolled networks compile for seconds and run for seconds at C = 1000, and
         # the one-hot matmul is ~C^2 flops per pixel: shown by benchmarks.argmax_sweep.
         argmaxes = [m for m in argmaxes if m not in ("tree", "chain")]

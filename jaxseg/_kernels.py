@@ -11,8 +11,8 @@ The implementation is picked per platform when the computation is lowered
   variadic (value, index) reduction that XLA:CPU does not vectorise; a
   comparison network over the class slices is several times faster
   (:func:`cpu_argmax_method` picks by ``C``): a balanced tournament for few
-  classes, a running-max chain for tens of classes, and above
-  ``CHAIN_MAX_CLASSES`` a blocked tournament (a chain over whole blocks of
+  classes, a running-max chain for tens of classes, the tournament again up
+  to ``UNROLLED_MAX_CLASSES``, and above it a blocked tournament (a chain over whole blocks of
   ``BLOCK_WIDTH`` classes, then a tournament across the block's lanes), whose
   graph has about ``C / 16 + 16`` comparisons instead of ``C``, so that its
   compile time stays below a second at ``C = 1000`` (the unrolled networks
@@ -48,15 +48,17 @@ from jaxseg import _validation as v
 ARGMAX_METHODS = (None, "reduce", "tree", "chain", "blocked")
 #: Counting implementations: ``None`` picks per platform.
 COUNT_METHODS = (None, "scatter", "matmul")
-#: CPU argmax by class count (``python -m benchmarks.argmax_sweep`` and the W1
+#: CPU argmax by class count (``python -m benchmarks.argmax_sweep`` and the W1 / W2
 #: path rows on a 2-core CPU): tournament up to ``TREE_MAX_CLASSES`` (tree and
 #: chain within noise at C=4, 8, 12), running-max chain up to
 #: ``CHAIN_MAX_CLASSES`` (1.4-1.6x faster than the tree on W1, C=19; 1.8x at
-#: C=32; chain, tree and blocked within noise at C=150), the blocked tournament
-#: above (1.5-2x faster than the tree at C=300, 2-4x at C=1000, where it is
-#: 3-5x faster than ``jnp.argmax``).
+#: C=32; mixed at C=64), the tournament again up to ``UNROLLED_MAX_CLASSES``
+#: (1.1-1.2x faster than the chain at C=150 in five runs), the blocked
+#: tournament above (1.5-2x faster than the tree at C=300, 2-4x at C=1000,
+#: where it is 3-5x faster than ``jnp.argmax``).
 TREE_MAX_CLASSES = 12
-CHAIN_MAX_CLASSES = 150
+CHAIN_MAX_CLASSES = 64
+UNROLLED_MAX_CLASSES = 150
 #: Classes per block of the blocked tournament (16 beat 8, 32 and 64 at C=150-1000).
 BLOCK_WIDTH = 16
 #: Pixels per one-hot matmul block: below ``2**24`` so float32 sums stay exact.
@@ -214,6 +216,8 @@ def cpu_argmax_method(num_classes: int) -> str:
         return "tree"
     if num_classes <= CHAIN_MAX_CLASSES:
         return "chain"
+    if num_classes <= UNROLLED_MAX_CLASSES:
+        return "tree"
     return "blocked"
 
 

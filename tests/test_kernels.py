@@ -122,7 +122,9 @@ def test_cpu_argmax_method_by_class_count():
     assert [pick(c) for c in (1, 2, _kernels.TREE_MAX_CLASSES)] == ["tree"] * 3
     assert pick(_kernels.TREE_MAX_CLASSES + 1) == pick(19) == "chain"
     assert pick(_kernels.CHAIN_MAX_CLASSES) == "chain"
-    assert [pick(c) for c in (_kernels.CHAIN_MAX_CLASSES + 1, 300, 1000, 4096)] == ["blocked"] * 4
+    assert pick(_kernels.CHAIN_MAX_CLASSES + 1) == pick(150) == "tree"
+    big = (_kernels.UNROLLED_MAX_CLASSES + 1, 300, 1000, 4096)
+    assert [pick(c) for c in big] == ["blocked"] * 4
     spec = jax.ShapeDtypeStruct((1, 4, 4, 1000), jnp.float32)
     blocked = jax.make_jaxpr(_kernels._argmax_cpu)(spec)
     chain = jax.make_jaxpr(_kernels._argmax_chain)(spec)
