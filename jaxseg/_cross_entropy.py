@@ -55,17 +55,27 @@ def _softmax_terms(
     axes = pool_axes(axis, x.ndim - 1)
     ignored = v.normalize_ignore_index(ignore_index)
     labels = v.as_int_array(labels, "labels")
-    if not jnp.issubdtype(labels.dtype, jnp.floating) and (
-        isinstance(gamma, int | float) and gamma == 0
-    ):
-        # Hot path: class ids, no focal term. One fused pass with a hand-written VJP.
+    no_focal = isinstance(gamma, int | float) and gamma == 0
+    smoothed = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
+    if not jnp.issubdtype(labels.dtype, jnp.floating) and (no_focal or not smoothed):
+        # Hot path: class ids. One fused pass with a hand-written VJP; no [..., C]
+        # temporary, and a graph that does not grow with C.
         safe, valid, _ = sanitize_class_ids(x, labels, ignored, where)
-        w = jnp.ones((c,), jnp.float32) if cw is None else lax.stop_gradient(cw)
-        smoothed = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
-        e = jnp.asarray(label_smoothing, jnp.float32)
-        num = cross_entropy_sums(x, safe, valid, w, e, axes, smoothed)
-        norm = jnp.where(valid, jnp.take(w, safe), 0.0)
-        return _pool(num, norm, axes, pooled=True)
+        ones = jnp.ones((c,), jnp.float32)
+        if no_focal:
+            w = ones if cw is None else lax.stop_gradient(cw)
+            e = jnp.asarray(label_smoothing, jnp.float32)
+            num = cross_entropy_sums(x, safe, valid, w, e, axes, smoothed)
+            norm = jnp.where(valid, jnp.take(w, safe), 0.0)
+            return _pool(num, norm, axes, pooled=True)
+        # Focal on class ids: with q_i = -log p_{i y_i} (the unweighted per-pixel
+        # cross-entropy), l_i = a_{y_i} (1 - exp(-q_i)) ** gamma q_i; the gradient
+        # reaches the logits through the fused kernel's VJP, dq_i/dx_i = p_i - onehot(y_i).
+        q = cross_entropy_sums(x, safe, valid, ones, jnp.zeros((), jnp.float32), (), False)
+        a_y = jnp.ones(safe.shape, jnp.float32) if cw is None else jnp.take(cw, safe)
+        per_pixel = a_y * safe_power(-jnp.expm1(-q), gamma) * q
+        norm = jnp.where(valid, a_y, 0.0)
+        return _pool(jnp.where(valid, per_pixel, 0.0), norm, axes)
     y, valid, _ = prepare_targets(
         x, v.as_int_array(labels, "labels"), exclusive=True, ignore_index=ignored, where=where
     )

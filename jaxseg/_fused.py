@@ -30,7 +30,12 @@ several times better than plain loop fusions but stop at ``select``):
   ``[pixels, C]`` comparison;
 * the backward pass recomputes ``exp(x - shift)`` behind an optimisation
   barrier, so XLA cannot merge it with the forward pass's identical ``exp``
-  and keep all the probabilities alive in between.
+  and keep all the probabilities alive in between;
+* on CPU, a per-class weighting inside a reduction goes into the exponent
+  (``exp(x + log b - shift)``), not into a product, for tens of classes and more.
+
+No step loops over the classes in Python: the graphs, and the compile times,
+do not grow with ``C``.
 
 Consequence: a NaN or ``+inf`` logit in an ignored pixel can make the loss or
 its gradient NaN (as in torch; which one depends on the backend's ``exp``);
@@ -204,6 +209,45 @@ def _label_sums_fwd(x, labels, valid, axes):
     return (tp, total), (x, labels, shift, p_y)
 
 
+#: ``sum_c b_c p_ic`` by two exp-sums (see :func:`_weighted_prob_sums`) from this many
+#: classes on; below, the plain product-sum (Dice ``value_and_grad`` on a 2-core CPU:
+#: the product 1.4x faster at C=19; the exp-sums 1.2x faster at C=64, 1.9x at C=150,
+#: 2.1x at C=1000).
+EXP_WEIGHTS_MIN_CLASSES = 32
+
+
+def _weighted_prob_sums(
+    x: jax.Array, shift: jax.Array, b: jax.Array, method: str | None = None
+) -> jax.Array:
+    """``s_i = sum_c b_c exp(x_ic - shift_i)`` for per-class weights ``b`` (broadcast).
+
+    Written as ``sum_c exp(x_ic + log b+_c - shift_i) - sum_c exp(x_ic + log b-_c - shift_i)``
+    with ``b+ = max(b, 0)``, ``b- = max(-b, 0)`` (``log 0 = -inf`` drops a class):
+    XLA:CPU keeps a sum of ``exp`` of a broadcast sum in its vectorised reduction, but
+    not a sum of a broadcast product (measured at ``C = 1000``: 47 against 365 ms for
+    one ``[65536, 1000]`` sweep). The weights of the region losses are ``dL/dP >= 0``,
+    so the second sum is usually all zeros and there is no cancellation. ``method``
+    (``"exp"`` or ``"product"``) forces one, for tests; by default the exp-sums on
+    CPU from ``EXP_WEIGHTS_MIN_CLASSES`` classes on, the product elsewhere.
+    """
+
+    def product():
+        return jnp.sum(b * jnp.exp(x - shift[..., None]), axis=-1)
+
+    def exp_sums():
+        pos = jnp.log(jnp.maximum(b, 0.0))
+        neg = jnp.log(jnp.maximum(-b, 0.0))
+        return jnp.sum(jnp.exp(x + pos - shift[..., None]), axis=-1) - jnp.sum(
+            jnp.exp(x + neg - shift[..., None]), axis=-1
+        )
+
+    if method == "product" or (method is None and x.shape[-1] < EXP_WEIGHTS_MIN_CLASSES):
+        return product()
+    if method == "exp":
+        return exp_sums()
+    return jax.lax.platform_dependent(cpu=exp_sums, default=product)
+
+
 def _label_sums_bwd(axes, res, cot):
     # dx_ic = p_ic (b_c - s_i) + [y_i = c] a_c p_ic,  s_i = a_{y_i} p_{i y_i} + sum_c b_c p_ic
     x, labels, shift, p_y = res
@@ -213,8 +257,8 @@ def _label_sums_bwd(axes, res, cot):
     gid, groups = _group_index(labels.shape, axes)
     a_y = g_tp.reshape(groups * c).at[gid * c + labels].get(mode="promise_in_bounds")
     x, shift = jax.lax.optimization_barrier((x, shift))  # recompute p; do not keep it
+    s = a_y * p_y + _weighted_prob_sums(x, shift, b)
     p = jnp.exp(x - shift[..., None])
-    s = a_y * p_y + jnp.sum(b * p, axis=-1)
     dx = _add_at_labels(p * (b - s[..., None]), labels, a_y * p_y)
     return dx, None, None
 

@@ -9,9 +9,14 @@ The implementation is picked per platform when the computation is lowered
 
 * **argmax** (``argmax_classes``). On CPU ``jnp.argmax`` lowers to a
   variadic (value, index) reduction that XLA:CPU does not vectorise; a
-  comparison network over the class slices is several times faster: a
-  balanced tournament for few classes, a running-max chain for many (it keeps
-  fewer values live). Elsewhere (GPU, TPU) ``jnp.argmax`` is a fast fused
+  comparison network over the class slices is several times faster
+  (:func:`cpu_argmax_method` picks by ``C``): a balanced tournament for few
+  classes, a running-max chain for tens of classes, the tournament again up
+  to ``UNROLLED_MAX_CLASSES``, and above it a blocked tournament (a chain over whole blocks of
+  ``BLOCK_WIDTH`` classes, then a tournament across the block's lanes), whose
+  graph has about ``C / 16 + 16`` comparisons instead of ``C``, so that its
+  compile time stays below a second at ``C = 1000`` (the unrolled networks
+  took 6-34 s there). Elsewhere (GPU, TPU) ``jnp.argmax`` is a fast fused
   reduction and is used as is.
 * **count** (``confusion_counts``). On CPU one integer ``bincount`` of
   ``label * C + pred`` with a dump bin for the pixels that do not count (about
@@ -40,12 +45,22 @@ from jaxseg import _checked
 from jaxseg import _validation as v
 
 #: Argmax implementations: ``None`` picks per platform.
-ARGMAX_METHODS = (None, "reduce", "tree", "chain")
+ARGMAX_METHODS = (None, "reduce", "tree", "chain", "blocked")
 #: Counting implementations: ``None`` picks per platform.
 COUNT_METHODS = (None, "scatter", "matmul")
-#: Up to this many classes the CPU argmax uses the tournament, above it the chain
-#: (measured on a 2-core CPU: tree 1.3x faster at C=19, chain 1.3x faster at C=150).
-TREE_MAX_CLASSES = 32
+#: CPU argmax by class count (``python -m benchmarks.argmax_sweep`` and the W1 / W2
+#: path rows on a 2-core CPU): tournament up to ``TREE_MAX_CLASSES`` (tree and
+#: chain within noise at C=4, 8, 12), running-max chain up to
+#: ``CHAIN_MAX_CLASSES`` (1.4-1.6x faster than the tree on W1, C=19; 1.8x at
+#: C=32; mixed at C=64), the tournament again up to ``UNROLLED_MAX_CLASSES``
+#: (1.1-1.2x faster than the chain at C=150 in five runs), the blocked
+#: tournament above (1.5-2x faster than the tree at C=300, 2-4x at C=1000,
+#: where it is 3-5x faster than ``jnp.argmax``).
+TREE_MAX_CLASSES = 12
+CHAIN_MAX_CLASSES = 64
+UNROLLED_MAX_CLASSES = 150
+#: Classes per block of the blocked tournament (16 beat 8, 32 and 64 at C=150-1000).
+BLOCK_WIDTH = 16
 #: Pixels per one-hot matmul block: below ``2**24`` so float32 sums stay exact.
 MATMUL_BLOCK = 1 << 16
 
@@ -136,17 +151,86 @@ def _argmax_tree(logits: jax.Array) -> jax.Array:
     return indices[0]
 
 
+def _take_lower(a: jax.Array, ia: jax.Array, b: jax.Array, ib: jax.Array) -> jax.Array:
+    """Whether ``(b, ib)`` beats ``(a, ia)`` for classes in any order.
+
+    NaN beats a number, a larger number beats a smaller one, and equal values
+    (or two NaNs) go to the lower class index.
+    """
+    a_nan, b_nan = a != a, b != b
+    lower = ib < ia
+    return jnp.where(
+        a_nan | b_nan,
+        b_nan & (~a_nan | lower),
+        (b > a) | ((b == a) & lower),
+    )
+
+
+def _argmax_blocked(logits: jax.Array, width: int | None = None) -> jax.Array:
+    """Tournament over contiguous blocks of ``width`` classes, then across the lanes.
+
+    With ``K = width`` and ``B = C // K`` blocks, stage one runs the running-max
+    chain over the ``B`` slices ``x[..., jK:(j+1)K]`` (whole ``[..., K]`` blocks,
+    lane ``k`` holds class ``jK + k``; a later block wins only when strictly
+    larger, or NaN over a number), so lane ``k`` ends with the first maximum of
+    the classes ``k, K + k, ...``. Stage two is a balanced tournament over the
+    ``K`` lanes and the ``C - BK`` leftover classes, ties going to the lower
+    class index. About ``C / K + K`` comparisons in the graph instead of ``C``.
+    """
+    c = logits.shape[-1]
+    k = width or BLOCK_WIDTH
+    blocks = c // k
+    if blocks < 2:
+        return _argmax_tree(logits)
+    best = logits[..., :k]
+    lane = lax.broadcasted_iota(jnp.int32, best.shape, best.ndim - 1)
+    index = lane
+    for j in range(1, blocks):
+        x = logits[..., j * k : (j + 1) * k]
+        take = _take_right(best, x)
+        best = jnp.where(take, x, best)
+        index = jnp.where(take, lane + jnp.int32(j * k), index)
+    values = [best[..., i] for i in range(k)] + [logits[..., i] for i in range(blocks * k, c)]
+    indices = [index[..., i] for i in range(k)]
+    indices += [jnp.full(values[0].shape, i, jnp.int32) for i in range(blocks * k, c)]
+    while len(values) > 1:
+        next_values, next_indices = [], []
+        for i in range(0, len(values) - 1, 2):
+            take = _take_lower(values[i], indices[i], values[i + 1], indices[i + 1])
+            next_values.append(jnp.where(take, values[i + 1], values[i]))
+            next_indices.append(jnp.where(take, indices[i + 1], indices[i]))
+        if len(values) % 2:
+            next_values.append(values[-1])
+            next_indices.append(indices[-1])
+        values, indices = next_values, next_indices
+    return indices[0]
+
+
 def _argmax_reduce(logits: jax.Array) -> jax.Array:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
 
+def cpu_argmax_method(num_classes: int) -> str:
+    """The argmax method used on CPU for ``num_classes`` classes (a pure function of C)."""
+    if num_classes <= TREE_MAX_CLASSES:
+        return "tree"
+    if num_classes <= CHAIN_MAX_CLASSES:
+        return "chain"
+    if num_classes <= UNROLLED_MAX_CLASSES:
+        return "tree"
+    return "blocked"
+
+
 def _argmax_cpu(logits: jax.Array) -> jax.Array:
-    if logits.shape[-1] <= TREE_MAX_CLASSES:
-        return _argmax_tree(logits)
-    return _argmax_chain(logits)
+    return _ARGMAX[cpu_argmax_method(logits.shape[-1])](logits)
 
 
-_ARGMAX = {"reduce": _argmax_reduce, "tree": _argmax_tree, "chain": _argmax_chain}
+_ARGMAX = {
+    "reduce": _argmax_reduce,
+    "tree": _argmax_tree,
+    "chain": _argmax_chain,
+    "blocked": _argmax_blocked,
+}
 
 
 def argmax_classes(logits: jax.Array, *, method: str | None = None) -> jax.Array:

@@ -79,6 +79,56 @@ def test_argmax_bfloat16(method):
     np.testing.assert_array_equal(np.asarray(got), ref_argmax(np.asarray(xb, np.float32)))
 
 
+@pytest.mark.parametrize("width", [2, 3, 16])
+@pytest.mark.parametrize("c", [17, 40, 100])
+def test_blocked_argmax_any_width_and_leftover(width, c):
+    """Ties across lanes and leftover classes go to the lowest class, NaN first."""
+    rng = np.random.default_rng(c * width)
+    x = tie_logits(rng, (5, 9), c, nan_rate=0.003)
+    got = jax.jit(lambda a: _kernels._argmax_blocked(a, width))(jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(got), ref_argmax(x))
+
+
+@pytest.mark.parametrize("method", ["reduce", "blocked", None])
+def test_argmax_at_1000_classes(method):
+    """The large-C paths (LVIS / ADE20K-full class counts) on a tiny image."""
+    rng = np.random.default_rng(1000)
+    x = tie_logits(rng, (1, 4, 4), 1000, nan_rate=0.0005)
+    x[0, 0, 0] = -np.inf  # all -inf: class 0
+    x[0, 0, 1, :] = 2.0  # a tie over every class: class 0
+    got = jax.jit(lambda a: _kernels.argmax_classes(a, method=method))(jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(got), ref_argmax(x))
+    np.testing.assert_array_equal(np.asarray(got), np.argmax(x, -1))
+
+
+def test_cpu_argmax_method_by_class_count():
+    """A pure function of C: the networks for few classes, the blocked one for many,
+    whose graph stays small (compile time does not follow C)."""
+    pick = _kernels.cpu_argmax_method
+    assert [pick(c) for c in (1, 2, _kernels.TREE_MAX_CLASSES)] == ["tree"] * 3
+    assert pick(_kernels.TREE_MAX_CLASSES + 1) == pick(19) == "chain"
+    assert pick(_kernels.CHAIN_MAX_CLASSES) == "chain"
+    assert pick(_kernels.CHAIN_MAX_CLASSES + 1) == pick(150) == "tree"
+    big = (_kernels.UNROLLED_MAX_CLASSES + 1, 300, 1000, 4096)
+    assert [pick(c) for c in big] == ["blocked"] * 4
+    spec = jax.ShapeDtypeStruct((1, 4, 4, 1000), jnp.float32)
+    blocked = jax.make_jaxpr(_kernels._argmax_cpu)(spec)
+    chain = jax.make_jaxpr(_kernels._argmax_chain)(spec)
+    assert len(blocked.eqns) < len(chain.eqns) / 5, (len(blocked.eqns), len(chain.eqns))
+
+
+def test_from_logits_at_1000_classes():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 4, 4, 1000)).astype(np.float32)
+    labels = rng.integers(0, 1000, size=(1, 4, 4)).astype(np.int32)
+    labels[0, 0, :2] = 255
+    state = jax.jit(lambda a, b: jaxseg.ConfusionMatrix.from_logits(a, b, ignore_index=255))(
+        x, labels
+    )
+    ref = ref_counts(np.argmax(x, -1), labels, 1000, (255,))[0]
+    np.testing.assert_array_equal(state.to_numpy(), ref)
+
+
 @pytest.mark.parametrize("method", COUNT_PATHS)
 @pytest.mark.parametrize("use_where", [False, True])
 def test_count_paths_match_reference(method, use_where):
