@@ -119,7 +119,7 @@ class BoundaryStats(_StatRows):
             counts=_counts.zeros((4, c)),
             invalid=_counts.zeros(()),
             num_classes=c,
-            ignore_classes=tuple(i for i in ignored if 0 <= i < c),
+            ignore_classes=v.class_ids_in_range(ignored, c),
         )
 
     @classmethod
@@ -164,7 +164,7 @@ class BoundaryStats(_StatRows):
             counts=_counts.from_int(counts),
             invalid=_counts.from_int(invalid),
             num_classes=c,
-            ignore_classes=tuple(i for i in ignored if 0 <= i < c),
+            ignore_classes=v.class_ids_in_range(ignored, c),
         )
 
     @classmethod

@@ -433,7 +433,7 @@ def hausdorff_distance(
     )
     options = (
         ("definition", definition),
-        ("directed", bool(directed)),
+        ("directed", v.check_bool("directed", directed)),
         ("percentile", percentile),
         ("spacing", s),
     )
@@ -445,7 +445,7 @@ def hausdorff_distance(
         options=options,
         num_classes=c,
         ignored=ignored,
-        include_background=bool(include_background),
+        include_background=v.check_bool("include_background", include_background),
     )
 
 
@@ -489,7 +489,11 @@ def average_surface_distance(
     c, s, ignored, p, g = _prepare(
         predictions, labels, num_classes, spacing, definition, ignore_index
     )
-    options = (("definition", definition), ("spacing", s), ("symmetric", bool(symmetric)))
+    options = (
+        ("definition", definition),
+        ("spacing", s),
+        ("symmetric", v.check_bool("symmetric", symmetric)),
+    )
     return _evaluate(
         p,
         g,
@@ -498,7 +502,7 @@ def average_surface_distance(
         options=options,
         num_classes=c,
         ignored=ignored,
-        include_background=bool(include_background),
+        include_background=v.check_bool("include_background", include_background),
     )
 
 
@@ -561,7 +565,7 @@ def surface_dice(
         options=(("definition", definition), ("spacing", s)),
         num_classes=c,
         ignored=ignored,
-        include_background=bool(include_background),
+        include_background=v.check_bool("include_background", include_background),
     )
 
 

@@ -126,7 +126,7 @@ def lovasz_softmax_loss(
     e, g, ok = (_group_last(a, axes, nd) for a in (errors, y, valid_c))
     per_class = _lovasz_dot(e, g, ok, hinge=False)
     include = cw_.include_mask(
-        v.counted_mask(c, tuple(i for i in ignored if 0 <= i < c)),
+        v.counted_mask(c, v.class_ids_in_range(ignored, c)),
         per_class.shape,
         class_weights=cw,
     )

@@ -178,7 +178,7 @@ class SoftStats(StateAlgebra):
             jnp.zeros((), jnp.float32),
             num_classes=c,
             exclusive=exclusive,
-            ignore_classes=tuple(i for i in ignored if 0 <= i < c) if exclusive else (),
+            ignore_classes=v.class_ids_in_range(ignored, c) if exclusive else (),
         )
 
     @classmethod
@@ -239,7 +239,7 @@ class SoftStats(StateAlgebra):
             invalid_sum,
             num_classes=c,
             exclusive=exclusive,
-            ignore_classes=tuple(i for i in ignored if 0 <= i < c) if exclusive else (),
+            ignore_classes=v.class_ids_in_range(ignored, c) if exclusive else (),
         )
 
     @classmethod
@@ -302,5 +302,5 @@ class SoftStats(StateAlgebra):
             jnp.sum(invalid, axis=axes, dtype=jnp.float32),
             num_classes=c,
             exclusive=True,
-            ignore_classes=tuple(i for i in ignored if 0 <= i < c),
+            ignore_classes=v.class_ids_in_range(ignored, c),
         )

@@ -326,7 +326,7 @@ class ConfusionMatrix(_CountAlgebra):
             invalid=_counts.zeros(()),
             void=_counts.zeros((c,)),
             num_classes=c,
-            ignore_classes=tuple(i for i in ignored if 0 <= i < c),
+            ignore_classes=v.class_ids_in_range(ignored, c),
         )
 
     @classmethod
@@ -366,7 +366,7 @@ class ConfusionMatrix(_CountAlgebra):
             invalid=_counts.from_int(invalid),
             void=_counts.from_int(void),
             num_classes=c,
-            ignore_classes=tuple(i for i in ignored if 0 <= i < c),
+            ignore_classes=v.class_ids_in_range(ignored, c),
         )
 
     @classmethod

@@ -206,6 +206,11 @@ def channel_where(where: Any, shape: tuple[int, ...]) -> jax.Array | None:
     return jnp.broadcast_to(per_pixel[..., None], shape)
 
 
+def class_ids_in_range(ids: tuple[int, ...], num_classes: int) -> tuple[int, ...]:
+    """The ids that are classes (inside ``[0, num_classes)``), e.g. ignored classes."""
+    return tuple(i for i in ids if 0 <= i < num_classes)
+
+
 def counted_mask(num_classes: int, ignore_classes: tuple[int, ...]) -> np.ndarray:
     """Static boolean mask ``[C]``: classes that enter class averages."""
     mask = np.ones(num_classes, bool)
