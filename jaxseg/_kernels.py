@@ -36,6 +36,7 @@ everywhere gives class 0.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -138,12 +139,17 @@ def _argmax_tree(logits: jax.Array) -> jax.Array:
     """Balanced tournament over the class slices; the left side holds lower classes."""
     values = [logits[..., c] for c in range(logits.shape[-1])]
     indices = [jnp.full_like(values[c], c, jnp.int32) for c in range(logits.shape[-1])]
+    return _tournament(values, indices, lambda a, ia, b, ib: _take_right(a, b))
+
+
+def _tournament(values: list[jax.Array], indices: list[jax.Array], take: Any) -> jax.Array:
+    """Balanced pairwise knockout; ``take(a, ia, b, ib)`` says whether the right one wins."""
     while len(values) > 1:
         next_values, next_indices = [], []
         for k in range(0, len(values) - 1, 2):
-            take = _take_right(values[k], values[k + 1])
-            next_values.append(jnp.where(take, values[k + 1], values[k]))
-            next_indices.append(jnp.where(take, indices[k + 1], indices[k]))
+            wins = take(values[k], indices[k], values[k + 1], indices[k + 1])
+            next_values.append(jnp.where(wins, values[k + 1], values[k]))
+            next_indices.append(jnp.where(wins, indices[k + 1], indices[k]))
         if len(values) % 2:
             next_values.append(values[-1])
             next_indices.append(indices[-1])
@@ -193,17 +199,7 @@ def _argmax_blocked(logits: jax.Array, width: int | None = None) -> jax.Array:
     values = [best[..., i] for i in range(k)] + [logits[..., i] for i in range(blocks * k, c)]
     indices = [index[..., i] for i in range(k)]
     indices += [jnp.full(values[0].shape, i, jnp.int32) for i in range(blocks * k, c)]
-    while len(values) > 1:
-        next_values, next_indices = [], []
-        for i in range(0, len(values) - 1, 2):
-            take = _take_lower(values[i], indices[i], values[i + 1], indices[i + 1])
-            next_values.append(jnp.where(take, values[i + 1], values[i]))
-            next_indices.append(jnp.where(take, indices[i + 1], indices[i]))
-        if len(values) % 2:
-            next_values.append(values[-1])
-            next_indices.append(indices[-1])
-        values, indices = next_values, next_indices
-    return indices[0]
+    return _tournament(values, indices, _take_lower)
 
 
 def _argmax_reduce(logits: jax.Array) -> jax.Array:

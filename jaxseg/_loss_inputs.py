@@ -44,13 +44,17 @@ def region_stats(
     x = float_logits(logits)
     cw = v.check_class_weights(class_weights, x.shape[-1])
     axes = pool_axes(axis, x.ndim - 1)
-    activation = "softmax" if exclusive else "sigmoid"
-    stats = SoftStats.from_logits(
-        x, labels, activation=activation, axis=axes, ignore_index=ignore_index, where=where
-    )
     if not squared:
+        activation = "softmax" if exclusive else "sigmoid"
+        stats = SoftStats.from_logits(
+            x, labels, activation=activation, axis=axes, ignore_index=ignore_index, where=where
+        )
         return stats, cw, None
+    # one activation for both the statistics and the V-Net terms
     probs = jax.nn.softmax(x, axis=-1) if exclusive else jax.nn.sigmoid(x)
+    stats = SoftStats.from_probabilities(
+        probs, labels, axis=axes, exclusive=exclusive, ignore_index=ignore_index, where=where
+    )
     ignored = v.normalize_ignore_index(ignore_index)
     y, valid, _ = prepare_targets(
         x, v.as_int_array(labels, "labels"), exclusive=exclusive, ignore_index=ignored, where=where
