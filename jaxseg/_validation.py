@@ -13,17 +13,15 @@ import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxseg import _checked
+from jaxseg._lazy import is_jax_array, jax, jnp
 
 AVERAGES = (None, "micro", "macro", "weighted")
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, jax.Array | np.ndarray):
+    if isinstance(value, np.ndarray) or is_jax_array(value):
         return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
     return repr(value)
 
@@ -45,7 +43,7 @@ def check_nonnegative(name: str, value: Any) -> float:
     """A non-negative Python scalar hyperparameter."""
     if isinstance(value, np.integer | np.floating):
         value = value.item()
-    if isinstance(value, jax.Array | np.ndarray) and value.ndim == 0:
+    if (isinstance(value, np.ndarray) or is_jax_array(value)) and value.ndim == 0:
         try:
             value = float(value)
         except jax.errors.ConcretizationTypeError:
@@ -79,7 +77,7 @@ def check_num_classes(num_classes: Any) -> int:
 
 
 def _is_traced(value: Any) -> bool:
-    return isinstance(value, jax.core.Tracer)
+    return is_jax_array(value) and isinstance(value, jax.core.Tracer)
 
 
 def normalize_ignore_index(ignore_index: Any) -> tuple[int, ...]:
@@ -161,6 +159,8 @@ def check_logits(logits: jax.Array, name: str = "logits") -> jax.Array:
         raise TypeError(f"`{name}` must be floating point; got dtype {logits.dtype}.")
     if logits.shape[-1] < 1:
         raise ValueError(f"`{name}` must have at least one class; got shape {logits.shape}.")
+    from jaxseg import _checked
+
     _checked.check_not_nan(logits, name)  # traced only under `jaxseg.checked`
     return logits
 
