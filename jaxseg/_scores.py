@@ -26,23 +26,29 @@ Shared rules:
   ``class_weights`` multiply the weight of each class in every average.
 
 All divisions are guarded (double ``where``), so scores are safe under ``grad``.
+
+Statistics whose arrays are NumPy arrays (the command line's exact host counts,
+:class:`jaxseg._classwise.HostStats`) are scored by the same functions on the
+host in float64 and give NumPy values; JAX statistics give JAX arrays.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxseg import _classwise as cw_
 from jaxseg import _validation as v
+from jaxseg._lazy import jax, jnp
+
+if TYPE_CHECKING:
+    import jax
 
 Stats = Any  # ConfusionMatrix | BinaryStats | SoftStats | BoundaryStats
-Terms = Callable[..., tuple[jax.Array, jax.Array]]
+Terms = Callable[..., tuple[Any, Any]]
 
 
 # -- ratio terms: (numerator, denominator) of each score ---------------------------
@@ -88,14 +94,25 @@ def npv_terms(tp, fp, fn, tn):
 # -- the chain ----------------------------------------------------------------------
 
 
-def _stats_of(stats: Stats) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, np.ndarray]:
+def _stats_of(stats: Stats) -> tuple[Any, Any, Any, Any, np.ndarray, Any]:
+    """``tp, fp, fn, tn``, the counted-class mask and the array module to score with."""
     for name in ("tp", "fp", "fn", "tn", "counted_classes"):
         if not hasattr(stats, name):
             raise TypeError(
                 "scores take a statistics state (ConfusionMatrix, BinaryStats, SoftStats or "
                 f"BoundaryStats); got {type(stats).__name__}."
             )
-    return stats.tp, stats.fp, stats.fn, stats.tn, np.asarray(stats.counted_classes)
+    tp, fp, fn, tn = stats.tp, stats.fp, stats.fn, stats.tn
+    xp = cw_.array_module(tp, fp, fn, tn)
+    return tp, fp, fn, tn, np.asarray(stats.counted_classes), xp
+
+
+def _class_weights(class_weights: Any, num_classes: int, xp: Any) -> Any:
+    """Checked ``class_weights`` in the array module of the statistics (float64 on the host)."""
+    cw = v.check_class_weights(class_weights, num_classes)
+    if cw is not None and xp is np:
+        cw = np.asarray(cw, np.float64)
+    return cw
 
 
 def _check_empty(empty: Any) -> float:
@@ -118,8 +135,8 @@ def _reduce(
     average = v.check_average(average)
     empty = _check_empty(empty)
     smooth = v.check_nonnegative("smooth", smooth)
-    tp, fp, fn, tn, counted = _stats_of(stats)
-    cw = v.check_class_weights(class_weights, tp.shape[-1])
+    tp, fp, fn, tn, counted, xp = _stats_of(stats)
+    cw = _class_weights(class_weights, tp.shape[-1], xp)
     include = cw_.include_mask(
         counted, tp.shape, class_weights=cw, include_background=include_background
     )
@@ -544,34 +561,98 @@ def balanced_accuracy(
     average = v.check_average(average)
     if average == "micro":
         raise ValueError('`average` of balanced_accuracy must be None, "macro" or "weighted".')
-    tp, fp, fn, tn, counted = _stats_of(stats)
-    cw = v.check_class_weights(class_weights, tp.shape[-1])
+    tp, fp, fn, tn, counted, xp = _stats_of(stats)
+    cw = _class_weights(class_weights, tp.shape[-1], xp)
     include = cw_.include_mask(
         counted, tp.shape, class_weights=cw, include_background=include_background
     )
-    no_support = (tp + fn) <= (cw_.MIN_MASS if cw_.is_soft(stats) else 0)
-    per_class = cw_.ratio(tp, tp + fn, skip=no_support)
+    floor = cw_.MIN_MASS if cw_.is_soft(stats) else 0
+    has_positives = (tp + fn) > floor
+    per_class = cw_.ratio(tp, tp + fn, skip=~has_positives)
+    defined = has_positives
     if not getattr(stats, "exclusive", True):
-        no_support = no_support & ((tn + fp) <= 0)
-        per_class = 0.5 * (per_class + cw_.ratio(tn, tn + fp))
+        # the mean of the defined rates: a channel without positive labels has no
+        # recall, and scores its specificity alone (scikit-learn drops the NaN recall)
+        has_negatives = (tn + fp) > floor
+        specificity = cw_.ratio(tn, tn + fp, skip=~has_negatives)
+        rates = xp.where(has_positives, 1.0, 0.0) + xp.where(has_negatives, 1.0, 0.0)
+        per_class = cw_.ratio(per_class + specificity, rates)
+        defined = has_positives | has_negatives
     return cw_.class_average(
-        per_class, include & ~no_support, average=average, class_weights=cw, support=tp + fn
+        per_class, include & defined, average=average, class_weights=cw, support=tp + fn
     )
 
 
-def _two_by_two(tp, fp, fn, tn) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """One-vs-rest numerators and denominators of MCC and Cohen's kappa.
+def _power_of_two_scale(total: Any, xp: Any) -> Any:
+    """``2**-e`` with ``total * 2**-e`` in ``[0.5, 1)`` (1 for a zero total).
 
-    Computed on fractions of the total (both scores are scale-free), so that the
-    products of dataset-size counts cannot overflow float32.
+    MCC and kappa are scale-free; scaling every count by an exact power of two
+    keeps products of dataset-size counts far from float32 overflow while
+    preserving the equalities (``t == s``, ``tp == p``) that make the
+    degenerate cases exactly zero. (Dividing by the total would not: XLA
+    multiplies by the reciprocal, and ``47 * (1 / 47)`` is not 1 in float32.)
     """
-    n = tp + fp + fn + tn
-    tp, fp, fn, tn = (cw_.ratio(x, n) for x in (tp, fp, fn, tn))
+    _, e = xp.frexp(total)
+    return xp.ldexp(xp.ones_like(total), -e)
+
+
+def _two_by_two(tp, fp, fn, tn, xp) -> tuple[Any, Any, Any, Any]:
+    """One-vs-rest numerators and denominators of MCC and Cohen's kappa."""
+    scale = _power_of_two_scale(tp + fp + fn + tn, xp)
+    tp, fp, fn, tn = (x * scale for x in (tp, fp, fn, tn))
     cross = tp * tn - fp * fn
-    mcc_den = jnp.sqrt((tp + fp) * (tp + fn)) * jnp.sqrt((tn + fp) * (tn + fn))
-    kappa_num = 2 * cross
+    mcc_den = xp.sqrt((tp + fp) * (tp + fn)) * xp.sqrt((tn + fp) * (tn + fn))
     kappa_den = (tp + fp) * (fp + tn) + (tp + fn) * (fn + tn)
-    return cross, mcc_den, kappa_num, kappa_den
+    return cross, mcc_den, 2 * cross, kappa_den
+
+
+def _one_vs_rest(which: str, tp, fp, fn, tn, xp) -> tuple[Any, Any]:
+    """Per-class (or pooled) one-vs-rest score and whether it is defined.
+
+    MCC is 0 when its denominator is 0 (scikit-learn's ``matthews_corrcoef``);
+    kappa is NaN when its denominator is 0 (``cohen_kappa_score``: a class that
+    fills every pixel, predicted everywhere) and then left out of averages.
+    """
+    cross, mcc_den, kappa_num, kappa_den = _two_by_two(tp, fp, fn, tn, xp)
+    if which == "mcc":
+        return cw_.ratio(cross, mcc_den), xp.ones_like(cross, dtype=bool)
+    defined = kappa_den > 0
+    return xp.where(defined, cw_.ratio(kappa_num, kappa_den), np.nan), defined
+
+
+def _multiclass_agreement(which: str, tp, fp, fn, xp) -> Any:
+    """Gorodkin's multiclass MCC or Cohen's kappa of the whole matrix.
+
+    With label support ``t_k``, predictions ``p_k`` (``k`` over every class
+    column and one column of void predictions, whose ``t`` is 0),
+    ``s = sum_k t_k`` and ``c = sum_k tp_k``, written without cancellation::
+
+        cov = c s - sum_k t_k p_k = sum_k t_k (c - p_k)
+        s² - sum_k t_k²  = sum_k t_k (s - t_k)       (likewise for p)
+        s² - sum_k t_k p_k = sum_k t_k (s - p_k)     (kappa's denominator)
+
+    so that one label class, or one predicted class, gives exactly 0 (MCC) and
+    a one-class perfect prediction gives NaN (kappa), as scikit-learn.
+    """
+    t, p = tp + fn, tp + fp  # fn holds the void predictions of each label class
+    s = xp.sum(t, axis=-1)
+    void = xp.maximum(s - xp.sum(p, axis=-1), 0.0)  # predictions outside every class
+    scale = _power_of_two_scale(s, xp)
+    t, p, tp = (x * scale[..., None] for x in (t, p, tp))
+    s, void = s * scale, void * scale
+    c = xp.sum(tp, axis=-1)
+    cov = xp.sum(t * (c[..., None] - p), axis=-1)
+    var_t = xp.sum(t * (s[..., None] - t), axis=-1)
+    var_p = xp.sum(p * (s[..., None] - p), axis=-1) + void * (s - void)
+    one_sided = (var_t <= 0) | (var_p <= 0)  # one label class or one predicted class
+    if which == "mcc":
+        ok = ~one_sided
+        den = xp.sqrt(xp.where(ok, var_t, 1.0)) * xp.sqrt(xp.where(ok, var_p, 1.0))
+        return xp.where(ok, cov / den, 0.0)
+    den = xp.sum(t * (s[..., None] - p), axis=-1)  # s² (1 - p_e)
+    ok = den > 0
+    kappa = xp.where(ok & ~one_sided, cov / xp.where(ok, den, 1.0), 0.0)
+    return xp.where(ok, kappa, np.nan)
 
 
 CORRELATION_AVERAGES = ("multiclass", None, "micro", "macro", "weighted")
@@ -583,11 +664,11 @@ def _agreement(
     average: Any,
     class_weights: Any,
     include_background: bool,
-) -> jax.Array:
+) -> Any:
     """Shared body of :func:`matthews_corrcoef` and :func:`cohen_kappa`."""
     v.check_choice("average", average, CORRELATION_AVERAGES)
-    tp, fp, fn, tn, counted = _stats_of(stats)
-    cw = v.check_class_weights(class_weights, tp.shape[-1])
+    tp, fp, fn, tn, counted, xp = _stats_of(stats)
+    cw = _class_weights(class_weights, tp.shape[-1], xp)
     include = cw_.include_mask(
         counted, tp.shape, class_weights=cw, include_background=include_background
     )
@@ -602,35 +683,16 @@ def _agreement(
                 '`average="multiclass"` is a statistic of the whole matrix; `class_weights` '
                 "and `include_background=False` apply to the one-vs-rest averages only."
             )
-        keep = jnp.broadcast_to(jnp.asarray(counted), tp.shape)
-
-        def total(x):
-            return jnp.sum(jnp.where(keep, x, 0.0), axis=-1)
-
-        # fractions of the total s (both scores are scale-free): no float32 overflow
-        s = total(tp + fn)[..., None]
-        t = cw_.ratio(tp + fn, s)  # label support per class
-        p = cw_.ratio(tp + fp, s)  # predictions per class
-        c, pt = total(cw_.ratio(tp, s)), total(p * t)
-        cov = c - pt
-        if which == "mcc":
-            den = jnp.sqrt(1.0 - total(p * p)) * jnp.sqrt(1.0 - total(t * t))
-            return cw_.ratio(cov, den)  # 0 when undefined, as scikit-learn
-        den = 1.0 - pt
-        ok = den > 0
-        return jnp.where(ok, cov / jnp.where(ok, den, 1.0), jnp.nan)
-    cross, mcc_den, kappa_num, kappa_den = _two_by_two(tp, fp, fn, tn)
+        return _multiclass_agreement(which, tp, fp, fn, xp)
     if average == "micro":
-        w = jnp.ones(tp.shape[-1:], tp.dtype) if cw is None else cw
-        w = jnp.where(include, jnp.broadcast_to(w, tp.shape), 0.0)
-        cross, mcc_den, kappa_num, kappa_den = _two_by_two(
-            *(jnp.sum(w * x, axis=-1) for x in (tp, fp, fn, tn))
-        )
-        return cw_.ratio(cross, mcc_den) if which == "mcc" else cw_.ratio(kappa_num, kappa_den)
-    per_class = cw_.ratio(cross, mcc_den) if which == "mcc" else cw_.ratio(kappa_num, kappa_den)
+        w = xp.ones(tp.shape[-1:], tp.dtype) if cw is None else cw
+        w = xp.where(include, xp.broadcast_to(w, tp.shape), 0.0)
+        pooled = (xp.sum(w * x, axis=-1) for x in (tp, fp, fn, tn))
+        return _one_vs_rest(which, *pooled, xp)[0]
+    per_class, defined = _one_vs_rest(which, tp, fp, fn, tn, xp)
     empty = cw_.empty_classes(tp, fp, fn, soft=cw_.is_soft(stats))
     return cw_.class_average(
-        per_class, include & ~empty, average=average, class_weights=cw, support=tp + fn
+        per_class, include & ~empty & defined, average=average, class_weights=cw, support=tp + fn
     )
 
 
@@ -738,18 +800,18 @@ def pixel_accuracy(stats: Stats, *, include_background: bool = True) -> jax.Arra
       >>> jaxseg.pixel_accuracy(cm)
       Array(0.5, dtype=float32)
     """
-    tp, fp, fn, tn, counted = _stats_of(stats)
+    tp, fp, fn, tn, counted, xp = _stats_of(stats)
     include = cw_.include_mask(counted, tp.shape, include_background=include_background)
 
     def pool(x):
-        return jnp.sum(jnp.where(include, x, 0.0), axis=-1)
+        return xp.sum(xp.where(include, x, 0.0), axis=-1)
 
     if getattr(stats, "exclusive", True):
         num, den = pool(tp), pool(tp + fn)
     else:
         num, den = pool(tp + tn), pool(tp + fp + fn + tn)
     ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), jnp.nan)
+    return xp.where(ok, num / xp.where(ok, den, 1.0), np.nan)
 
 
 def mean_accuracy(
@@ -806,18 +868,19 @@ def sudre_weights(
     included get 0.
     """
     v.check_choice("weighting", weighting, GD_WEIGHTINGS)
+    xp = cw_.array_module(support, include)
     present = include & (support > (cw_.MIN_MASS if soft else 0))
-    safe = jnp.where(present, support, 1.0)
+    safe = xp.where(present, support, 1.0)
     if weighting == "square":
         w = 1.0 / (safe * safe)
     elif weighting == "simple":
         w = 1.0 / safe
     else:
-        w = jnp.ones_like(support)
-    w = jnp.where(present, w, 0.0)
-    fill = jnp.max(w, axis=-1, keepdims=True)
-    fill = jnp.where(fill > 0, fill, 1.0)
-    return jnp.where(include, jnp.where(present, w, fill), 0.0)
+        w = xp.ones_like(support)
+    w = xp.where(present, w, 0.0)
+    fill = xp.max(w, axis=-1, keepdims=True)
+    fill = xp.where(fill > 0, fill, 1.0)
+    return xp.where(include, xp.where(present, w, fill), 0.0)
 
 
 def generalized_dice(
@@ -863,15 +926,18 @@ def generalized_dice(
     """
     empty = _check_empty(empty)
     smooth = v.check_nonnegative("smooth", smooth)
-    tp, fp, fn, tn, counted = _stats_of(stats)
-    cw = v.check_class_weights(class_weights, tp.shape[-1])
+    tp, fp, fn, tn, counted, xp = _stats_of(stats)
+    cw = _class_weights(class_weights, tp.shape[-1], xp)
     include = cw_.include_mask(
         counted, tp.shape, class_weights=cw, include_background=include_background
     )
     soft = cw_.is_soft(stats)
-    w = sudre_weights(jax.lax.stop_gradient(tp + fn), include, weighting, soft=soft)
+    support = tp + fn
+    if xp is not np:
+        support = jax.lax.stop_gradient(support)
+    w = sudre_weights(support, include, weighting, soft=soft)
     if cw is not None:
-        w = w * jnp.broadcast_to(cw, w.shape)
+        w = w * xp.broadcast_to(cw, w.shape)
     return cw_.micro(
         (tp, fp, fn, tn), include, w, dice_terms, soft=soft, smooth=smooth, empty=empty
     )

@@ -389,3 +389,192 @@ def test_agreement_scores_at_the_edges():
     want = (c * s - t @ p) / np.sqrt((s * s - p @ p) * (s * s - t @ t))
     np.testing.assert_allclose(jaxseg.matthews_corrcoef(state), want, rtol=1e-5)
     del metrics
+
+
+# -- degenerate images: one class, void predictions, empty channels ------------------
+
+
+def _quiet(fn, *args, **kwargs):
+    """A scikit-learn call with its undefined-metric warnings silenced."""
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def test_agreement_of_one_class_images_equals_sklearn():
+    """A background-only image predicted perfectly: MCC 0 and kappa NaN, at every size.
+
+    Dividing counts by their total left float32 residues (``47 * (1/47) != 1``)
+    whose ratio was 0.5 for 355 of the pixel counts 1…3000.
+    """
+    metrics = pytest.importorskip("sklearn.metrics")
+    n = np.arange(1, 3001)
+    m = np.zeros((n.size, 2, 2), np.int64)
+    m[:, 0, 0] = n
+    state = _state_from_matrix(m)
+    mcc, kappa = np.asarray(jaxseg.matthews_corrcoef(state)), np.asarray(jaxseg.cohen_kappa(state))
+    for k in (1, 47, 121, 484, 1936, 3000):  # 11², 22², 44² … pixels
+        y = np.zeros(k, np.int64)
+        assert mcc[k - 1] == _quiet(metrics.matthews_corrcoef, y, y)
+        assert np.isnan(_quiet(metrics.cohen_kappa_score, y, y))
+    np.testing.assert_array_equal(mcc, 0.0)
+    assert np.isnan(kappa).all()
+    # one label class, predictions spread over three: MCC and kappa are exactly 0
+    rng = np.random.default_rng(0)
+    spread = np.zeros((500, 3, 3), np.int64)
+    spread[:, 0, :] = rng.integers(0, 200, (500, 3))
+    spread[:, 0, 0] += 1
+    for name, fn in (("mcc", jaxseg.matthews_corrcoef), ("kappa", jaxseg.cohen_kappa)):
+        got = np.asarray(fn(_state_from_matrix(spread)))
+        np.testing.assert_array_equal(got, 0.0, err_msg=name)
+    # one predicted class, labels spread: the same
+    np.testing.assert_array_equal(
+        jaxseg.matthews_corrcoef(_state_from_matrix(np.swapaxes(spread, -1, -2))), 0.0
+    )
+    labels = np.repeat(np.arange(3), spread[7, 0])
+    preds = np.zeros_like(labels)
+    assert _quiet(metrics.cohen_kappa_score, labels, preds) == 0.0
+    np.testing.assert_array_equal(
+        jaxseg.cohen_kappa(_state_from_matrix(np.swapaxes(spread, -1, -2)))[7], 0.0
+    )
+
+
+def test_one_vs_rest_kappa_of_a_class_that_fills_the_image_is_nan():
+    metrics = pytest.importorskip("sklearn.metrics")
+    y = np.zeros(64, np.int64)
+    cm = ConfusionMatrix.from_predictions(y, y, num_classes=3)
+    want = [_quiet(metrics.cohen_kappa_score, y == k, y == k) for k in range(3)]
+    got = np.asarray(jaxseg.cohen_kappa(cm, average=None))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))  # all undefined
+    assert np.isnan(jaxseg.cohen_kappa(cm, average="macro"))  # not 0.0
+    # micro pools the 2x2 tables of all three classes: the empty ones add true negatives
+    assert float(jaxseg.cohen_kappa(cm, average="micro")) == 1.0
+    wm = [_quiet(metrics.matthews_corrcoef, y == k, y == k) for k in range(3)]
+    np.testing.assert_array_equal(jaxseg.matthews_corrcoef(cm, average=None)[:1], wm[:1])
+    # two classes predicted perfectly: every one-vs-rest kappa is 1
+    y2 = np.repeat([0, 1], 32)
+    cm2 = ConfusionMatrix.from_predictions(y2, y2, num_classes=3)
+    assert float(jaxseg.cohen_kappa(cm2, average="macro")) == 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_multiclass_mcc_counts_void_predictions_as_one_more_class(seed):
+    """A void id (255) is one more predicted column, as scikit-learn sees it."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, 300)
+    preds = np.where(rng.random(300) < 0.6, labels, rng.integers(0, 4, 300))
+    preds = np.where(rng.random(300) < 0.15, 255, preds)
+    cm = ConfusionMatrix.from_predictions(preds, labels, num_classes=4)
+    assert int(np.asarray(cm.void_to_numpy()).sum()) == int((preds == 255).sum())
+    np.testing.assert_allclose(
+        jaxseg.matthews_corrcoef(cm), metrics.matthews_corrcoef(labels, preds), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        jaxseg.cohen_kappa(cm), metrics.cohen_kappa_score(labels, preds), atol=1e-6
+    )
+    # an ignored class id inside [0, C) is its own predicted column too
+    keep = labels != 2
+    cm_ig = ConfusionMatrix.from_predictions(preds, labels, num_classes=4, ignore_index=2)
+    np.testing.assert_allclose(
+        jaxseg.matthews_corrcoef(cm_ig),
+        metrics.matthews_corrcoef(labels[keep], preds[keep]),
+        atol=1e-6,
+    )
+
+
+def test_multilabel_balanced_accuracy_of_channels_without_positives_equals_sklearn():
+    """A channel with no positive labels scores its specificity (not the mean with 0)."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    n_states, n, c = 120, 40, 3
+    y = (rng.random((n_states, n, c)) < rng.random((n_states, 1, c)) * 0.3).astype(np.int32)
+    y[:, :, 0] = 0  # channel 0 never labelled
+    y[::3, :, 1] = 0
+    p = np.where(rng.random(y.shape) < 0.85, y, 1 - y)
+    p[::4] = y[::4]  # some perfect predictions
+    bs = jax_vmap_binary(p, y)
+    got = np.asarray(jaxseg.balanced_accuracy(bs, average=None))
+    for i in range(n_states):
+        for k in range(c):
+            want = _quiet(metrics.balanced_accuracy_score, y[i, :, k], p[i, :, k])
+            np.testing.assert_allclose(got[i, k], want, rtol=1e-6, err_msg=f"{i}, {k}")
+    assert (got[::4, 0] == 1.0).all()  # a perfect empty prediction scores 1, not 0.5
+
+
+def jax_vmap_binary(p, y):
+    import jax
+
+    return jax.vmap(jaxseg.BinaryStats.from_predictions)(jnp.asarray(p), jnp.asarray(y))
+
+
+# -- one chain: host NumPy float64 statistics score exactly as the JAX states -------
+
+HOST_SCORES = {
+    "iou": jaxseg.iou,
+    "dice": jaxseg.dice,
+    "fbeta": lambda s, **k: jaxseg.fbeta(s, beta=2.0, **k),
+    "tversky": lambda s, **k: jaxseg.tversky(s, alpha=0.3, beta=0.7, **k),
+    "precision": jaxseg.precision,
+    "recall": jaxseg.recall,
+    "specificity": jaxseg.specificity,
+    "negative_predictive_value": jaxseg.negative_predictive_value,
+    "balanced_accuracy": jaxseg.balanced_accuracy,
+    "matthews_corrcoef": jaxseg.matthews_corrcoef,
+    "cohen_kappa": jaxseg.cohen_kappa,
+}
+
+
+@pytest.mark.parametrize("include_background", [True, False])
+@pytest.mark.parametrize("ignore", [None, 1, 255])
+def test_host_statistics_score_like_the_state(include_background, ignore):
+    from jaxseg._classwise import HostStats
+
+    rng = np.random.default_rng(7)
+    c = 4
+    labels = rng.integers(0, c, (3, 50))
+    labels[0, :10] = 255
+    preds = np.where(rng.random((3, 50)) < 0.6, labels, rng.integers(0, c + 1, (3, 50)))
+    preds[preds == c] = 250  # void predictions
+    labels[2] = 0  # a background-only image
+    preds[2] = 0
+    import jax
+
+    cm = jax.vmap(
+        lambda p, y: ConfusionMatrix.from_predictions(p, y, num_classes=c, ignore_index=ignore)
+    )(preds, labels)
+    table = np.concatenate([cm.to_numpy(), cm.void_to_numpy()[..., None]], axis=-1)
+    host = HostStats.from_table(table, ignored=() if ignore is None else (ignore,))
+    for name, fn in HOST_SCORES.items():
+        averages = ["macro", "weighted", None]
+        if name not in ("balanced_accuracy",):
+            averages.append("micro")
+        for average in averages:
+            kw = {"average": average, "include_background": include_background}
+            want = np.asarray(fn(cm, **kw), np.float64)
+            got = fn(host, **kw)
+            assert isinstance(got, np.ndarray | np.floating), (name, type(got))
+            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7, err_msg=f"{name} {kw}")
+    for fn in (jaxseg.pixel_accuracy, jaxseg.mean_accuracy, jaxseg.frequency_weighted_iou):
+        kw = {"include_background": include_background}
+        np.testing.assert_allclose(fn(host, **kw), fn(cm, **kw), rtol=2e-6)
+    if include_background:
+        for fn in (jaxseg.matthews_corrcoef, jaxseg.cohen_kappa):
+            np.testing.assert_allclose(fn(host), fn(cm), rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(jaxseg.generalized_dice(host), jaxseg.generalized_dice(cm), 2e-6)
+
+
+def test_host_scoring_does_not_import_jax():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from jaxseg import _classwise, _scores\n"
+        "h = _classwise.HostStats.from_table(np.array([[3, 1, 0], [0, 2, 1]]))\n"
+        "print(_scores.iou(h), _scores.matthews_corrcoef(h), 'jax' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "False", out.stdout
