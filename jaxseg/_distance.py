@@ -18,6 +18,7 @@ accelerator: no host callback and no SciPy.
 
 from __future__ import annotations
 
+import fractions
 import functools
 import itertools
 import math
@@ -185,6 +186,17 @@ def _contour_length_table(spacing: tuple[float, float]) -> np.ndarray:
     return table
 
 
+def _neighbour_codes(mask: jax.Array) -> jax.Array:
+    """int32 code of every ``2^r`` neighbourhood on the dual grid (``mask.shape + 1``)."""
+    r = mask.ndim
+    padded = jnp.pad(mask, [(1, 1)] * r).astype(jnp.int32)
+    code = jnp.zeros(tuple(n + 1 for n in mask.shape), jnp.int32)
+    for bit, corner in enumerate(itertools.product((1, 0), repeat=r)):
+        window = tuple(slice(c, c + n + 1) for c, n in zip(corner, mask.shape, strict=True))
+        code = code + (padded[window] << bit)
+    return code
+
+
 def _surfels(mask: jax.Array, spacing: tuple[float, ...]) -> tuple[jax.Array, jax.Array]:
     """Surface elements on the dual grid (one point per 2^r neighbourhood).
 
@@ -192,11 +204,7 @@ def _surfels(mask: jax.Array, spacing: tuple[float, ...]) -> tuple[jax.Array, ja
     ``q`` covers voxels ``q - 1`` and ``q`` on every axis (outside is background).
     """
     r = mask.ndim
-    padded = jnp.pad(mask, [(1, 1)] * r).astype(jnp.int32)
-    code = jnp.zeros(tuple(n + 1 for n in mask.shape), jnp.int32)
-    for bit, corner in enumerate(itertools.product((1, 0), repeat=r)):
-        window = tuple(slice(c, c + n + 1) for c, n in zip(corner, mask.shape, strict=True))
-        code = code + (padded[window] << bit)
+    code = _neighbour_codes(mask)
     full = (1 << (1 << r)) - 1
     border = (code != 0) & (code != full)
     table = _contour_length_table(spacing) if r == 2 else _surface_area_table(spacing)
@@ -208,6 +216,51 @@ def _surface_area_table(spacing: tuple[float, float, float]) -> np.ndarray:
     from jaxseg._surfel_table import surface_area_table
 
     return surface_area_table(spacing)
+
+
+@functools.cache
+def _area_basis(spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Surfel areas as integer combinations of a few basis areas: ``(counts, areas)``.
+
+    ``counts`` is int ``[2^(2^r), K]`` and ``areas`` float64 ``[K]``, with
+    ``counts @ areas`` the area table of :func:`_surfels`. In 2-D the basis is a
+    segment along axis 0 or 1 and a corner cut (a diagonal pair is two cuts); in
+    3-D a marching-cubes triangle is ``k`` times one of seven unit triangles,
+    one per set of axes its normal spans. Equal basis areas (isotropic spacing)
+    are merged, so a cumulative area is exact integer counts times ``K`` areas.
+    """
+    if len(spacing) == 2:
+        s0, s1 = spacing
+        counts = np.zeros((16, 3), np.int64)  # segments along axis 0, along axis 1, corner cuts
+        for code in range(16):
+            bits = [(code >> k) & 1 for k in (3, 2, 1, 0)]
+            inside = sum(bits)
+            if inside in (1, 3):
+                counts[code, 2] = 1
+            elif inside == 2:
+                if bits[0] == bits[1]:
+                    counts[code, 1] = 1
+                elif bits[0] == bits[2]:
+                    counts[code, 0] = 1
+                else:
+                    counts[code, 2] = 2
+        areas = np.array([s0, s1, 0.5 * math.hypot(s0, s1)])
+    else:
+        from jaxseg._surfel_table import _NORMALS_X8
+
+        s0, s1, s2 = spacing
+        scale = np.array([s1 * s2, s0 * s2, s0 * s1]) / 8.0
+        patterns = [p for p in itertools.product((0, 1), repeat=3) if any(p)]
+        counts = np.zeros((256, len(patterns)), np.int64)
+        for code, normals in enumerate(_NORMALS_X8):
+            for n in normals:
+                if any(n):
+                    counts[code, patterns.index(tuple(int(x != 0) for x in n))] += max(map(abs, n))
+        areas = np.array([float(np.linalg.norm(np.array(p) * scale)) for p in patterns])
+    unique, column = np.unique(areas, return_inverse=True)
+    merged = np.zeros((counts.shape[0], len(unique)), np.int64)
+    np.add.at(merged.T, column, counts.T)
+    return merged, unique
 
 
 # -- exact weighted selection ------------------------------------------------------
@@ -233,11 +286,74 @@ def _select(d: jax.Array, w: jax.Array, target: jax.Array) -> jax.Array:
     return lax.bitcast_convert_type(hi, jnp.float32)
 
 
+#: A cumulative area fraction within this relative distance of ``q / 100`` reaches it.
+_TIE = 2.0**-19
+
+
+def _fraction(q: float, bound: int) -> tuple[int, int] | None:
+    """``q / 100`` as ``num / den`` with ``den * bound < 2^31``, or None (not a short fraction)."""
+    f = fractions.Fraction(q).limit_denominator(1000) / 100
+    if abs(float(f) * 100 - q) > 1e-9 * max(1.0, q) or f.denominator * bound >= 2**31:
+        return None
+    return f.numerator, f.denominator
+
+
+def _select_area(
+    d: jax.Array, counts: jax.Array, areas: np.ndarray, q: float, *, bound: int
+) -> jax.Array:
+    """DeepMind's percentile: the smallest ``t`` of ``d`` whose cumulative surfel area reaches q.
+
+    ``counts`` int ``[..., K]`` are the surfel areas in basis units (see
+    :func:`_area_basis`), so the cumulative area below ``t`` is exact integer
+    counts ``n`` against totals ``N``; ``t`` is reached where
+    ``D = sum_k areas_k (n_k - q/100 N_k) >= 0``. ``D`` is formed from exact
+    integers ``den n - num N`` for ``q / 100 = num / den``, so an exact tie is
+    ``D = 0``; float32 rounding of the ``K`` products is absorbed by a relative
+    tolerance ``_TIE`` of ``sum_k areas_k |den n_k - num N_k|``. At ``q = 0``
+    the first surfel is the answer (the smallest distance), at ``q = 100`` the
+    last (the maximum).
+    """
+    k = counts.shape[-1]
+    counts = counts.reshape((-1, k))
+    bits = lax.bitcast_convert_type(d, jnp.int32).reshape(-1)  # d >= 0: ordered like d
+    total = jnp.sum(counts, axis=0)
+    a = jnp.asarray(areas, jnp.float32)
+    frac = _fraction(q, bound)  # bound >= every total, so den * n - num * N fits int32
+
+    def reached(mid):
+        n = jnp.sum(jnp.where((bits <= mid)[:, None], counts, 0), axis=0)
+        if frac is None:
+            p = jnp.float32(q / 100.0)
+            c = n.astype(jnp.float32) - p * total.astype(jnp.float32)
+            scale = jnp.sum(a * (n.astype(jnp.float32) + p * total.astype(jnp.float32)))
+        else:
+            num, den = frac
+            c = (den * n - num * total).astype(jnp.float32)
+            scale = jnp.sum(a * jnp.abs(c))
+        return (jnp.sum(a * c) >= -_TIE * scale) & (jnp.sum(n) > 0)
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        ok = reached(mid)
+        return jnp.where(ok, lo, mid + 1), jnp.where(ok, mid, hi)
+
+    zero = jnp.zeros_like(total[0])
+    _, hi = lax.fori_loop(0, 31, body, (zero, zero + _INF_BITS))
+    return lax.bitcast_convert_type(hi, jnp.float32)
+
+
 def _percentile(d: jax.Array, w: jax.Array, q: float, definition: str) -> jax.Array:
-    """Percentile ``q`` in [0, 100] of ``d`` weighted by ``w`` (zero weight: not a sample)."""
-    if definition == "deepmind":  # smallest d whose weighted CDF reaches q
-        total = jnp.sum(w)
-        return _select(d, w, total * jnp.float32(q / 100.0))
+    """Percentile ``q`` in [0, 100] of ``d`` over edge voxels ``w`` (MONAI's rule).
+
+    ``torch.quantile``'s linear interpolation over the ``w > 0`` samples, except
+    that ``q = 0`` gives the maximum, as MONAI's ``compute_hausdorff_distance``
+    does (it reads a percentile of 0 as "none").
+    """
+    if definition != "monai":
+        raise ValueError(f"`definition` {definition!r} has its own percentile rule.")
+    if q == 0:
+        return jnp.max(jnp.where(w > 0, d, jnp.float32(0)))
     n = jnp.sum(w)  # a count: weights are 0 / 1
     pos = jnp.float32(q / 100.0) * jnp.maximum(n - 1, 0)
     k = jnp.floor(pos)
@@ -263,6 +379,20 @@ def _directed(src_mask, dst_mask, spacing, definition):
     return d, src_w
 
 
+def _surfel_counts(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+    """int32 ``[*dual grid, K]``: each surfel's area in the units of :func:`_area_basis`."""
+    table, _ = _area_basis(spacing)
+    return jnp.asarray(table, jnp.int32)[_neighbour_codes(mask)]  # codes 0 and full: 0
+
+
+def _deepmind_percentile(src_mask, dst_mask, spacing, q):
+    """Percentile ``q`` of the distances from ``src``'s surfels to ``dst``'s surface."""
+    d, _ = _directed(src_mask, dst_mask, spacing, "deepmind")
+    table, areas = _area_basis(spacing)
+    counts = _surfel_counts(src_mask, spacing)
+    return _select_area(d, counts, areas, q, bound=counts.size // len(areas) * int(table.max()))
+
+
 def _empty_rule(n_pred, n_label, value, one_empty):
     both = (n_pred == 0) & (n_label == 0)
     one = (n_pred == 0) != (n_label == 0)
@@ -270,18 +400,19 @@ def _empty_rule(n_pred, n_label, value, one_empty):
 
 
 def _hd_one(pm, lm, *, spacing, definition, percentile, directed):
-    d_pl, w_p = _directed(pm, lm, spacing, definition)
     n_p, n_l = jnp.sum(pm), jnp.sum(lm)
 
-    def reduce(d, w):
+    def one_way(src, dst):
+        if percentile is not None and definition == "deepmind":
+            return _deepmind_percentile(src, dst, spacing, percentile)
+        d, w = _directed(src, dst, spacing, definition)
         if percentile is None:
             return jnp.max(jnp.where(w > 0, d, jnp.float32(0)))
         return _percentile(d, w, percentile, definition)
 
-    value = reduce(d_pl, w_p)
+    value = one_way(pm, lm)
     if not directed:
-        d_lp, w_l = _directed(lm, pm, spacing, definition)
-        value = jnp.maximum(value, reduce(d_lp, w_l))
+        value = jnp.maximum(value, one_way(lm, pm))
     return _empty_rule(n_p, n_l, value, jnp.inf)
 
 
@@ -399,13 +530,19 @@ def hausdorff_distance(
 
     ``directed=True`` keeps only the first term (prediction to label). With a
     ``percentile`` q the maxima become q-th percentiles: linearly interpolated
-    over edge voxels for ``"monai"``, the smallest distance whose surfel-area
-    weighted CDF reaches q for ``"deepmind"``. Empty rule: both masks empty
-    gives NaN, exactly one empty gives ``+inf``.
+    over edge voxels for ``"monai"`` (``torch.quantile``; ``q = 0`` gives the
+    maximum, as MONAI reads 0 as no percentile), the distance of the first
+    surfel, in order of distance, at which the cumulative surfel area reaches
+    q % of the total for ``"deepmind"`` (``compute_robust_hausdorff``; ``q = 0``
+    is the smallest distance; a fraction equal to q % up to float32 rounding
+    reaches it, where the package's float64 summation decides such ties
+    either way). Empty rule: both masks empty gives NaN, exactly one empty
+    gives ``+inf``.
 
     Args:
       {args}
-      percentile: ``None`` (maximum) or a number in ``[0, 100]``.
+      percentile: ``None`` (maximum) or a number in ``[0, 100]`` (a Python,
+        NumPy or concrete JAX scalar).
       directed: only the prediction-to-label distances.
 
     Returns:

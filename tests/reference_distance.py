@@ -137,3 +137,35 @@ def random_maps(rng, shape, num_classes, kind):
                 blob |= grids[0] == 0
             x[i][blob] = c
     return x
+
+
+def deepmind_percentile(distances, areas, q, tie=1e-9):
+    """The robust-HD rule of ``surface_distance`` on one sorted direction, ties decided.
+
+    ``surface_distance.compute_robust_hausdorff`` takes the first surfel whose
+    cumulative area fraction is ``>= q / 100`` in float64; where that fraction
+    equals ``q / 100`` exactly, its own summation rounding decides. Here a
+    fraction within ``tie`` (relative) of ``q / 100`` counts as reaching it.
+    """
+    if len(distances) == 0:
+        return np.inf
+    cum = np.cumsum(areas) / np.sum(areas)
+    p = q / 100.0
+    idx = int(np.argmax(cum >= p * (1 - tie))) if np.any(cum >= p * (1 - tie)) else len(cum) - 1
+    return float(distances[idx])
+
+
+def rectangle_or_blob_pairs(rng, n, shape):
+    """``n`` pairs ``(pred, label)`` of int32 0/1 maps: boxes and blobs, alternating."""
+    pred = np.zeros((n, *shape), np.int32)
+    label = np.zeros((n, *shape), np.int32)
+    for i in range(n):
+        for out in (pred, label):
+            while not out[i].any():
+                if i % 2 == 0:
+                    lo = [int(rng.integers(0, s - 1)) for s in shape]
+                    hi = [int(rng.integers(a + 1, s + 1)) for a, s in zip(lo, shape, strict=True)]
+                    out[(i, *[slice(a, b) for a, b in zip(lo, hi, strict=True)])] = 1
+                else:
+                    out[i] = random_maps(rng, (1, *shape), 2, "blobs")[0]
+    return pred, label

@@ -64,6 +64,8 @@ def _one_empty(pred, label):
 METRICS = {
     "hd": (jaxseg.hausdorff_distance, {}, "hd", "hd", {}),
     "hd95": (jaxseg.hausdorff_distance, {"percentile": 95}, "hd", "hd", {"percentile": 95}),
+    # MONAI reads percentile 0 as "none" (the maximum); DeepMind's is the smallest distance
+    "hd0": (jaxseg.hausdorff_distance, {"percentile": 0}, "hd", "hd", {"percentile": 0}),
     "hd90_directed": (
         jaxseg.hausdorff_distance,
         {"percentile": 90, "directed": True},
@@ -164,7 +166,7 @@ def test_equals_monai(metric, case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = R.monai_metric(ref_name, pred, label, C, spacing=CASES[case][1], **kw)
-    if "percentile" in kw:
+    if kw.get("percentile"):
         # MONAI's torch.quantile interpolates between infinite distances when
         # exactly one mask is empty and returns NaN; the rule here is +inf.
         assert np.all(np.isnan(ref[_one_empty(pred, label)]))
@@ -186,6 +188,54 @@ def test_equals_deepmind(metric, case):
     pred, label, ours = _case(case)
     ref = R.deepmind_metric(ref_name, pred, label, C, CASES[case][1], **ref_kw)
     _assert_match(ours["deepmind", metric], ref)
+
+
+# -- DeepMind's robust HD: the percentile rule, ties and q = 0 -------------------------
+
+PERCENTILES = (0, 50, 95, 100)
+
+
+@functools.partial(jax.jit, static_argnames="spacing")
+def _deepmind_percentiles(p, g, spacing):
+    return [
+        jaxseg.hausdorff_distance(
+            p, g, num_classes=2, percentile=q, spacing=spacing, definition="deepmind"
+        )[:, 1]
+        for q in PERCENTILES
+    ]
+
+
+@pytest.mark.parametrize(
+    "shape,n,spacing",
+    [((16, 16), 240, (1.0, 1.0)), ((16, 16), 240, (0.7, 1.9)), ((6, 7, 5), 40, (1.0, 1.0, 2.5))],
+)
+def test_deepmind_percentile_equals_surface_distance(shape, n, spacing):
+    """``compute_robust_hausdorff`` on boxes and blobs at q = 0, 50, 95, 100.
+
+    Equal to the package wherever its float64 cumulative fraction does not sit
+    exactly on q / 100; at such ties (where its summation rounding decides) the
+    fraction counts as reaching q / 100.
+    """
+    sd = pytest.importorskip("surface_distance")
+    pred, label = R.rectangle_or_blob_pairs(np.random.default_rng(n + len(shape)), n, shape)
+    ours = np.asarray(jax.device_get(_deepmind_percentiles(pred, label, spacing=spacing)))
+    ties = 0
+    for i in range(n):
+        s = sd.compute_surface_distances(label[i] == 1, pred[i] == 1, spacing)
+        for k, q in enumerate(PERCENTILES):
+            rule = max(
+                R.deepmind_percentile(s["distances_gt_to_pred"], s["surfel_areas_gt"], q),
+                R.deepmind_percentile(s["distances_pred_to_gt"], s["surfel_areas_pred"], q),
+            )
+            package = sd.compute_robust_hausdorff(s, q)
+            ties += package != rule
+            if q in (0, 100):  # no ties at the ends: the package itself
+                assert rule == package
+            np.testing.assert_allclose(ours[k, i], rule, rtol=1e-6, err_msg=f"pair {i}, q={q}")
+    # q = 0 is the smallest surfel distance, not 0 (boxes that do not share an edge)
+    assert np.any(ours[0] > 0)
+    if shape == (16, 16):
+        assert ties > 0  # the package's rounding decided some of them
 
 
 # -- the three HD95 definitions (the worked example in docs/distances.md) -------------
@@ -234,7 +284,7 @@ def test_three_hd95_definitions_worked_example():
 def test_empty_rules():
     _, _, ours = _case("2d")  # the last row: class 1 only in the label, class 2 nowhere
     for definition in DEFINITIONS:
-        for name in ("hd", "hd95", "hd90_directed", "asd", "assd"):
+        for name in ("hd", "hd95", "hd0", "hd90_directed", "asd", "assd"):
             out = ours[definition, name][-1]
             assert out[1] == np.inf and np.isnan(out[2]), (definition, name, out)
         nsd = ours[definition, "nsd"][-1]
