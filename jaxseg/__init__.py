@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._boundary import BoundaryStats as BoundaryStats
-    from jaxseg._boundary import DistanceStats as DistanceStats
     from jaxseg._checked import checked as checked
     from jaxseg._cross_entropy import cross_entropy_loss as cross_entropy_loss
     from jaxseg._cross_entropy import focal_loss as focal_loss
@@ -49,13 +48,13 @@ if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._soft import SoftStats as SoftStats
     from jaxseg._state import BinaryStats as BinaryStats
     from jaxseg._state import ConfusionMatrix as ConfusionMatrix
+    from jaxseg._state import DistanceStats as DistanceStats
 
 __version__ = "0.1.0.dev0"
 
 #: Public name -> the private module that defines it.
 _SOURCES = {
     "BoundaryStats": "jaxseg._boundary",
-    "DistanceStats": "jaxseg._boundary",
     "average_surface_distance": "jaxseg._distance",
     "distance_transform": "jaxseg._distance",
     "hausdorff_distance": "jaxseg._distance",
@@ -93,6 +92,7 @@ _SOURCES = {
     "SoftStats": "jaxseg._soft",
     "BinaryStats": "jaxseg._state",
     "ConfusionMatrix": "jaxseg._state",
+    "DistanceStats": "jaxseg._state",
 }
 
 __all__ = sorted(_SOURCES)

@@ -20,7 +20,7 @@ from jax import lax
 
 from jaxseg import _counts, _kernels
 from jaxseg import _validation as v
-from jaxseg._state import _configured, _CountAlgebra, _static, _StatRows
+from jaxseg._state import LIMBS, _configured, _static, _StatRows
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -104,8 +104,8 @@ class BoundaryStats(_StatRows):
       Object-Centric Image Segmentation Evaluation", CVPR 2021.
     """
 
-    counts: jax.Array
-    invalid: jax.Array
+    counts: jax.Array = dataclasses.field(metadata=LIMBS)
+    invalid: jax.Array = dataclasses.field(metadata=LIMBS)
     num_classes: int = _static()
     ignore_classes: tuple[int, ...] = _static(())
     exclusive: ClassVar[bool] = False
@@ -258,129 +258,3 @@ def _band_counts(preds, labels, c, d, ignored, where):
     n = jnp.sum(counted, dtype=jnp.int32)
     tn = n - hist.sum(0)
     return jnp.concatenate([hist, tn[None]], axis=0), invalid
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class DistanceStats(_CountAlgebra):
-    """Dataset aggregation of per-image distance metrics (HD, HD95, ASD, NSD).
-
-    Per class: the sum of the finite values (float), and exact counts of finite,
-    NaN (both masks empty, ignored class) and ``+inf`` (one mask empty) values.
-    Merges, reduces and psums like :class:`~jaxseg.ConfusionMatrix`; the counts
-    are exact, the sums are float32 (float64 under x64) and so equal across
-    device counts up to rounding. :meth:`compute` is the mean of the finite
-    values per class::
-
-        mean_c = sum_c / finite_c        (NaN where finite_c = 0)
-
-    Examples:
-      >>> import jax.numpy as jnp, jaxseg
-      >>> hd = jnp.array([[1.0, jnp.nan], [3.0, jnp.inf]])  # [batch, C]
-      >>> s = jaxseg.DistanceStats.from_values(hd)
-      >>> s.compute()
-      Array([ 2., nan], dtype=float32)
-      >>> s.to_numpy()  # rows finite, nan, inf
-      array([[2, 0],
-             [0, 1],
-             [0, 1]])
-
-    Attributes:
-      sums: float ``[..., C]`` sums of the finite values.
-      counts: ``uint32 [..., 3, C, 3]`` limbs of the finite / NaN / inf counts.
-      num_classes: ``C`` (static).
-    """
-
-    sums: jax.Array
-    counts: jax.Array
-    num_classes: int = _static()
-    ignore_classes: tuple[int, ...] = _static(())
-    exclusive: ClassVar[bool] = False
-
-    def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {"counts": (3, self.num_classes, _counts.NUM_LIMBS)}
-
-    def _leaves(self) -> dict[str, jax.Array]:
-        return {"counts": self.counts}  # the float sums are added by the overrides below
-
-    @classmethod
-    def empty(cls, num_classes: int) -> DistanceStats:
-        """The identity of :meth:`merge`."""
-        c = v.check_num_classes(num_classes)
-        return cls(
-            sums=jnp.zeros((c,), v.float_dtype()), counts=_counts.zeros((3, c)), num_classes=c
-        )
-
-    @classmethod
-    def from_values(cls, values: ArrayLike) -> DistanceStats:
-        """Accumulate per-image values ``[..., C]`` (leading axes pooled).
-
-        Args:
-          values: float ``[..., C]``, e.g. the output of :func:`jaxseg.hausdorff_distance`.
-
-        Returns:
-          A state with sums and counts ``[C]``.
-        """
-        x = jnp.asarray(values)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise TypeError(f"`values` must be floating point; got dtype {x.dtype}.")
-        if x.ndim < 1:
-            raise ValueError("`values` must have a trailing class axis; got a scalar.")
-        x = x.reshape((-1, x.shape[-1])).astype(v.float_dtype())
-        finite = jnp.isfinite(x)
-        counts = jnp.stack(
-            [
-                jnp.sum(finite, 0, dtype=jnp.int32),
-                jnp.sum(jnp.isnan(x), 0, dtype=jnp.int32),
-                jnp.sum(jnp.isinf(x), 0, dtype=jnp.int32),
-            ]
-        )
-        return cls(
-            sums=jnp.sum(jnp.where(finite, x, 0), 0),
-            counts=_counts.from_int(counts),
-            num_classes=x.shape[-1],
-        )
-
-    def merge(self, other: DistanceStats) -> DistanceStats:
-        """Sum the counts (exact) and the sums of two states."""
-        merged = super().merge(other)
-        return dataclasses.replace(merged, sums=self.sums + other.sums)
-
-    def reduce(self) -> DistanceStats:
-        """Fold the leading axis (of a vmapped or per-device stacked state)."""
-        folded = super().reduce()
-        return dataclasses.replace(folded, sums=jnp.sum(self.sums, 0))
-
-    def psum(self, axis_name: Any) -> DistanceStats:
-        """Sum over a named mapped axis with ``lax.psum`` (exact counts)."""
-        summed = super().psum(axis_name)
-        return dataclasses.replace(summed, sums=lax.psum(self.sums, axis_name))
-
-    @classmethod
-    def from_model_output(cls, values: ArrayLike, **_: Any) -> DistanceStats:
-        """CLU protocol: :meth:`from_values`."""
-        return cls.from_values(values)
-
-    def to_numpy(self) -> np.ndarray:
-        """Exact host counts ``int64 [..., 3, C]``: rows finite, NaN, inf."""
-        return _counts.to_int64_numpy(self.counts)
-
-    @property
-    def num_finite(self) -> jax.Array:
-        """Count of finite values per class, float ``[..., C]``."""
-        return _counts.to_float(self.counts[..., 0, :, :])
-
-    @property
-    def num_nan(self) -> jax.Array:
-        """Count of NaN values per class, float ``[..., C]``."""
-        return _counts.to_float(self.counts[..., 1, :, :])
-
-    @property
-    def num_inf(self) -> jax.Array:
-        """Count of infinite values per class, float ``[..., C]``."""
-        return _counts.to_float(self.counts[..., 2, :, :])
-
-    def compute(self) -> jax.Array:
-        """Mean of the finite values per class ``[..., C]`` (NaN where there are none)."""
-        n = self.num_finite
-        return jnp.where(n > 0, self.sums / jnp.where(n > 0, n, 1), jnp.nan)

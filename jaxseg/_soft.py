@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxseg import _validation as v
 from jaxseg._fused import class_sums, softmax_label_sums
 from jaxseg._kernels import label_validity
-from jaxseg._state import StateAlgebra
+from jaxseg._state import FLOAT, StateAlgebra
 
 ArrayLike = jax.typing.ArrayLike
 ACTIVATIONS = ("softmax", "sigmoid")
@@ -148,16 +148,19 @@ class SoftStats(StateAlgebra):
       exclusive: ``True`` for softmax classes, ``False`` for sigmoid channels (static).
     """
 
-    tp: jax.Array
-    fp: jax.Array
-    fn: jax.Array
-    tn: jax.Array
-    invalid: jax.Array
+    tp: jax.Array = dataclasses.field(metadata=FLOAT)
+    fp: jax.Array = dataclasses.field(metadata=FLOAT)
+    fn: jax.Array = dataclasses.field(metadata=FLOAT)
+    tn: jax.Array = dataclasses.field(metadata=FLOAT)
+    invalid: jax.Array = dataclasses.field(metadata=FLOAT)
     num_classes: int = _static()
     exclusive: bool = _static(True)
     ignore_classes: tuple[int, ...] = _static(())
     soft: ClassVar[bool] = True
-    _batch_leaf: ClassVar[tuple[str, int]] = ("tp", 1)
+
+    def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
+        c = self.num_classes
+        return {"tp": (c,), "fp": (c,), "fn": (c,), "tn": (c,), "invalid": ()}
 
     @classmethod
     def empty(
@@ -275,6 +278,26 @@ class SoftStats(StateAlgebra):
             ignore_index=ignore_index,
             where=where,
         )
+
+    @classmethod
+    def from_model_output(
+        cls, logits: ArrayLike, labels: ArrayLike, mask: ArrayLike | None = None, **_: Any
+    ) -> SoftStats:
+        """CLU protocol: softmax :meth:`from_logits` pooled over every pixel axis.
+
+        ``mask`` acts as ``where``; other keywords are ignored. The result has
+        no batch axis, so it merges into :meth:`empty`.
+        """
+        logits = jnp.asarray(logits)
+        where = None if mask is None else jnp.asarray(mask).astype(jnp.bool_)
+        axis = tuple(range(logits.ndim - 1))
+        return cls.from_logits(logits, labels, axis=axis, where=where)
+
+    def compute(self) -> jax.Array:
+        """Mean soft IoU (``average="macro"``), the CLU ``compute`` of this metric."""
+        from jaxseg._scores import iou
+
+        return iou(self, average="macro")
 
     @classmethod
     def _from_logits_and_ids(cls, x, labels, axis, ignore_index, where) -> SoftStats:

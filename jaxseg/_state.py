@@ -1,18 +1,30 @@
-"""Exact count states: :class:`ConfusionMatrix` and :class:`BinaryStats`.
+"""Statistics states on one algebra: :class:`ConfusionMatrix`, :class:`BinaryStats`, ...
 
-Both are immutable pytrees (registered dataclasses) whose leaves are wide
-integer counts (:mod:`jaxseg._counts`) and whose class count and ignored
-classes are static metadata. They form a commutative monoid under
-:meth:`merge` with :meth:`empty` as identity, so they can be accumulated over
-batches (Python loops, ``lax.scan``), vmapped images (:meth:`reduce`), devices
-(:meth:`psum`, or nothing at all under ``jit`` over sharded arrays) and hosts.
+Every state (``ConfusionMatrix``, ``BinaryStats``, ``SoftStats``,
+``BoundaryStats``, ``DistanceStats``) is an immutable pytree (a registered
+dataclass) whose array leaves each have a *kind* and whose class count and
+settings are static metadata. The kind says how a leaf adds:
+
+* ``"limbs"``: exact integer counts in 16-bit limbs (:mod:`jaxseg._counts`),
+  carry-normalised on every merge, fold and ``psum``; exact to ``2**48`` and
+  bit-reproducible for any batch split, device count or reduction order;
+* ``"float"``: float sums (the soft statistics), added as floats;
+* ``"wide"``: float sums of unbounded range (mantissa and exponent), which
+  never overflow to ``inf`` (distance sums).
+
+:class:`StateAlgebra` writes ``merge`` / ``+``, ``reduce`` and ``psum`` once, leaf
+by leaf through the kinds, so the states form commutative monoids with
+``empty`` as identity and accumulate over batches (Python loops, ``lax.scan``),
+vmapped images (``reduce``), devices (``psum``, or nothing at all under ``jit``
+over sharded arrays) and hosts. The scores accept anything that has the
+:class:`Statistics` protocol.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -29,15 +41,122 @@ def _static(default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"static": True})
 
 
+@runtime_checkable
+class Statistics(Protocol):
+    """What the score functions read: per-class ``tp, fp, fn, tn`` and the counted classes.
+
+    ``ConfusionMatrix``, ``BinaryStats``, ``SoftStats`` and ``BoundaryStats``
+    have it; so may a user's own object (a dataclass of arrays will do):
+
+    * ``tp``, ``fp``, ``fn``, ``tn``: float arrays ``[..., C]`` (leading axes
+      give per-image scores);
+    * ``counted_classes``: a static boolean ``[C]`` NumPy mask of the classes
+      that enter class averages (``False`` for ignored ids inside ``[0, C)``).
+
+    Two optional class attributes refine the rules, read with a default when absent:
+
+    * ``soft`` (default ``False``): the statistics are float sums of
+      probabilities; a class is then empty when its labelled mass ``tp + fn``
+      is negligible, not when ``tp + fp + fn == 0``;
+    * ``exclusive`` (default ``True``): classes are mutually exclusive (one
+      class per pixel), as multiclass MCC and kappa require.
+
+    ``isinstance(x, Statistics)`` checks that the five names exist, not their shapes.
+    """
+
+    @property
+    def tp(self) -> Any: ...
+
+    @property
+    def fp(self) -> Any: ...
+
+    @property
+    def fn(self) -> Any: ...
+
+    @property
+    def tn(self) -> Any: ...
+
+    @property
+    def counted_classes(self) -> np.ndarray: ...
+
+
+class _Kind:
+    """How the leaves of one kind add, fold a leading axis and sum over devices."""
+
+    #: Trailing axis of the representation (limbs, wide parts); () for plain floats.
+    parts: tuple[int, ...] = ()
+    #: Most members one ``psum`` may sum exactly; ``None`` for no limit.
+    max_summands: int | None = None
+
+    def combine(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        return a + b
+
+    def fold(self, a: jax.Array) -> jax.Array:
+        return a.sum(0)
+
+    def all_reduce(self, a: jax.Array, axis_name: Any) -> jax.Array:
+        return lax.psum(a, axis_name)
+
+    def check(self, a: jax.Array, op: str) -> None:
+        """Value checks, traced only under :func:`jaxseg.checked`."""
+
+    def dtype_ok(self, dtype: Any) -> bool:
+        return jnp.issubdtype(dtype, jnp.floating)
+
+    expected = "floating point"
+
+
+class _Limbs(_Kind):
+    parts = (_counts.NUM_LIMBS,)
+    max_summands = _counts.MAX_SUMMANDS
+    expected = "uint32 limbs"
+
+    def combine(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        return _counts.add(a, b)
+
+    def fold(self, a: jax.Array) -> jax.Array:
+        return _counts.sum_limbs(a, 0)
+
+    def all_reduce(self, a: jax.Array, axis_name: Any) -> jax.Array:
+        # exact for up to 65,536 summands (16-bit limbs in 32-bit words)
+        return _counts.normalize(lax.psum(a, axis_name))
+
+    def check(self, a: jax.Array, op: str) -> None:
+        _checked.check_counts(a, op)
+
+    def dtype_ok(self, dtype: Any) -> bool:
+        return dtype == np.uint32
+
+
+class _Wide(_Kind):
+    parts = (_counts.WIDE_PARTS,)
+
+    def combine(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        return _counts.wide_add(a, b)
+
+    def fold(self, a: jax.Array) -> jax.Array:
+        return _counts.wide_sum(a, 0)
+
+    def all_reduce(self, a: jax.Array, axis_name: Any) -> jax.Array:
+        return _counts.wide_psum(a, axis_name)
+
+
+#: The leaf kinds, by the name a field declares in its metadata (see ``LIMBS``).
+LEAF_KINDS: dict[str, _Kind] = {"limbs": _Limbs(), "float": _Kind(), "wide": _Wide()}
+
+
+#: Field metadata of array leaves, one per kind: ``dataclasses.field(metadata=LIMBS)``.
+LIMBS, FLOAT, WIDE = ({"kind": name} for name in ("limbs", "float", "wide"))
+
+
 class StateAlgebra:
     """The commutative monoid shared by every statistics state.
 
-    Subclasses are frozen dataclasses whose non-static fields are the array
-    leaves and whose static fields (``num_classes``, ignored classes, ...) must
-    match to merge. A subclass says how two leaves add (:meth:`_combine`), how a
-    leading axis folds (:meth:`_fold`) and how a mapped axis sums
-    (:meth:`_all_reduce`); ``merge`` / ``+``, ``reduce``, ``psum`` and the
-    compatibility checks are written once here.
+    Subclasses are frozen dataclasses whose array fields declare their kind
+    (``counts: jax.Array = dataclasses.field(metadata=LIMBS)``, or ``FLOAT``, ``WIDE``) and
+    whose static fields (``num_classes``, ignored classes, ...) must match to
+    merge. ``merge`` / ``+``, ``reduce``, ``psum``, the compatibility checks and
+    the leaf checks are written once here; no state overrides them.
     """
 
     num_classes: int
@@ -48,8 +167,11 @@ class StateAlgebra:
     soft: ClassVar[bool] = False
 
     def _leaves(self) -> dict[str, jax.Array]:
+        return {name: getattr(self, name) for name in self._kinds()}
+
+    def _kinds(self) -> dict[str, _Kind]:
         return {
-            f.name: getattr(self, f.name)
+            f.name: LEAF_KINDS[f.metadata["kind"]]
             for f in dataclasses.fields(self)  # type: ignore[arg-type]
             if not f.metadata.get("static")
         }
@@ -61,19 +183,6 @@ class StateAlgebra:
             if f.metadata.get("static")
         }
 
-    # Leaf arithmetic, overridden by the exact count states.
-    @staticmethod
-    def _combine(a: jax.Array, b: jax.Array) -> jax.Array:
-        return a + b
-
-    @staticmethod
-    def _fold(a: jax.Array) -> jax.Array:
-        return a.sum(0)
-
-    @staticmethod
-    def _all_reduce(a: jax.Array, axis_name: Any) -> jax.Array:
-        return lax.psum(a, axis_name)
-
     def _check_compatible(self, other: Any) -> None:
         name = type(self).__name__
         if type(other) is not type(self):
@@ -82,7 +191,7 @@ class StateAlgebra:
         if other.num_classes != self.num_classes:
             hint = (
                 ""
-                if self.exclusive
+                if getattr(self, "exclusive", True) or not hasattr(self, "tp")
                 else " Channels are read from the last axis: for arrays without a channel "
                 "axis (one binary mask), pass `channel_axis=None`."
             )
@@ -110,13 +219,18 @@ class StateAlgebra:
                     "batched (vmapped or per-device) states first."
                 )
 
+    def _apply(self, op: str, fn: Any) -> Self:
+        kinds = self._kinds()
+        new = {k: fn(kinds[k], a, k) for k, a in self._leaves().items()}
+        for k, leaf in new.items():
+            kinds[k].check(leaf, op)  # traced only under `jaxseg.checked`
+        return dataclasses.replace(self, **new)  # type: ignore[type-var]
+
     def merge(self, other: Self) -> Self:
         """Add the statistics of two states (commutative and associative)."""
         self._check_compatible(other)
         theirs = other._leaves()
-        new = {k: self._combine(a, theirs[k]) for k, a in self._leaves().items()}
-        self._check_values(new, "merge")
-        return dataclasses.replace(self, **new)  # type: ignore[type-var]
+        return self._apply("merge", lambda kind, a, k: kind.combine(a, theirs[k]))
 
     def __add__(self, other: Self) -> Self:
         return self.merge(other)
@@ -125,74 +239,24 @@ class StateAlgebra:
         """Fold the leading axis (of a vmapped or per-device stacked state)."""
         if not self.batch_shape:
             raise ValueError("`reduce` folds a leading batch axis, but this state is not batched.")
-        new = {k: self._fold(a) for k, a in self._leaves().items()}
-        self._check_values(new, "reduce")
-        return dataclasses.replace(self, **new)  # type: ignore[type-var]
+        return self._apply("reduce", lambda kind, a, k: kind.fold(a))
 
     def psum(self, axis_name: Any) -> Self:
         """Sum over a named mapped axis (``pmap``, ``shard_map``) with ``lax.psum``.
 
         Communication is the leaves, ``O(C^2)`` words for a confusion matrix,
-        independent of the number of devices. Count states are exact for up to
+        independent of the number of devices. Exact counts stay exact for up to
         65,536 members: a larger (static) axis raises ``ValueError``; under
         :func:`jaxseg.checked` a count reaching ``2**48`` raises too.
         """
-        self._check_axis_size(axis_name)
-        new = {k: self._all_reduce(a, axis_name) for k, a in self._leaves().items()}
-        self._check_values(new, "psum")
-        return dataclasses.replace(self, **new)  # type: ignore[type-var]
-
-    # Hooks of the exact count states (no-ops for float sums).
-    def _check_values(self, leaves: dict[str, jax.Array], op: str) -> None:
-        pass
-
-    def _check_axis_size(self, axis_name: Any) -> None:
-        pass
-
-    #: The leaf whose leading axes are the batch axes, and its unbatched rank.
-    _batch_leaf: ClassVar[tuple[str, int]] = ("counts", 3)
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        """Leading axes added by ``vmap`` (per-image states) or stacking."""
-        name, ndim = self._batch_leaf
-        leaf = getattr(self, name)
-        return tuple(leaf.shape[: leaf.ndim - ndim])
-
-    @property
-    def counted_classes(self) -> np.ndarray:
-        """Static boolean mask ``[C]``: classes that enter class averages."""
-        return v.counted_mask(self.num_classes, self.ignore_classes)
-
-
-class _CountAlgebra(StateAlgebra):
-    """Exact count states: leaves are normal-form limb arrays with a trailing limb axis."""
-
-    exclusive: ClassVar[bool]
-
-    @staticmethod
-    def _combine(a: jax.Array, b: jax.Array) -> jax.Array:
-        return _counts.add(a, b)
-
-    @staticmethod
-    def _fold(a: jax.Array) -> jax.Array:
-        return _counts.sum_limbs(a, 0)
-
-    @staticmethod
-    def _all_reduce(a: jax.Array, axis_name: Any) -> jax.Array:
-        """Exact for up to 65,536 summands (16-bit limbs in 32-bit words)."""
-        return _counts.normalize(lax.psum(a, axis_name))
-
-    def _check_values(self, leaves: dict[str, jax.Array], op: str) -> None:
-        for leaf in leaves.values():
-            _checked.check_counts(leaf, op)  # traced only under `jaxseg.checked`
-
-    def _check_axis_size(self, axis_name: Any) -> None:
-        _checked.check_psum_size(lax.axis_size(axis_name), _counts.MAX_SUMMANDS)
+        limits = [k.max_summands for k in self._kinds().values() if k.max_summands]
+        if limits:
+            _checked.check_psum_size(lax.axis_size(axis_name), min(limits))
+        return self._apply("psum", lambda kind, a, k: kind.all_reduce(a, axis_name))
 
     def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Each leaf's shape after its batch axes (limb axis included), per field name."""
-        raise NotImplementedError
+        """Each leaf's shape after its batch axes, kind axis included, per field name."""
+        return {}
 
     def __post_init__(self) -> None:
         self._check_leaves()
@@ -208,6 +272,7 @@ class _CountAlgebra(StateAlgebra):
         if not isinstance(self.num_classes, int):
             return
         cls = type(self).__name__
+        kinds = self._kinds()
         batch: dict[str, tuple[int, ...]] = {}
         for name, trailing in self._trailing_shapes().items():
             leaf = getattr(self, name)
@@ -216,14 +281,15 @@ class _CountAlgebra(StateAlgebra):
             shape = tuple(leaf.shape)
             k = len(shape) - len(trailing)
             if k < 0 or shape[k:] != trailing:
+                parts = " (limbs last)" if kinds[name].parts else ""
                 raise ValueError(
                     f"{cls} `{name}` must have shape (..., {', '.join(map(str, trailing))}); "
-                    f"got {shape} (num_classes={self.num_classes}, limbs last)."
+                    f"got {shape} (num_classes={self.num_classes}){parts}."
                 )
-            if leaf.dtype not in (np.uint32, jax.dtypes.float0):
+            if not (kinds[name].dtype_ok(leaf.dtype) or leaf.dtype == jax.dtypes.float0):
                 raise TypeError(
-                    f"{cls} `{name}` must be uint32 limbs; got {leaf.dtype}. Build states with "
-                    "`empty` / `from_*`, or restore them with their saved dtype."
+                    f"{cls} `{name}` must be {kinds[name].expected}; got {leaf.dtype}. Build "
+                    "states with `empty` / `from_*`, or restore them with their saved dtype."
                 )
             batch[name] = shape[:k]
         if len(set(batch.values())) > 1:
@@ -234,11 +300,38 @@ class _CountAlgebra(StateAlgebra):
             )
 
     @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading axes added by ``vmap`` (per-image states) or stacking."""
+        name, trailing = next(iter(self._trailing_shapes().items()))
+        leaf = getattr(self, name)
+        return tuple(leaf.shape[: leaf.ndim - len(trailing)])
+
+    @property
+    def counted_classes(self) -> np.ndarray:
+        """Static boolean mask ``[C]``: classes that enter class averages."""
+        return v.counted_mask(self.num_classes, self.ignore_classes)
+
+
+class _CountAlgebra(StateAlgebra):
+    """Exact pixel-count states (limb leaves, an ``invalid`` count), scored by mIoU."""
+
+    exclusive: ClassVar[bool]
+
+    @property
     def num_invalid(self) -> jax.Array:
         """Pixels whose label was outside the valid range and not ignored (float)."""
         return _counts.to_float(self.invalid)  # type: ignore[attr-defined]
 
     # -- CLU metric protocol ---------------------------------------------------
+
+    @classmethod
+    def from_model_output(
+        cls, logits: ArrayLike, labels: ArrayLike, mask: ArrayLike | None = None, **_: Any
+    ) -> Self:
+        """CLU protocol: ``from_logits`` with ``mask`` as ``where``; other keywords ignored."""
+        if mask is not None:
+            mask = jnp.asarray(mask).astype(jnp.bool_)
+        return cls.from_logits(logits, labels, where=mask)  # type: ignore[attr-defined]
 
     def compute(self) -> jax.Array:
         """Mean IoU (``average="macro"``), the CLU ``compute`` of this metric."""
@@ -298,11 +391,11 @@ class ConfusionMatrix(_CountAlgebra):
       ignore_classes: ignored ids inside ``[0, C)`` (static).
     """
 
-    counts: jax.Array
-    invalid: jax.Array
+    counts: jax.Array = dataclasses.field(metadata=LIMBS)
+    invalid: jax.Array = dataclasses.field(metadata=LIMBS)
     num_classes: int = _static()
     ignore_classes: tuple[int, ...] = _static(())
-    void: jax.Array | None = None
+    void: jax.Array | None = dataclasses.field(default=None, metadata=LIMBS)
     exclusive: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -402,17 +495,58 @@ class ConfusionMatrix(_CountAlgebra):
         )
 
     @classmethod
-    def from_model_output(
+    def from_counts(
         cls,
-        logits: ArrayLike,
-        labels: ArrayLike,
-        mask: ArrayLike | None = None,
-        **_: Any,
+        matrix: Any,
+        *,
+        void: Any = None,
+        invalid: Any = 0,
+        ignore_index: Any = None,
     ) -> ConfusionMatrix:
-        """CLU protocol: :meth:`from_logits` with ``mask`` as ``where``."""
-        if mask is not None:
-            mask = jnp.asarray(mask).astype(jnp.bool_)
-        return cls.from_logits(logits, labels, where=mask)
+        """A state from counts you already have, exactly (the inverse of :meth:`to_numpy`).
+
+        Host integers of any dtype (``int64`` NumPy counts above ``2**31``
+        included) are stored exactly without ``jax_enable_x64``, up to the
+        documented limit ``2**48`` per cell. This is a host-side constructor: it
+        checks the values, so it does not run under ``jit``.
+
+        Args:
+          matrix: integer counts ``[..., C, C]``, rows labels, columns predictions.
+          void: integer counts ``[..., C]`` of void predictions per label class
+            (:meth:`void_to_numpy`); default zeros.
+          invalid: integer count of invalid labels, a scalar or one per batch
+            element ``[...]``; default 0.
+          ignore_index: the ``ignore_index`` of the states this one will merge with.
+
+        Returns:
+          A state with the batch axes of ``matrix``.
+
+        Raises:
+          TypeError: a non-integer (or boolean) or traced argument.
+          ValueError: a wrong shape, a negative count, a count of ``2**48`` or more.
+
+        Examples:
+          >>> import numpy as np, jaxseg
+          >>> m = np.array([[3_000_000_000, 1], [2, 5_000_000_000]])  # above 2**31
+          >>> cm = jaxseg.ConfusionMatrix.from_counts(m)
+          >>> cm.to_numpy()
+          array([[3000000000,          1],
+                 [         2, 5000000000]])
+          >>> jaxseg.iou(cm, average=None)
+          Array([1., 1.], dtype=float32)
+        """
+        m = _counts.from_host(matrix, "matrix")
+        if m.ndim < 2 or m.shape[-1] != m.shape[-2] or m.shape[-1] == 0:
+            raise ValueError(f"`matrix` must have shape [..., C, C]; got {m.shape}.")
+        c, batch = m.shape[-1], m.shape[:-2]
+        ignored = v.normalize_ignore_index(ignore_index)
+        return cls(
+            counts=_counts.from_python_int(m),
+            invalid=_counts.from_python_int(_host_counts(invalid, "invalid", batch)),
+            void=_counts.from_python_int(_host_counts(void, "void", (*batch, c), broadcast=False)),
+            num_classes=c,
+            ignore_classes=v.class_ids_in_range(ignored, c),
+        )
 
     @classmethod
     def configure(cls, num_classes: int, *, ignore_index: Any = None) -> type[ConfusionMatrix]:
@@ -597,8 +731,8 @@ class BinaryStats(_StatRows):
       num_classes: number of channels ``C`` (static).
     """
 
-    counts: jax.Array
-    invalid: jax.Array
+    counts: jax.Array = dataclasses.field(metadata=LIMBS)
+    invalid: jax.Array = dataclasses.field(metadata=LIMBS)
     num_classes: int = _static()
     ignore_classes: tuple[int, ...] = _static(())
     exclusive: ClassVar[bool] = False
@@ -608,6 +742,42 @@ class BinaryStats(_StatRows):
         """The identity of :meth:`merge`."""
         c = v.check_num_classes(num_classes)
         return cls(counts=_counts.zeros((4, c)), invalid=_counts.zeros(()), num_classes=c)
+
+    @classmethod
+    def from_counts(cls, counts: Any, *, invalid: Any = 0) -> BinaryStats:
+        """A state from counts you already have, exactly (the inverse of :meth:`to_numpy`).
+
+        Host integers of any dtype are stored exactly without ``jax_enable_x64``,
+        up to ``2**48`` per cell; a host-side constructor (not under ``jit``).
+
+        Args:
+          counts: integer counts ``[..., 4, C]``, rows ``tp, fp, fn, tn``
+            (``np.stack([tp, fp, fn, tn], -2)`` from separate arrays).
+          invalid: integer count of invalid labels, a scalar or one per batch
+            element ``[...]``; default 0.
+
+        Returns:
+          A state with the batch axes of ``counts``.
+
+        Raises:
+          TypeError: a non-integer (or boolean) or traced argument.
+          ValueError: a wrong shape, a negative count, a count of ``2**48`` or more.
+
+        Examples:
+          >>> import numpy as np, jaxseg
+          >>> tp, fp, fn, tn = [90, 5], [10, 0], [0, 5], [900, 990]
+          >>> s = jaxseg.BinaryStats.from_counts(np.stack([tp, fp, fn, tn], -2))
+          >>> jaxseg.dice(s, average=None)
+          Array([0.94736844, 0.6666667 ], dtype=float32)
+        """
+        rows = _counts.from_host(counts, "counts")
+        if rows.ndim < 2 or rows.shape[-2] != 4 or rows.shape[-1] == 0:
+            raise ValueError(f"`counts` must have shape [..., 4, C]; got {rows.shape}.")
+        return cls(
+            counts=_counts.from_python_int(rows),
+            invalid=_counts.from_python_int(_host_counts(invalid, "invalid", rows.shape[:-2])),
+            num_classes=rows.shape[-1],
+        )
 
     @classmethod
     def from_predictions(
@@ -687,19 +857,6 @@ class BinaryStats(_StatRows):
         return cls.from_predictions(preds, labels, ignore_index=ignore_index, where=where)
 
     @classmethod
-    def from_model_output(
-        cls,
-        logits: ArrayLike,
-        labels: ArrayLike,
-        mask: ArrayLike | None = None,
-        **_: Any,
-    ) -> BinaryStats:
-        """CLU protocol: :meth:`from_logits` with ``mask`` as ``where``."""
-        if mask is not None:
-            mask = jnp.asarray(mask).astype(jnp.bool_)
-        return cls.from_logits(logits, labels, where=mask)
-
-    @classmethod
     def configure(
         cls,
         num_classes: int,
@@ -750,6 +907,141 @@ class BinaryStats(_StatRows):
             )
         bound = (("threshold", bound_threshold), ("ignore_index", ignored), ("channel_axis", axis))
         return _configured(cls, c, (), bound)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DistanceStats(StateAlgebra):
+    """Dataset aggregation of per-image distance metrics (HD, HD95, ASD, NSD).
+
+    Per class: the sum of the finite values, and exact counts of finite, NaN
+    (both masks empty, ignored class) and ``+inf`` (one mask empty) values. The
+    counts are exact limbs; the sum is a wide float (mantissa and exponent,
+    float32, or float64 under x64) that never overflows, so a mean of values
+    near ``3e38`` stays finite, and it is equal across batch splits and device
+    counts up to rounding. Merges, reduces and psums on the algebra of every
+    state. :meth:`compute` is the mean of the finite values per class::
+
+        mean_c = sum_c / finite_c        (NaN where finite_c = 0)
+
+    The state has no ``num_invalid``: a value is finite, NaN or infinite
+    (:attr:`num_finite`, :attr:`num_nan`, :attr:`num_inf`).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> hd = jnp.array([[1.0, jnp.nan], [3.0, jnp.inf]])  # [batch, C]
+      >>> s = jaxseg.DistanceStats.from_values(hd)
+      >>> s.compute()
+      Array([ 2., nan], dtype=float32)
+      >>> s.to_numpy()  # rows finite, nan, inf
+      array([[2, 0],
+             [0, 1],
+             [0, 1]])
+
+    Attributes:
+      sum_parts: float ``[..., C, 2]`` wide sums of the finite values (mantissa,
+        exponent); :attr:`sums` is their value.
+      counts: ``uint32 [..., 3, C, 3]`` limbs of the finite / NaN / inf counts.
+      num_classes: ``C`` (static).
+    """
+
+    sum_parts: jax.Array = dataclasses.field(metadata=WIDE)
+    counts: jax.Array = dataclasses.field(metadata=LIMBS)
+    num_classes: int = _static()
+    ignore_classes: tuple[int, ...] = _static(())
+    exclusive: ClassVar[bool] = False
+
+    def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
+        c = self.num_classes
+        return {"counts": (3, c, _counts.NUM_LIMBS), "sum_parts": (c, _counts.WIDE_PARTS)}
+
+    @classmethod
+    def empty(cls, num_classes: int) -> DistanceStats:
+        """The identity of :meth:`merge`."""
+        c = v.check_num_classes(num_classes)
+        parts = jnp.zeros((c, _counts.WIDE_PARTS), v.float_dtype())
+        return cls(sum_parts=parts, counts=_counts.zeros((3, c)), num_classes=c)
+
+    @classmethod
+    def from_values(cls, values: ArrayLike) -> DistanceStats:
+        """Accumulate per-image values ``[..., C]`` (leading axes pooled).
+
+        Args:
+          values: float ``[..., C]`` with ``C >= 1``, e.g. the output of
+            :func:`jaxseg.hausdorff_distance`.
+
+        Returns:
+          A state with sums and counts ``[C]``.
+        """
+        x = jnp.asarray(values)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise TypeError(f"`values` must be floating point; got dtype {x.dtype}.")
+        if x.ndim < 1 or x.shape[-1] == 0:
+            raise ValueError(
+                "`values` must have at least one class on the last axis, [..., C]; "
+                f"got shape {tuple(x.shape)}."
+            )
+        x = x.reshape((-1, x.shape[-1])).astype(v.float_dtype())
+        finite = jnp.isfinite(x)
+        counts = jnp.stack(
+            [
+                jnp.sum(finite, 0, dtype=jnp.int32),
+                jnp.sum(jnp.isnan(x), 0, dtype=jnp.int32),
+                jnp.sum(jnp.isinf(x), 0, dtype=jnp.int32),
+            ]
+        )
+        return cls(
+            sum_parts=_counts.wide_from_values(jnp.where(finite, x, 0), 0),
+            counts=_counts.from_int(counts),
+            num_classes=x.shape[-1],
+        )
+
+    @classmethod
+    def from_model_output(cls, values: ArrayLike, **_: Any) -> DistanceStats:
+        """CLU protocol: :meth:`from_values`; other keywords are ignored."""
+        return cls.from_values(values)
+
+    def to_numpy(self) -> np.ndarray:
+        """Exact host counts ``int64 [..., 3, C]``: rows finite, NaN, inf."""
+        return _counts.to_int64_numpy(self.counts)
+
+    @property
+    def sums(self) -> jax.Array:
+        """Sums of the finite values per class ``[..., C]`` (``inf`` past the float range)."""
+        return _counts.wide_value(self.sum_parts)
+
+    @property
+    def num_finite(self) -> jax.Array:
+        """Count of finite values per class, float ``[..., C]``."""
+        return _counts.to_float(self.counts[..., 0, :, :])
+
+    @property
+    def num_nan(self) -> jax.Array:
+        """Count of NaN values per class, float ``[..., C]``."""
+        return _counts.to_float(self.counts[..., 1, :, :])
+
+    @property
+    def num_inf(self) -> jax.Array:
+        """Count of infinite values per class, float ``[..., C]``."""
+        return _counts.to_float(self.counts[..., 2, :, :])
+
+    def compute(self) -> jax.Array:
+        """Mean of the finite values per class ``[..., C]`` (NaN where there are none)."""
+        n = self.num_finite.astype(self.sum_parts.dtype)
+        mean = _counts.wide_value(self.sum_parts, jnp.where(n > 0, n, 1))
+        return jnp.where(n > 0, mean, jnp.nan)
+
+
+def _host_counts(
+    values: Any, name: str, shape: tuple[int, ...], *, broadcast: bool = True
+) -> np.ndarray:
+    """Checked host counts of ``shape`` (zeros for ``None``; scalars broadcast if allowed)."""
+    if values is None:
+        return np.zeros(shape, np.uint64)
+    arr = _counts.from_host(values, name)
+    if arr.shape != shape and not (broadcast and arr.ndim == 0):
+        raise ValueError(f"`{name}` must have shape {shape}; got {arr.shape}.")
+    return np.broadcast_to(arr, shape)
 
 
 def _check_channel_axis(channel_axis: Any) -> int | None:
