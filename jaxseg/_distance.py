@@ -41,25 +41,73 @@ _INF_BITS = 0x7F800000  # bit pattern of float32 +inf
 # -- distance transform ----------------------------------------------------------
 
 
+#: Accepted spacings: squared distances stay normal float32 numbers on any grid.
+SPACING_RANGE = (1e-12, 1e12)
+
+
+def _real_scalar(x: Any) -> float | None:
+    """``x`` as a float if it is a real number (not a bool), else None."""
+    if isinstance(x, bool | np.bool_):
+        return None
+    if isinstance(x, jax.Array | np.ndarray | np.generic):
+        if isinstance(x, jax.core.Tracer) or np.ndim(x) != 0:
+            return None
+        x = np.asarray(x)
+        return float(x) if x.dtype.kind in "iuf" else None
+    return float(x) if isinstance(x, int | float) else None
+
+
 def _check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
+    """One positive number (isotropic) or one per axis -> a tuple of ``ndim`` floats.
+
+    Python, NumPy and concrete JAX numbers and arrays are accepted; bools,
+    strings, traced arrays and values outside :data:`SPACING_RANGE` are not.
+    """
     if spacing is None:
         return (1.0,) * ndim
-    if isinstance(spacing, int | float) and not isinstance(spacing, bool):
-        spacing = (spacing,) * ndim
-    try:
-        values = tuple(float(s) for s in np.asarray(spacing, dtype=np.float64).reshape(-1))
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"`spacing` must be a number or a sequence of {ndim} numbers; got {spacing!r}."
-        ) from None
+    expected = f"`spacing` must be a positive number or {ndim} positive numbers, one per axis"
+    if isinstance(spacing, jax.core.Tracer):
+        raise TypeError(f"{expected}, known at trace time; got a traced array.")
+    if isinstance(spacing, jax.Array | np.ndarray) and spacing.ndim <= 1:
+        items = list(np.asarray(spacing).reshape(-1))
+        if spacing.ndim == 0:
+            items = items * ndim
+    elif isinstance(spacing, list | tuple):
+        items = list(spacing)
+    else:
+        items = [spacing] * ndim
+    values = [_real_scalar(x) for x in items]
+    if any(x is None for x in values):
+        raise TypeError(f"{expected}; got {v._show(spacing)}.")
+    if len(values) == 1:
+        values = values * ndim
     if len(values) != ndim:
         raise ValueError(
             f"`spacing` must have one entry per spatial axis ({ndim}); got {len(values)}: "
             f"{spacing!r}."
         )
-    if not all(s > 0 and math.isfinite(s) for s in values):
-        raise ValueError(f"`spacing` entries must be finite and > 0; got {spacing!r}.")
-    return values
+    lo, hi = SPACING_RANGE
+    if not all(lo <= x <= hi for x in values):
+        raise ValueError(
+            f"`spacing` entries must be finite and lie in [{lo:g}, {hi:g}] (float32 "
+            f"distances neither underflow nor overflow there); got {spacing!r}."
+        )
+    return tuple(values)
+
+
+def _check_percentile(percentile: Any) -> float | None:
+    """``None`` or a number in ``[0, 100]`` (Python, NumPy or concrete 0-d JAX) -> float."""
+    if percentile is None:
+        return None
+    value = _real_scalar(percentile)
+    if value is None:
+        raise TypeError(
+            "`percentile` must be None or a number in [0, 100], known at trace time; "
+            f"got {v._show(percentile)}."
+        )
+    if not 0 <= value <= 100:
+        raise ValueError(f"`percentile` must lie in [0, 100]; got {percentile!r}.")
+    return value
 
 
 def _nearest_along_first_axis(mask: jax.Array, step: float) -> jax.Array:
@@ -105,7 +153,8 @@ def distance_transform(mask: ArrayLike, *, spacing: Any = None) -> jax.Array:
 
     Args:
       mask: boolean array of rank 1, 2 or 3.
-      spacing: grid step per axis (a number or one per axis); default 1.
+      spacing: grid step per axis (a number or one per axis, each in
+        ``[1e-12, 1e12]``); default 1.
 
     Returns:
       float32 distances of ``mask.shape``.
@@ -501,7 +550,8 @@ def _evaluate(
 _SHARED_ARGS = """predictions: predicted class ids, int ``[batch, *spatial]`` (2 or 3 spatial axes).
       labels: true class ids, same shape.
       num_classes: ``C``; the class masks are ``predictions == c`` and ``labels == c``.
-      spacing: voxel size per spatial axis (a number or one per axis); default 1.
+      spacing: voxel size per spatial axis (a number or one per axis, each in
+        ``[1e-12, 1e12]``); default 1.
       definition: ``"monai"`` (edge voxels, equal to MONAI's ``compute_*``) or
         ``"deepmind"`` (surfels weighted by area, Nikolov et al. 2021).
       ignore_index: label id(s) whose pixels are left out (predictions there are
@@ -559,12 +609,7 @@ def hausdorff_distance(
       Huttenlocher, Klanderman & Rucklidge, "Comparing images using the
       Hausdorff distance", IEEE TPAMI 1993.
     """
-    if percentile is not None:
-        if isinstance(percentile, bool) or not isinstance(percentile, int | float):
-            raise TypeError(f"`percentile` must be None or a number; got {percentile!r}.")
-        if not 0 <= percentile <= 100:
-            raise ValueError(f"`percentile` must lie in [0, 100]; got {percentile!r}.")
-        percentile = float(percentile)
+    percentile = _check_percentile(percentile)
     c, s, ignored, p, g = _prepare(
         predictions, labels, num_classes, spacing, definition, ignore_index
     )

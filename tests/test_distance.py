@@ -408,6 +408,71 @@ def test_errors_name_the_argument():
         jaxseg.average_surface_distance(p, p.astype(np.float32), num_classes=2)
 
 
+@functools.partial(jax.jit, static_argnames=("spacing", "percentile"))
+def _hd_edt(p, g, spacing, percentile=None):
+    return (
+        jaxseg.hausdorff_distance(p, g, num_classes=2, spacing=spacing, percentile=percentile),
+        jaxseg.distance_transform(g[0] == 1, spacing=spacing),
+    )
+
+
+def test_spacing_and_percentile_forms():
+    """One number, sequences, NumPy scalars and 0-d arrays give the same values."""
+    pred, label = _maps((1, 8, 9), "blobs", 11)
+    want = jax.device_get(_hd_edt(pred, label, spacing=(0.5, 0.5), percentile=90.0))
+    forms = [0.5, [0.5, 0.5], np.float32(0.5), np.float64(0.5), np.array(0.5), jnp.float32(0.5)]
+    forms += [np.array([0.5, 0.5]), jnp.array([0.5, 0.5]), (np.float32(0.5), 0.5)]
+    for spacing in forms:
+        for pct in (90, np.float32(90.0), np.int64(90), jnp.float32(90.0), np.array(90.0)):
+            kw = dict(num_classes=2, spacing=spacing, percentile=pct)
+            np.testing.assert_array_equal(jaxseg.hausdorff_distance(pred, label, **kw), want[0])
+        np.testing.assert_array_equal(
+            jaxseg.distance_transform(label[0] == 1, spacing=spacing), want[1]
+        )
+
+
+@pytest.mark.parametrize(
+    "spacing,error",
+    [
+        ((True, True), TypeError),
+        (np.array([True, True]), TypeError),
+        ("1.0", TypeError),
+        ((1.0, None), TypeError),
+        ((1.0, 1.0, 1.0), ValueError),
+        ((), ValueError),
+        (0.0, ValueError),
+        ((1.0, -1.0), ValueError),
+        ((1.0, np.nan), ValueError),
+        ((np.inf, 1.0), ValueError),
+        (1e-20, ValueError),  # distances would underflow float32 to 0
+        ((1.0, 1e20), ValueError),  # or overflow to inf
+    ],
+)
+def test_bad_spacing_is_refused(spacing, error):
+    p = np.zeros((1, 4, 4), np.int32)
+    with pytest.raises(error, match="`spacing`"):
+        jaxseg.hausdorff_distance(p, p, num_classes=2, spacing=spacing)
+    with pytest.raises(error, match="`spacing`"):
+        jaxseg.distance_transform(p[0] == 0, spacing=spacing)
+
+
+def test_spacing_range_edges_are_exact():
+    """The documented range ends give distances scaled exactly, neither 0 nor inf."""
+    mask = np.zeros((5, 6), bool)
+    mask[0, 0] = True
+    unit = np.asarray(_EDT(mask, spacing=(1.0, 1.0)), np.float64)
+    for s in (1e-12, 1e12):
+        got = np.asarray(_EDT(mask, spacing=(s, s)), np.float64)
+        np.testing.assert_allclose(got, unit * s, rtol=1e-6)
+
+
+@pytest.mark.parametrize("percentile", [True, -1, 100.5, np.nan, "95", np.array([95.0])])
+def test_bad_percentile_is_refused(percentile):
+    p = np.zeros((1, 4, 4), np.int32)
+    with pytest.raises((TypeError, ValueError), match="`percentile`"):
+        jaxseg.hausdorff_distance(p, p, num_classes=2, percentile=percentile)
+
+
 def test_d1_benchmark_quick_runs(tmp_path):
     """The D1 benchmark runs end to end at tiny shapes and its rows check out."""
     from benchmarks import distance
