@@ -1,14 +1,13 @@
-"""Reports of the command line: scores from exact counts, tables, JSON, CSV and figures.
+"""Reports of the command line: tables, JSON, CSV and figures of exact counts.
 
-Every number here is computed on the host in float64 from an exact ``int64``
-count table ``[C, C + 1]``: rows are labels, columns ``0 … C-1`` are predicted
-classes and the last column counts *void predictions* (a predicted id outside
-``[0, C)`` at a valid pixel). A void prediction is a false negative of the
-label's class and a false positive of none, as in the Cityscapes evaluation.
-
-The rules are those of the library's score functions: a class with
-``tp + fp + fn = 0`` (or an ignored class id) is *empty*, gets NaN and is left
-out of averages; other zero denominators give 0.
+The scores come from the library's own score functions (:mod:`jaxseg._scores`,
+through the one chain of :mod:`jaxseg._classwise`), applied on the host in
+float64 to an exact ``int64`` count table ``[C, C + 1]``: rows are labels,
+columns ``0 … C-1`` are predicted classes and the last column counts *void
+predictions* (a predicted id outside ``[0, C)`` at a valid pixel), false
+negatives of the label's class and false positives of none, as in the
+Cityscapes evaluation. So every number of the command line equals the API's on
+the same counts, and nothing here imports JAX or compiles.
 """
 
 from __future__ import annotations
@@ -23,40 +22,8 @@ from typing import Any
 
 import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class Stats:
-    """Per-class statistics of a count table (float64 arrays ``[C]``) and the class mask."""
-
-    tp: np.ndarray
-    fp: np.ndarray
-    fn: np.ndarray
-    support: np.ndarray
-    counted: np.ndarray  # classes that are averaged: not empty, not ignored, not excluded
-
-    @classmethod
-    def from_counts(
-        cls, counts: np.ndarray, *, ignored: Sequence[int] = (), include_background: bool = True
-    ) -> Stats:
-        counts = np.asarray(counts, np.int64)
-        c = counts.shape[-2]
-        tp = np.diagonal(counts[..., :c], axis1=-2, axis2=-1).astype(np.float64)
-        support = counts.sum(axis=-1).astype(np.float64)  # void predictions included
-        fn = support - tp
-        fp = counts[..., :c].sum(axis=-2).astype(np.float64) - tp
-        counted = tp + fp + fn > 0
-        off = np.zeros(c, bool)
-        off[[i for i in ignored if 0 <= i < c]] = True
-        if not include_background:
-            off[0] = True
-        counted = counted & ~off
-        return cls(tp, fp, fn, support, counted)
-
-
-def _ratio(num: np.ndarray, den: np.ndarray, stats: Stats) -> np.ndarray:
-    out = np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
-    empty = stats.tp + stats.fp + stats.fn == 0
-    return np.where(empty, np.nan, out)
+from jaxseg import _scores
+from jaxseg._classwise import HostStats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,54 +31,33 @@ class Metric:
     """One entry of ``--metrics``.
 
     ``per_class`` maps count statistics to per-class values ``[..., C]``.
-    Metrics that need the label maps themselves (distances) set ``per_image``
-    instead: ``per_image(pred, label, num_classes=, spacing=, tolerance=,
-    ignore_index=)`` returns ``[C]`` values for one image, averaged over images
-    (finite values only) by the evaluation.
+    Metrics that need the label maps themselves set ``distance``: the
+    evaluation computes them per image (:mod:`jaxseg._evaluate_distance`) and
+    reports the mean of the finite values with the NaN and infinite cases counted.
     """
 
     name: str
     title: str
-    per_class: Callable[[Stats], np.ndarray] | None = None
-    per_image: Callable[..., np.ndarray] | None = None
+    per_class: Callable[[HostStats], np.ndarray] | None = None
+    distance: bool = False
 
 
-def _distance(name: str) -> Callable[..., np.ndarray]:
-    """``per_image`` of a distance or boundary metric (imports JAX only when used)."""
-
-    def per_image(pred, label, *, num_classes, spacing, tolerance, ignore_index):
-        from jaxseg._distance import per_image_metrics
-
-        out = per_image_metrics(
-            pred,
-            label,
-            num_classes=num_classes,
-            metrics=(name,),
-            spacing=spacing,
-            tolerance=1.0 if tolerance is None else tolerance,
-            ignore_index=ignore_index or None,
-        )
-        return out[name]
-
-    return per_image
-
-
-#: ``--metrics`` names. A distance metric is one more entry with ``per_image``.
+#: ``--metrics`` names. A distance metric is one more entry with ``distance=True``.
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("iou", "IoU", lambda s: _ratio(s.tp, s.tp + s.fp + s.fn, s)),
-        Metric("dice", "Dice/F1", lambda s: _ratio(2 * s.tp, 2 * s.tp + s.fp + s.fn, s)),
-        Metric("precision", "Prec.", lambda s: _ratio(s.tp, s.tp + s.fp, s)),
-        Metric("recall", "Recall", lambda s: _ratio(s.tp, s.tp + s.fn, s)),
+        Metric("iou", "IoU", lambda s: _scores.iou(s, average=None)),
+        Metric("dice", "Dice/F1", lambda s: _scores.dice(s, average=None)),
+        Metric("precision", "Prec.", lambda s: _scores.precision(s, average=None)),
+        Metric("recall", "Recall", lambda s: _scores.recall(s, average=None)),
         # accuracy has no column of its own (per-class accuracy is recall): it adds
         # pixel accuracy and mean accuracy to the summary.
         Metric("accuracy", "Acc."),
-        Metric("hd", "HD", per_image=_distance("hd")),
-        Metric("hd95", "HD95", per_image=_distance("hd95")),
-        Metric("assd", "ASSD", per_image=_distance("assd")),
-        Metric("nsd", "NSD", per_image=_distance("nsd")),
-        Metric("boundary_iou", "BIoU", per_image=_distance("boundary_iou")),
+        Metric("hd", "HD", distance=True),
+        Metric("hd95", "HD95", distance=True),
+        Metric("assd", "ASSD", distance=True),
+        Metric("nsd", "NSD", distance=True),
+        Metric("boundary_iou", "BIoU", distance=True),
     )
 }
 DEFAULT_METRICS = ("iou", "dice", "precision", "recall", "accuracy")
@@ -127,9 +73,9 @@ def parse_metrics(text: str) -> tuple[str, ...]:
     return names
 
 
-def _macro(values: np.ndarray, counted: np.ndarray) -> float:
-    v = values[counted]
-    return float(v.mean()) if v.size else math.nan
+def _in_averages(s: HostStats, include_background: bool) -> np.ndarray:
+    """Classes that enter the averages: counted, not empty, not excluded (``[..., C]``)."""
+    return ~np.isnan(_scores.iou(s, average=None, include_background=include_background))
 
 
 def class_report(
@@ -142,23 +88,19 @@ def class_report(
 ) -> dict[str, Any]:
     """Per-class and summary scores of a dataset-level count table ``[C, C+1]`` (or ``[C, C]``).
 
-    Returns a JSON-ready dict (NaN for empty, ignored or excluded classes in averages).
+    Per-class columns are the scores with ``average=None`` (NaN for empty or
+    ignored classes); the summary is the same scores averaged with
+    ``include_background``. Returns a JSON-ready dict.
     """
     counts = np.asarray(counts, np.int64)
     c = counts.shape[0]
     if counts.shape == (c, c):
         counts = np.concatenate([counts, np.zeros((c, 1), np.int64)], axis=1)
     names = list(names) if names is not None else [str(i) for i in range(c)]
-    s = Stats.from_counts(counts, ignored=ignored, include_background=include_background)
-    empty_or_off = ~s.counted & (s.tp + s.fp + s.fn > 0)
+    s = HostStats.from_table(counts, ignored=ignored)
+    kw = {"include_background": include_background}
+    in_averages = _in_averages(s, include_background)
     columns = {m: METRICS[m].per_class(s) for m in metrics if METRICS[m].per_class is not None}
-    for values in columns.values():  # ignored classes carry no score
-        values[[i for i in ignored if 0 <= i < c]] = np.nan
-    iou = METRICS["iou"].per_class(s)
-    dice = METRICS["dice"].per_class(s)
-    recall = METRICS["recall"].per_class(s)
-    total = counts.sum()
-    freq = s.support / max(s.support[s.counted].sum(), 1.0)
     report: dict[str, Any] = {
         "num_classes": c,
         "metrics": list(metrics),
@@ -168,24 +110,23 @@ def class_report(
                 "id": i,
                 "name": names[i],
                 **{k: float(v[i]) for k, v in columns.items()},
-                "support": int(s.support[i]),
+                "support": int(counts[i].sum()),
                 "void_predictions": int(counts[i, c]),
-                "in_averages": bool(s.counted[i]),
+                "in_averages": bool(in_averages[i]),
             }
             for i in range(c)
         ],
-        "miou_dataset": _macro(iou, s.counted),
-        "mean_dice": _macro(dice, s.counted),
-        "pixel_accuracy": float(s.tp.sum() / total) if total else math.nan,
-        "mean_accuracy": _macro(recall, s.counted),
-        "frequency_weighted_iou": float(np.nansum(np.where(s.counted, freq * iou, 0.0)))
-        if s.counted.any()
-        else math.nan,
-        "num_pixels": int(total),
+        "miou_dataset": float(_scores.iou(s, **kw)),
+        "mean_dice": float(_scores.dice(s, **kw)),
+        "pixel_accuracy": float(_scores.pixel_accuracy(s, **kw)),
+        "mean_accuracy": float(_scores.mean_accuracy(s, **kw)),
+        "frequency_weighted_iou": float(_scores.frequency_weighted_iou(s, **kw)),
+        "num_pixels": int(counts.sum()),
         "num_void_predictions": int(counts[:, c].sum()),
         "confusion_matrix": counts[:, :c].tolist(),
     }
-    report["_excluded"] = empty_or_off  # for the table; dropped from JSON
+    # for the table's mark: classes with pixels that the averages leave out; dropped from JSON
+    report["_excluded"] = ~in_averages & (s.tp + s.fp + s.fn > 0)
     return report
 
 
@@ -193,25 +134,19 @@ def image_scores(counts: np.ndarray, *, ignored: Sequence[int], include_backgrou
     """Per-image per-class IoU and Dice from per-image count tables ``[N, C, C+1]``.
 
     Returns ``{"iou": [N, C], "dice": [N, C], "tp"/"fp"/"fn": [N, C], "miou": [N],
-    "mean_dice": [N]}``; averages follow :func:`class_report`'s rules per image.
+    "mean_dice": [N]}``: the score functions on the batched statistics.
     """
-    s = Stats.from_counts(counts, ignored=ignored, include_background=include_background)
-    iou = METRICS["iou"].per_class(s)
-    dice = METRICS["dice"].per_class(s)
-    counted = s.counted
-    n = counted.sum(axis=-1)
-    with np.errstate(invalid="ignore"):
-        miou = np.where(n > 0, np.where(counted, iou, 0.0).sum(-1) / np.maximum(n, 1), np.nan)
-        mdice = np.where(n > 0, np.where(counted, dice, 0.0).sum(-1) / np.maximum(n, 1), np.nan)
+    s = HostStats.from_table(counts, ignored=ignored)
+    kw = {"include_background": include_background}
     return {
         "tp": s.tp,
         "fp": s.fp,
         "fn": s.fn,
-        "iou": iou,
-        "dice": dice,
-        "counted": counted,
-        "miou": miou,
-        "mean_dice": mdice,
+        "iou": _scores.iou(s, average=None),
+        "dice": _scores.dice(s, average=None),
+        "counted": _in_averages(s, include_background),
+        "miou": _scores.iou(s, **kw),
+        "mean_dice": _scores.dice(s, **kw),
     }
 
 
@@ -244,7 +179,38 @@ def format_table(report: dict[str, Any]) -> str:
             f"void predictions (ids outside [0, C) at valid pixels, counted as misses): "
             f"{report['num_void_predictions']:,}"
         )
+    lines += distance_footer(report)
     return "\n".join(lines)
+
+
+def _by_class(report: dict[str, Any], key: str, kind: str) -> str:
+    parts = [
+        f"{r['name']}: {r[key][kind]:,}" for r in report["classes"] if r.get(key, {}).get(kind)
+    ]
+    return f" (per class: {', '.join(parts)})" if parts else ""
+
+
+def distance_footer(report: dict[str, Any]) -> list[str]:
+    """What each distance mean leaves out: NaN and infinite cases, per class and in total."""
+    lines = []
+    for key in report.get("extra_columns", ()):
+        cases = report["distance_cases"][key]
+        title = report["titles"][key]
+        line = f"{title}: mean of {cases['finite']:,} finite per-image values"
+        left = []
+        if cases["inf"]:
+            left.append(
+                f"{cases['inf']:,} infinite, class in one map only"
+                + _by_class(report, f"{key}_cases", "inf")
+            )
+        if cases["nan"]:
+            left.append(
+                f"{cases['nan']:,} NaN, class in neither map"
+                + _by_class(report, f"{key}_cases", "nan")
+            )
+        lines.append(line + ("; left out: " + "; ".join(left) if left else ""))
+    lines += report.get("notes", [])
+    return lines
 
 
 def format_summary(report: dict[str, Any]) -> str:
@@ -267,12 +233,18 @@ def format_summary(report: dict[str, Any]) -> str:
         if "mean_dice_imagewise" in report:
             rows.append(("mean Dice / F1, image-wise", "mean_dice_imagewise"))
     if "accuracy" in metrics:
+        foreground = not report.get("include_background", True)
         rows += [
-            ("pixel accuracy", "pixel_accuracy"),
+            (
+                "pixel accuracy" + (" (pixels labelled foreground)" if foreground else ""),
+                "pixel_accuracy",
+            ),
             ("mean accuracy (mean per-class recall)", "mean_accuracy"),
         ]
     for key in report.get("extra_columns", ()):
-        rows.append((f"mean {report['titles'][key]}, image-wise", f"mean_{key}"))
+        rows.append(
+            (f"mean {report['titles'][key]} (class mean of finite image values)", f"mean_{key}")
+        )
     if not rows:
         return ""
     width = max(len(t) for t, _ in rows)
@@ -296,6 +268,11 @@ def json_bytes(report: dict[str, Any]) -> bytes:
     return (json.dumps(_nan_to_none(report), indent=2, allow_nan=False) + "\n").encode()
 
 
+def _float32(x: float) -> float:
+    """A float32 result as the shortest decimal that reads back as the same float32."""
+    return float(str(np.float32(x))) if math.isfinite(x) else float(x)
+
+
 def _cell(x: float) -> str:
     return "" if math.isnan(x) else repr(float(x))
 
@@ -315,12 +292,21 @@ def csv_bytes(report: dict[str, Any]) -> bytes:
 
 
 def per_image_csv_bytes(
-    names: Sequence[str], class_names: Sequence[str], scores: dict[str, np.ndarray]
+    names: Sequence[str],
+    class_names: Sequence[str],
+    scores: dict[str, np.ndarray],
+    distances: dict[str, np.ndarray] | None = None,
 ) -> bytes:
-    """One row per image and class: counts, IoU, Dice, and whether it enters the averages."""
+    """One row per image and class: counts, IoU, Dice, and the distance metrics ``[N, C]``.
+
+    Only the classes that enter the image's averages have a row. A distance
+    cell is empty for NaN and ``inf`` for an infinite value.
+    """
+    distances = distances or {}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["image", "class_id", "class_name", "tp", "fp", "fn", "iou", "dice"])
+    head = ["image", "class_id", "class_name", "tp", "fp", "fn", "iou", "dice"]
+    writer.writerow([*head, *distances])
     for i, image in enumerate(names):
         for c, cname in enumerate(class_names):
             if not scores["counted"][i, c]:
@@ -335,6 +321,7 @@ def per_image_csv_bytes(
                     int(scores["fn"][i, c]),
                     _cell(scores["iou"][i, c]),
                     _cell(scores["dice"][i, c]),
+                    *(_cell(_float32(values[i, c])) for values in distances.values()),
                 ]
             )
     return buf.getvalue().encode()
