@@ -1,4 +1,4 @@
-"""Workload D1, distances and boundaries: ``python -m benchmarks.distance [--quick]``.
+"""Workload D1, distances and boundaries: ``python -m benchmarks.distance [--quick | --tiny]``.
 
 Rows (every ratio measured in the same run, on the same cores):
 
@@ -10,7 +10,8 @@ Rows (every ratio measured in the same run, on the same cores):
   update (``ConfusionMatrix.from_predictions``, int32 ``[8, 512, 512]``, C = 19).
 
 Targets (docs/benchmarks.md): EDT <= 1.5x SciPy; HD95 + NSD >= 2x faster than
-MONAI; boundary IoU <= 3x the W3 update.
+MONAI; boundary IoU <= 3x the W3 update. Every jaxseg row is checked against its
+peer first (``ok`` or ``MISMATCH``); a mismatch makes the run exit 1.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ import jax
 import numpy as np
 
 import jaxseg
-from benchmarks.timing import time_jax, time_numpy
+from benchmarks.timing import cheap_compiles, time_jax, time_numpy
+
+#: Largest differences accepted against the peers: absolute for the EDT (float32
+#: distances of at most a few hundred), relative for HD95 and NSD.
+EDT_ATOL = 1e-3
+SURFACE_RTOL = 1e-4
 
 
 def _masks(shape, density, seed=0):
@@ -46,7 +52,8 @@ def _label_maps(shape, c, seed=0):
 def edt_rows(shape, batched, reps) -> list[dict[str, Any]]:
     from scipy import ndimage
 
-    mask = _masks(shape, 0.001)
+    spatial = shape[1:] if batched else shape
+    mask = _masks(shape, max(0.001, 8 / np.prod(spatial)))  # a few seeds even at toy shapes
     rows = []
     if batched:
         fn = jax.vmap(jaxseg.distance_transform)
@@ -58,7 +65,8 @@ def edt_rows(shape, batched, reps) -> list[dict[str, Any]]:
     err = float(
         np.max(np.abs(np.asarray(out).reshape(-1) - np.concatenate([r.ravel() for r in ref])))
     )
-    rows.append(_row("EDT", shape, "jaxseg", t_ours, f"max |diff| vs SciPy {err:.1e}"))
+    verdict = "ok" if err <= EDT_ATOL else "MISMATCH"
+    rows.append(_row("EDT", shape, "jaxseg", t_ours, f"{verdict}: max |diff| vs SciPy {err:.1e}"))
     rows.append(_row("EDT", shape, "scipy distance_transform_edt", t_scipy, ""))
     try:
         import edt as edt_pkg
@@ -111,7 +119,8 @@ def surface_rows(shape, c, reps) -> list[dict[str, Any]]:
         diff = max(
             diff, float(np.max(np.abs(a - b)[fin] / np.maximum(np.abs(b[fin]), 1e-9), initial=0))
         )
-    rows[0]["check"] = f"max rel diff vs MONAI {diff:.1e}"
+    verdict = "ok" if diff <= SURFACE_RTOL else "MISMATCH"
+    rows[0]["check"] = f"{verdict}: max rel diff vs MONAI {diff:.1e}"
     rows.append(_row("HD95+NSD", shape, "MONAI compute_*", t_monai, ""))
     return rows
 
@@ -190,28 +199,21 @@ def markdown(rows, tgts) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(quick: bool, reps: int) -> dict[str, Any]:
-    if quick:
-        edt_2d, edt_3d, surf, band, w3 = (
-            (2, 64, 64),
-            (24, 24, 24),
-            (1, 20, 20, 16),
-            (1, 64, 64),
-            (2, 64, 64),
-        )
-    else:
-        edt_2d, edt_3d, surf, band, w3 = (
-            (8, 512, 512),
-            (128, 128, 128),
-            (2, 128, 128, 128),
-            (2, 512, 512),
-            (8, 512, 512),
-        )
+#: Shapes per mode: 2-D EDT (vmapped), 3-D EDT, HD95 + NSD, boundary band, W3 update.
+SHAPES = {
+    "tiny": ((1, 16, 16), (8, 8, 8), (1, 8, 8, 8), (1, 16, 16), (1, 16, 16)),
+    "quick": ((2, 64, 64), (24, 24, 24), (1, 20, 20, 16), (1, 64, 64), (2, 64, 64)),
+    "full": ((8, 512, 512), (128, 128, 128), (2, 128, 128, 128), (2, 512, 512), (8, 512, 512)),
+}
+
+
+def run(mode: str, reps: int) -> dict[str, Any]:
+    edt_2d, edt_3d, surf, band, w3 = SHAPES[mode]
     rows = edt_rows(edt_2d, True, reps) + edt_rows(edt_3d, False, reps)
     rows += surface_rows(surf, 4, reps)
     rows += boundary_rows(band, 150, w3, reps)
     tgts = targets(rows)
-    return {"rows": rows, "targets": tgts, "mode": "quick" if quick else "full", "cpus": _cpus()}
+    return {"rows": rows, "targets": tgts, "mode": mode, "cpus": _cpus()}
 
 
 def _cpus() -> int:
@@ -223,16 +225,28 @@ def _cpus() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smoke run: toy shapes, 1 repetition, XLA's expensive passes off (times mean nothing)",
+    )
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5)")
     parser.add_argument("--out", type=Path, default=None, help="folder for results.md / .json")
     args = parser.parse_args(argv)
-    result = run(args.quick, args.reps)
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    reps = args.reps or (1 if args.tiny else 5)
+    with cheap_compiles(args.tiny):
+        result = run(mode, reps)
     text = markdown(result["rows"], result["targets"])
     print(text)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "distance.md").write_text(text)
         (args.out / "distance.json").write_text(json.dumps(result, indent=1))
+    bad = [r for r in result["rows"] if "MISMATCH" in r.get("check", "")]
+    if bad:
+        print("correctness check failed: " + ", ".join(f"{r['workload']} {r['name']}" for r in bad))
+        return 1
     return 0
 
 

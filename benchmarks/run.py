@@ -40,7 +40,15 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxseg
-from benchmarks.timing import Interleaver, Timing, time_jax, time_numpy, time_torch
+from benchmarks.timing import (
+    Interleaver,
+    Timing,
+    cheap_compiles,
+    compile_jax,
+    time_jax,
+    time_numpy,
+    time_torch,
+)
 from jaxseg import _kernels
 
 IGNORE = 255
@@ -391,18 +399,24 @@ def loss_checks(x, labels, c, dice, ce, optax_ce) -> dict[str, str]:
     clean = jnp.where(labels == IGNORE, 0, labels)  # optax's Dice has no ignore
     if dice is not None:
         # Ours: (2TP + s) / (2TP + FP + FN + s); optax (alpha = beta = 1/2): s_optax = s / 2.
-        v1, g1 = jax.value_and_grad(lambda a: jnp.mean(dice(a, clean, smooth=2.0)))(x)
-        v2, g2 = jax.value_and_grad(
-            lambda a: jnp.mean(optax.losses.dice_loss(a, jax.nn.one_hot(clean, c), smooth=1.0))
-        )(x)
+        v1, g1 = _value_and_grad(lambda a: jnp.mean(dice(a, clean, smooth=2.0)), x)
+        v2, g2 = _value_and_grad(
+            lambda a: jnp.mean(optax.losses.dice_loss(a, jax.nn.one_hot(clean, c), smooth=1.0)), x
+        )
         out["jaxseg dice"] = _close(v1, v2, g1, g2)
     if ce is not None:
-        v1, g1 = jax.value_and_grad(lambda a: jnp.mean(ce(a, labels, ignore_index=IGNORE)))(x)
-        v2, g2 = jax.value_and_grad(lambda a: optax_ce(a, labels))(x)
+        v1, g1 = _value_and_grad(lambda a: jnp.mean(ce(a, labels, ignore_index=IGNORE)), x)
+        v2, g2 = _value_and_grad(lambda a: optax_ce(a, labels), x)
         out["jaxseg CE"] = _close(v1, v2, g1, g2)
     if "jaxseg dice" in out and "jaxseg CE" in out:
         out["jaxseg dice+CE"] = "sum of the two"
     return out
+
+
+def _value_and_grad(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+    """Value and gradient of ``fn`` at ``x``, jitted: one compilation instead of one per
+    operation (op-by-op dispatch compiled hundreds of small programs per check)."""
+    return compile_jax(jax.value_and_grad(fn), x)(x)
 
 
 def _close(v1, v2, g1, g2) -> str:
@@ -612,14 +626,19 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller shapes, fewer repetitions")
-    parser.add_argument("--tiny", action="store_true", help="tiny shapes (smoke test only)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smoke run: toy shapes, 1 repetition, XLA's expensive passes off (times mean nothing)",
+    )
     parser.add_argument("--workload", nargs="+", choices=list(FULL), default=list(FULL))
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per row")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else QUICK if args.quick else FULL
-    reps = args.reps or (2 if args.tiny else 3 if args.quick else 15)
-    rows, info, targets = run(args.workload, sizes=sizes, reps=reps)
+    reps = args.reps or (1 if args.tiny else 3 if args.quick else 15)
+    with cheap_compiles(args.tiny):
+        rows, info, targets = run(args.workload, sizes=sizes, reps=reps)
     cfg = {
         "mode": "tiny" if args.tiny else "quick" if args.quick else "full",
         "reps": reps,

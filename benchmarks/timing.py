@@ -13,11 +13,12 @@ when each row's repetitions all run at one moment. Pass an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -41,6 +42,34 @@ class Timing:
     @property
     def min(self) -> float:
         return min(self.times)
+
+
+#: XLA options of every compilation made here; see :func:`cheap_compiles`.
+_COMPILER_OPTIONS: dict[str, Any] = {}
+#: XLA's cheapest settings (what ``jax_disable_most_optimizations`` selects).
+CHEAP = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+@contextlib.contextmanager
+def cheap_compiles(enabled: bool = True) -> Iterator[None]:
+    """Within the block, compile with XLA's expensive passes off (``CHEAP``).
+
+    For smoke runs (``--tiny``): compilation dominates their time and the timings
+    mean nothing anyway; the values computed, and so every check, are the same.
+    """
+    previous = dict(_COMPILER_OPTIONS)
+    if enabled:
+        _COMPILER_OPTIONS.update(CHEAP)
+    try:
+        yield
+    finally:
+        _COMPILER_OPTIONS.clear()
+        _COMPILER_OPTIONS.update(previous)
+
+
+def compile_jax(fn: Callable[..., Any], *args: Any) -> Any:
+    """``jax.jit(fn)`` lowered and compiled for ``args`` (with the options in force)."""
+    return jax.jit(fn).lower(*args).compile(dict(_COMPILER_OPTIONS) or None)
 
 
 #: A row stops repeating after this many seconds once it has ``MIN_REPS`` timings.
@@ -121,7 +150,7 @@ def time_jax(
 ) -> tuple[Timing, Any]:
     """Compile ``jax.jit(fn)`` (timed separately), warm up once, time ``reps`` calls."""
     start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
+    compiled = compile_jax(fn, *args)
     compile_s = time.perf_counter() - start
     memory = None
     try:

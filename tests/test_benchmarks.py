@@ -7,9 +7,9 @@ import numpy as np
 from benchmarks import run
 
 
-def test_quick_run_writes_checked_table_and_json(tmp_path):
-    """``--quick`` (every workload at reduced shapes) runs end to end and checks out."""
-    code = run.main(["--quick", "--reps", "1", "--out", str(tmp_path)])
+def test_tiny_run_writes_checked_table_and_json(tmp_path):
+    """``--tiny`` (every workload and peer row at toy shapes) runs end to end and checks out."""
+    code = run.main(["--tiny", "--out", str(tmp_path)])
     assert code == 0
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["machine"]["backend"]
@@ -44,7 +44,7 @@ def test_quick_run_writes_checked_table_and_json(tmp_path):
     assert not any(name.startswith("path argmax=tree") for w, name in rows if w == "W4")
     targets = {t["target"] for t in result["targets"]}
     assert "W4: compile(jaxseg) <= 5.0 s" in targets
-    assert result["config"]["mode"] == "quick"
+    assert result["config"]["mode"] == "tiny" and result["config"]["reps"] == 1
     table = (tmp_path / "results.md").read_text()
     assert "| W1 | jaxseg |" in table and "| W2 | jaxseg |" in table and "| L2 |" in table
 
