@@ -293,12 +293,20 @@ def as_int_array(x: Any, name: str) -> jax.Array:
     outside it stays out of range (an invalid label or a void prediction)
     instead of aliasing a class.
     """
-    if isinstance(x, jax.Array) or jax.config.jax_enable_x64:
-        return jnp.asarray(x)
+    if isinstance(x, jax.Array):
+        return x
     if not isinstance(x, np.ndarray | np.generic):
-        x = np.asarray(x)
-        if x.dtype.kind not in "iu":
-            return jnp.asarray(x)
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError):  # ragged nesting
+            raise TypeError(f"`{name}` must be a numeric array; got {_show(x)}.") from None
+    if x.dtype.kind not in "biuf":  # strings, bytes, objects, dates: JAX has no such arrays
+        raise TypeError(
+            f"`{name}` must hold numbers (integer class ids, or float targets where a loss "
+            f"accepts them); got dtype {x.dtype}."
+        )
+    if x.dtype.kind not in "iu" or jax.config.jax_enable_x64:
+        return jnp.asarray(x)
     if x.dtype.kind in "iu" and x.dtype.itemsize > 4:
         if x.dtype.kind == "u":
             x = np.minimum(x, np.uint64(_INT32.max)).astype(np.int32)
