@@ -93,16 +93,17 @@ def test_numpy_round_trip_mid_epoch(tmp_path):
 def test_flax_metric_round_trip(tmp_path):
     ocp = pytest.importorskip("orbax.checkpoint")
     nnx = pytest.importorskip("flax.nnx")
-    from jaxseg.flax import SegmentationMetrics
+    from jaxseg.flax import StateMetric
 
+    Counts = jaxseg.ConfusionMatrix.configure(C, ignore_index=IGNORE)
     batches = _batches(seed=2)
-    metric = SegmentationMetrics(C, ignore_index=IGNORE)
+    metric = StateMetric(Counts)
     for logits, labels in batches[:2]:
         metric.update(logits=logits, labels=labels)
     with ocp.StandardCheckpointer() as ckpt:
         ckpt.save(tmp_path / "metric", nnx.state(metric))
         ckpt.wait_until_finished()
-        fresh = SegmentationMetrics(C, ignore_index=IGNORE)
+        fresh = StateMetric(Counts)
         restored = ckpt.restore(tmp_path / "metric", nnx.state(fresh))
     nnx.update(fresh, restored)
     for logits, labels in batches[2:]:
