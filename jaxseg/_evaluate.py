@@ -25,6 +25,7 @@ import json
 import math
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -117,25 +118,72 @@ def cityscapes_map() -> LabelMap:
 
 
 def load_label_map(spec: str) -> LabelMap:
-    """``cityscapes`` or a JSON file ``{"7": 0, "8": 1, ...}`` (optionally with ``"default"``)."""
+    """``cityscapes`` or a JSON file ``{"7": 0, "8": 1, ...}``.
+
+    The file may also hold ``{"map": {...}, "default": 255}``. Keys are
+    integer ids written as JSON strings (``"-1"``, ``"7"``), values are JSON
+    integers; both must fit in 64-bit signed integers (the ids label maps can
+    hold). Floats, booleans, other strings, an id listed twice and an empty
+    map are refused: each is a sign that the file is not what was meant.
+    """
     if spec.lower() == "cityscapes":
         return cityscapes_map()
+
+    def bad(why: str) -> _io.InputError:
+        return _io.InputError(
+            spec, f'--label-map: {why} (expected a JSON object of integer ids, e.g. {{"7": 0}})'
+        )
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, val in pairs:
+            if k in out:
+                raise bad(f"key {k!r} appears twice")
+            out[k] = val
+        return out
+
+    def value(val: Any, what: str) -> int:
+        if type(val) is not int:  # bool is an int subclass; floats and strings are refused
+            raise bad(f"{what} is {json.dumps(val)}, not an integer")
+        if not _INT64_MIN <= val <= _INT64_MAX:
+            raise bad(f"{what} {val} does not fit in a 64-bit integer")
+        return val
+
     try:
-        data = json.loads(Path(spec).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise _io.InputError(spec, f"--label-map: cannot read JSON ({_io._reason(e)})") from None
-    if isinstance(data, dict) and "map" in data:
-        default, data = data.get("default", 255), data["map"]
-    else:
-        default = 255
-    try:
-        mapping = {int(k): int(val) for k, val in data.items()}
-        default = int(default)
-    except (AttributeError, TypeError, ValueError):
+        text = Path(spec).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise _io.InputError(
-            spec, '--label-map: expected a JSON object of integer ids, e.g. {"7": 0, "8": 1}'
+            spec, f"--label-map: cannot read the file ({_io._reason(e)})"
         ) from None
+    try:
+        data = json.loads(text, object_pairs_hook=unique)
+    except ValueError as e:
+        raise _io.InputError(spec, f"--label-map: not valid JSON ({_io._reason(e)})") from None
+    default = 255
+    if isinstance(data, dict) and "map" in data:
+        unknown = sorted(set(data) - {"map", "default"})
+        if unknown:
+            raise bad(f'unknown entry {unknown[0]!r} next to "map"')
+        default = value(data.get("default", 255), '"default"')
+        data = data["map"]
+    if not isinstance(data, dict):
+        raise bad(f"got a JSON {type(data).__name__}")
+    if not data:
+        raise bad("the map is empty")
+    mapping: dict[int, int] = {}
+    for k, val in data.items():
+        if not _ID.fullmatch(k):
+            raise bad(f"key {k!r} is not an integer id")
+        key = value(int(k), "key")
+        if key in mapping:
+            raise bad(f"id {key} is listed twice (key {k!r})")
+        mapping[key] = value(val, f"the value of {k!r}")
     return LabelMap(mapping, default=default)
+
+
+#: A label-map key: an integer in decimal ASCII digits.
+_ID = re.compile(r"-?[0-9]+")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 # -- counting ---------------------------------------------------------------------
@@ -265,6 +313,7 @@ class Result:
     counts: np.ndarray | None = None
     extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     error: _io.InputError | None = None
+    ndim: int = 2
 
 
 def _read_class_names(path: str, num_classes: int) -> list[str]:
@@ -280,8 +329,19 @@ def _read_class_names(path: str, num_classes: int) -> list[str]:
     return names
 
 
+def _inputs(opts: Options, pairs: Sequence[_io.Pair]) -> Iterable[tuple[str, Any]]:
+    """The files a run reads, as ``(what, path)``: no output may name one of them."""
+    if opts.label_map and opts.label_map.lower() != "cityscapes":
+        yield "the --label-map file", opts.label_map
+    if opts.class_names:
+        yield "the --class-names file", opts.class_names
+    for pair in pairs:
+        yield "the prediction", pair.pred
+        yield "the label map", pair.label
+
+
 def _evaluate_pair(
-    pair: _io.Pair, counter: Counter, opts: Options, per_image_metrics: Sequence[_report.Metric]
+    pair: _io.Pair, counter: Counter, opts: Options, distances: Sequence[str]
 ) -> Result:
     try:
         label = _io.read_label_map(pair.label, max_pixels=opts.max_pixels)
@@ -292,26 +352,46 @@ def _evaluate_pair(
                 f"shape {'x'.join(map(str, pred.values.shape))} differs from the label's "
                 f"{'x'.join(map(str, label.values.shape))} ({pair.label})",
             )
-        counts = counter.count(pair, pred.values, label.values)
-        extra = {}
-        for m in per_image_metrics:
-            spacing = opts.spacing or label.spacing
-            extra[m.name] = np.asarray(
-                m.per_image(
-                    counter._map(pred.values, is_label=False),
-                    counter._map(label.values, is_label=True),
-                    num_classes=counter.num_classes,
-                    spacing=spacing,
-                    tolerance=opts.tolerance,
-                    ignore_index=counter.ignore,
-                ),
-                np.float64,
+        label = _io.resolve_spacing(pair, pred, label, opts.spacing)
+        if distances and label.values.ndim not in (2, 3):
+            raise _io.InputError(
+                pair.label,
+                f"--metrics {','.join(distances)}: needs 2-D or 3-D maps; got shape "
+                f"{'x'.join(map(str, label.values.shape))}",
             )
-        return Result(pair, counts, extra)
+        counts = counter.count(pair, pred.values, label.values)
+        extra = _distances(pair, counter, opts, distances, pred, label) if distances else {}
+        return Result(pair, counts, extra, ndim=label.values.ndim)
     except _io.InputError as e:
         return Result(pair, error=e)
     except MemoryError:
         return Result(pair, error=_io.InputError(pair.pred, "out of memory reading this pair"))
+
+
+def _distances(
+    pair: _io.Pair,
+    counter: Counter,
+    opts: Options,
+    distances: Sequence[str],
+    pred: _io.LabelArray,
+    label: _io.LabelArray,
+) -> dict[str, np.ndarray]:
+    """The distance metrics ``{name: [C]}`` of one pair (one compiled program per size bucket)."""
+    from jaxseg import _evaluate_distance
+
+    spacing = opts.spacing or label.spacing
+    _evaluate_distance.check_spacing(spacing, label.values.ndim, pair.label)
+    out = _evaluate_distance.per_image_metrics(
+        counter._map(pred.values, is_label=False),
+        counter._map(label.values, is_label=True),
+        num_classes=counter.num_classes,
+        metrics=tuple(distances),
+        spacing=spacing,
+        tolerance=1.0 if opts.tolerance is None else opts.tolerance,
+        ignore_index=counter.ignore or None,
+        include_background=opts.include_background and not opts.binary,
+    )
+    return {m: out[m] for m in distances}
 
 
 def _progress(total: int, quiet: bool) -> Any:
@@ -414,8 +494,7 @@ def run(opts: Options, out: Any = None) -> int:
         )
         if path
     ]
-    for option, path in outputs:
-        _io.check_output(path, option)
+    _io.check_outputs(outputs)
     if opts.plot:
         try:
             import matplotlib  # noqa: F401
@@ -444,6 +523,7 @@ def run(opts: Options, out: Any = None) -> int:
         raise _io.InputError(
             None, f"no pairs of label maps found in {opts.pred_dir} and {opts.label_dir}"
         )
+    _io.check_outputs_not_inputs(outputs, _inputs(opts, pairs))
 
     counter = Counter(
         c,
@@ -452,17 +532,18 @@ def run(opts: Options, out: Any = None) -> int:
         map_predictions=opts.map_predictions,
         binary=opts.binary,
     )
-    per_image_metrics = [_report.METRICS[m] for m in opts.metrics if _report.METRICS[m].per_image]
+    distances = [m for m in opts.metrics if _report.METRICS[m].distance]
     jobs = opts.jobs or min(4, os.cpu_count() or 1)
     window = max(opts.batch_size or jobs, jobs)
     total = np.zeros((c, c + 1), np.int64)
     image_names: list[str] = []
     image_counts: list[np.ndarray] = []
-    extras: dict[str, list[np.ndarray]] = {m.name: [] for m in per_image_metrics}
+    extras: dict[str, list[np.ndarray]] = {m: [] for m in distances}
+    volumes = 0
     progress = _progress(len(pairs), opts.quiet)
 
     def work(pair: _io.Pair) -> Result:
-        return _evaluate_pair(pair, counter, opts, per_image_metrics)
+        return _evaluate_pair(pair, counter, opts, distances)
 
     try:
         for result in _stream(pairs, work, jobs, window):
@@ -476,6 +557,7 @@ def run(opts: Options, out: Any = None) -> int:
             image_counts.append(result.counts)
             for k, v in result.extra.items():
                 extras[k].append(v)
+            volumes += result.ndim == 3
     finally:
         if progress is not None:
             progress.close()
@@ -498,20 +580,6 @@ def run(opts: Options, out: Any = None) -> int:
     report["ignore_index"] = list(ignore)
     report["label_map"] = opts.label_map
     report["binary"] = opts.binary
-    if per_image_metrics:
-        report["extra_columns"] = [m.name for m in per_image_metrics]
-        report["titles"] = {m.name: m.title for m in per_image_metrics}
-        for m in per_image_metrics:
-            values = np.stack(extras[m.name])  # [N, C]
-            finite = np.isfinite(values)
-            per_class = np.where(
-                finite.any(0),
-                np.where(finite, values, 0).sum(0) / np.maximum(finite.sum(0), 1),
-                np.nan,
-            )
-            for r in report["classes"]:
-                r[m.name] = float(per_class[r["id"]])
-            report[f"mean_{m.name}"] = _report._macro(per_class, ~np.isnan(per_class))
     report["images"] = [
         {
             "name": n,
@@ -526,6 +594,18 @@ def run(opts: Options, out: Any = None) -> int:
         for i, entry in enumerate(report["images"]):
             entry["foreground_iou"] = float(per_image["iou"][i, 1])
             entry["foreground_dice"] = float(per_image["dice"][i, 1])
+    distance_values = {m: np.stack(extras[m]) for m in distances}  # [N, C] each
+    if distances:
+        # distance means leave out ignored classes, and the background under
+        # --binary or --exclude-background (MONAI's include_background=False)
+        scored_classes = np.ones(c, bool)
+        scored_classes[[i for i in ignore if 0 <= i < c]] = False
+        scored_classes[0] &= include_background and not opts.binary
+        from jaxseg import _evaluate_distance
+
+        _evaluate_distance.add_to_report(
+            report, distance_values, scored=scored_classes, volumes=volumes
+        )
     report["skipped"] = [{"file": e.path, "reason": e.message} for e in skipped]
     report["num_skipped"] = len(skipped)
 
@@ -537,7 +617,10 @@ def run(opts: Options, out: Any = None) -> int:
         rendered.append((opts.csv, _report.csv_bytes(report)))
     if opts.per_image:
         rendered.append(
-            (opts.per_image, _report.per_image_csv_bytes(image_names, names, per_image))
+            (
+                opts.per_image,
+                _report.per_image_csv_bytes(image_names, names, per_image, distance_values),
+            )
         )
     if opts.plot:
         fig = _report.confusion_figure(np.asarray(report["confusion_matrix"]), names)
