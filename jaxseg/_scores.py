@@ -537,7 +537,9 @@ def balanced_accuracy(
     predictions is left out (its recall is undefined), unlike
     :func:`mean_accuracy`, where it scores 0. For independent channels (binary /
     multilabel) it is per channel ``(recall + specificity) / 2``, the binary
-    ``balanced_accuracy_score`` of that channel.
+    ``balanced_accuracy_score`` of that channel; a channel without positive
+    labels has no recall and scores its specificity alone (and one without
+    negatives its recall), as scikit-learn.
 
     Args:
       stats: a statistics state.
@@ -711,10 +713,17 @@ def matthews_corrcoef(
 
         MCC = (c s - sum_k p_k t_k) / sqrt((s² - sum_k p_k²) (s² - sum_k t_k²))
 
-    equal to scikit-learn's ``matthews_corrcoef`` (0 when undefined). ``None``,
-    ``"macro"``, ``"weighted"`` and ``"micro"`` use the one-vs-rest MCC of each
-    class, ``(tp tn - fp fn) / sqrt((tp + fp)(tp + fn)(tn + fp)(tn + fn))`` (the
-    only form for independent channels); empty classes are left out.
+    equal to scikit-learn's ``matthews_corrcoef``: 0 when undefined, which is
+    whenever the labels or the predictions hold a single class (a
+    background-only image predicted perfectly scores 0, not 1). The sums run
+    over every class column, ignored class ids included (their predictions at
+    valid pixels are a column of their own), plus one column of void
+    predictions (ids outside ``[0, C)``), as scikit-learn sees a single void id
+    such as 255; several distinct void ids are pooled into that one column.
+    ``None``, ``"macro"``, ``"weighted"`` and ``"micro"`` use the one-vs-rest MCC
+    of each class, ``(tp tn - fp fn) / sqrt((tp + fp)(tp + fn)(tn + fp)(tn + fn))``
+    (the only form for independent channels), 0 when undefined; empty classes are
+    left out.
 
     Args:
       stats: a statistics state.
@@ -756,9 +765,13 @@ def cohen_kappa(
         kappa = (p_o - p_e) / (1 - p_e)
 
     ``average="multiclass"`` (default) is the unweighted kappa of the whole
-    matrix, equal to scikit-learn's ``cohen_kappa_score`` (NaN when ``p_e = 1``).
-    The other averages use the one-vs-rest kappa of each class,
-    ``2 (tp tn - fp fn) / ((tp + fp)(fp + tn) + (tp + fn)(fn + tn))``.
+    matrix, equal to scikit-learn's ``cohen_kappa_score``: NaN when ``p_e = 1``
+    (one class fills both labels and predictions, e.g. a background-only image
+    predicted perfectly), 0 when only the labels or only the predictions hold a
+    single class. The other averages use the one-vs-rest kappa of each class,
+    ``2 (tp tn - fp fn) / ((tp + fp)(fp + tn) + (tp + fn)(fn + tn))``, NaN when
+    its denominator is 0 (a class that fills every pixel and is predicted
+    everywhere, as scikit-learn); NaN classes are left out of the averages.
 
     Args:
       stats: a statistics state.
