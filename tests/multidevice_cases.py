@@ -347,6 +347,17 @@ def case_boundary_distance_psum(n):
     )
     assert np.array_equal(got_d.to_numpy(), want_d.to_numpy())
     np.testing.assert_allclose(got_d.sums, want_d.sums, rtol=1e-5)
+    # wide sums: values near the float32 maximum psum to a finite, correct mean
+    huge = rng.uniform(1e38, 3.4e38, (N * 4, C)).astype(np.float32)
+    psummed = jax.jit(
+        jax.shard_map(
+            lambda x: jaxseg.DistanceStats.from_values(x).psum("d"),
+            mesh=mesh_of(n),
+            in_specs=P("d"),
+            out_specs=P(),
+        )
+    )(huge)
+    np.testing.assert_allclose(psummed.compute(), huge.astype(np.float64).mean(0), rtol=1e-5)
 
 
 def _is_state(x):
