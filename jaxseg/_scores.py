@@ -47,7 +47,9 @@ from jaxseg._lazy import jax, jnp
 if TYPE_CHECKING:
     import jax
 
-Stats = Any  # ConfusionMatrix | BinaryStats | SoftStats | BoundaryStats
+    from jaxseg._state import Statistics as Stats
+else:
+    Stats = Any  # jaxseg._state.Statistics (not imported: host scoring never imports JAX)
 Terms = Callable[..., tuple[Any, Any]]
 
 
@@ -99,8 +101,9 @@ def _stats_of(stats: Stats) -> tuple[Any, Any, Any, Any, np.ndarray, Any]:
     for name in ("tp", "fp", "fn", "tn", "counted_classes"):
         if not hasattr(stats, name):
             raise TypeError(
-                "scores take a statistics state (ConfusionMatrix, BinaryStats, SoftStats or "
-                f"BoundaryStats); got {type(stats).__name__}."
+                "scores take statistics with per-class `tp`, `fp`, `fn`, `tn` and "
+                "`counted_classes` (the jaxseg Statistics protocol: ConfusionMatrix, "
+                f"BinaryStats, SoftStats, BoundaryStats); got {type(stats).__name__}."
             )
     tp, fp, fn, tn = stats.tp, stats.fp, stats.fn, stats.tn
     xp = cw_.array_module(tp, fp, fn, tn)

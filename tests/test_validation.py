@@ -157,7 +157,9 @@ def test_logits_checks():
 
 
 def test_scores_need_a_state_and_valid_empty():
-    with pytest.raises(TypeError, match=r"scores take a statistics state .*; got ndarray"):
+    with pytest.raises(
+        TypeError, match=r"scores take statistics .*Statistics protocol.*; got ndarray"
+    ):
         jaxseg.iou(np.ones((3, 3)))
     with pytest.raises(TypeError, match=r"`empty` must be a number or NaN; got 'zero'"):
         jaxseg.iou(CM, empty="zero")
