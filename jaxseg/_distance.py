@@ -22,7 +22,6 @@ import fractions
 import functools
 import itertools
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -753,99 +752,3 @@ def surface_dice(
 
 for _f in (hausdorff_distance, average_surface_distance, surface_dice):
     _f.__doc__ = _f.__doc__.replace("{args}", _SHARED_ARGS)
-
-
-# -- one call per image pair, for the command line -------------------------------
-
-METRICS = ("hd", "hd95", "assd", "nsd", "boundary_iou")
-
-
-def per_image_metrics(
-    pred: ArrayLike,
-    label: ArrayLike,
-    *,
-    num_classes: int,
-    metrics: Sequence[str] = ("hd95", "assd", "nsd", "boundary_iou"),
-    spacing: Any = None,
-    tolerance: Any = 1.0,
-    ignore_index: Any = None,
-    include_background: bool = True,
-    definition: str = "monai",
-    dilation_ratio: float = 0.02,
-) -> dict[str, np.ndarray]:
-    """Distance and boundary metrics of one image pair, as host arrays (for the CLI).
-
-    Args:
-      pred: predicted class ids, int ``[*spatial]`` (2-D or 3-D).
-      label: true class ids, same shape.
-      num_classes: ``C``.
-      metrics: any of ``"hd"``, ``"hd95"``, ``"assd"`` (symmetric ASD),
-        ``"nsd"`` (surface Dice at ``tolerance``) and ``"boundary_iou"``.
-      spacing: voxel size per spatial axis; default 1.
-      tolerance: NSD tolerance in spacing units, a number or one per class.
-      ignore_index: label id(s) to leave out.
-      include_background: ``False`` reports class 0 as NaN.
-      definition: ``"monai"`` or ``"deepmind"`` for the surface metrics.
-      dilation_ratio: Boundary IoU band width as a fraction of the image diagonal.
-
-    Returns:
-      ``{name: float64 [C]}``; for ``"boundary_iou"`` also
-      ``"boundary_iou_counts"``, int64 ``[4, C]`` (rows ``tp, fp, fn, tn`` of
-      the bands) so that a dataset-level boundary IoU can be summed exactly.
-
-    Examples:
-      >>> import numpy as np
-      >>> from jaxseg._distance import per_image_metrics
-      >>> label = np.zeros((6, 6), np.int32); label[1:5, 1:5] = 1
-      >>> out = per_image_metrics(label, label, num_classes=2, metrics=("hd95", "nsd"))
-      >>> out["hd95"], out["nsd"]
-      (array([0., 0.]), array([1., 1.]))
-    """
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or isinstance(metrics, str):
-        raise ValueError(f"`metrics` entries must be in {list(METRICS)}; got {metrics!r}.")
-    pred = jnp.asarray(pred)[None]
-    label = jnp.asarray(label)[None]
-    kw = dict(
-        num_classes=num_classes,
-        spacing=spacing,
-        ignore_index=ignore_index,
-        include_background=include_background,
-    )
-    surface = dict(kw, definition=definition)
-    out: dict[str, np.ndarray] = {}
-    for m in metrics:
-        if m == "hd":
-            r = hausdorff_distance(pred, label, **surface)
-        elif m == "hd95":
-            r = hausdorff_distance(pred, label, percentile=95.0, **surface)
-        elif m == "assd":
-            r = average_surface_distance(pred, label, symmetric=True, **surface)
-        elif m == "nsd":
-            r = surface_dice(pred, label, tolerance=tolerance, **surface)
-        else:
-            counts = _boundary_counts(pred, label, num_classes, ignore_index, dilation_ratio)
-            tp, fp, fn = (counts[k].astype(np.float64) for k in range(3))
-            den = tp + fp + fn
-            r = np.where(den > 0, tp / np.where(den > 0, den, 1), np.nan)
-            ignored = v.normalize_ignore_index(ignore_index)
-            drop = ~v.counted_mask(num_classes, tuple(i for i in ignored if 0 <= i < num_classes))
-            if not include_background:
-                drop[0] = True
-            r = np.where(drop, np.nan, r)
-            out["boundary_iou_counts"] = counts
-        out[m] = np.asarray(r, np.float64).reshape(-1)
-    return out
-
-
-def _boundary_counts(pred, label, num_classes, ignore_index, dilation_ratio) -> np.ndarray:
-    from jaxseg._boundary import BoundaryStats
-
-    state = BoundaryStats.from_predictions(
-        pred,
-        label,
-        num_classes=num_classes,
-        dilation_ratio=dilation_ratio,
-        ignore_index=ignore_index,
-    )
-    return state.to_numpy()

@@ -131,12 +131,6 @@ def _pad(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     )
 
 
-def _spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
-    if spacing is not None and np.size(spacing) == 1:
-        spacing = float(np.asarray(spacing).reshape(()))
-    return _distance._check_spacing(spacing, ndim)
-
-
 @functools.lru_cache(maxsize=64)
 def _tables(spacing: tuple[float, ...], shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     out = []
@@ -207,7 +201,7 @@ def per_image_metrics(
     out: dict[str, np.ndarray] = {}
     surface = tuple(m for m in _SURFACE_METRICS if m in metrics)
     if surface:
-        s = _spacing(spacing, pred.ndim)
+        s = _distance._check_spacing(spacing, pred.ndim)
         tol = np.broadcast_to(np.asarray(tolerance, np.float32), (c,))[classes]
         values = np.full((len(surface), c), np.nan)
         if classes.size:
@@ -290,7 +284,7 @@ def summarize(values: np.ndarray, scored: np.ndarray) -> Summary:
 def check_spacing(spacing: Any, ndim: int, path: str | None) -> None:
     """Raise :class:`~jaxseg._io.InputError` when ``spacing`` does not fit ``ndim`` axes."""
     try:
-        _spacing(spacing, ndim)
+        _distance._check_spacing(spacing, ndim)
     except (TypeError, ValueError) as e:
         raise _io.InputError(path, f"--spacing: {e}") from None
 

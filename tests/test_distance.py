@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import jaxseg
-from jaxseg._distance import per_image_metrics
 from tests import reference_distance as R
 
 ndimage = pytest.importorskip("scipy.ndimage")
@@ -350,35 +349,6 @@ def test_jit_and_vmap():
     for key, j in jitted.items():
         # fusion may reassociate float sums
         np.testing.assert_allclose(np.asarray(vmapped[key]).reshape(j.shape), j, rtol=1e-6)
-
-
-# -- the command-line hook --------------------------------------------------------------
-
-
-def test_per_image_metrics():
-    pred, label = _maps((1, 16, 16), "blobs", 6)
-    out = per_image_metrics(
-        pred[0], label[0], num_classes=C, spacing=(1.0, 2.0), tolerance=1.0, ignore_index=255
-    )
-    assert set(out) == {"hd95", "assd", "nsd", "boundary_iou", "boundary_iou_counts"}
-    kw = dict(num_classes=C, spacing=(1.0, 2.0), ignore_index=255)
-    # the public functions, called eagerly (each one compiled program)
-    np.testing.assert_array_equal(
-        out["hd95"], jaxseg.hausdorff_distance(pred, label, percentile=95, **kw)[0]
-    )
-    np.testing.assert_array_equal(
-        out["assd"], jaxseg.average_surface_distance(pred, label, symmetric=True, **kw)[0]
-    )
-    np.testing.assert_array_equal(
-        out["nsd"], jaxseg.surface_dice(pred, label, tolerance=1.0, **kw)[0]
-    )
-    counts = R.boundary_counts(pred[0], label[0], C, ignore=(255,))
-    np.testing.assert_array_equal(out["boundary_iou_counts"], counts)
-    with np.errstate(invalid="ignore"):
-        want = counts[0] / counts[:3].sum(0)
-    np.testing.assert_allclose(out["boundary_iou"], want)
-    with pytest.raises(ValueError, match="`metrics`"):
-        per_image_metrics(pred[0], label[0], num_classes=C, metrics=("hd96",))
 
 
 # -- bad input ----------------------------------------------------------------------------
