@@ -25,6 +25,7 @@ import re
 import stat
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -234,8 +235,17 @@ def _read_png(path: Any, max_pixels: int) -> np.ndarray:
     if arr.ndim != 2:
         raise InputError(path, f"expected a single-channel label map; got shape {arr.shape}")
     if arr.dtype == np.bool_:
-        arr = arr.view(np.uint8)
+        arr = _bool_ids(arr)
     return arr
+
+
+def _bool_ids(arr: np.ndarray) -> np.ndarray:
+    """A boolean map as ``uint8`` class ids 0 / 1.
+
+    Pillow hands out mode-``1`` images as boolean arrays whose bytes are 0 and
+    255, so the bytes are compared with 0, never reinterpreted.
+    """
+    return (arr.view(np.uint8) != 0).view(np.uint8)
 
 
 def _check_mode(path: Any, mode: str) -> None:
@@ -263,8 +273,10 @@ def _read_npy(path: Any) -> np.ndarray:
 
 def _integer_array(path: Any, arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.bool_:
-        return arr.view(np.uint8)
+        return _bool_ids(arr)
     if np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype.kind == "u" and arr.itemsize == 8 and arr.size and arr.max() >= 2**63:
+            raise InputError(path, "label values do not fit in 64-bit signed integers")
         return arr
     if np.issubdtype(arr.dtype, np.floating):
         # Label volumes are often stored as floats; accept them when every value is integral.
@@ -290,6 +302,48 @@ def _read_nifti(path: Any) -> LabelArray:
     except Exception as e:  # nibabel raises many types on bad files
         raise InputError(path, f"cannot read NIfTI file ({_reason(e)})") from None
     return LabelArray(_integer_array(path, arr), tuple(float(z) for z in zooms))
+
+
+def resolve_spacing(
+    pair: Pair, pred: LabelArray, label: LabelArray, spacing: tuple[float, ...] | None
+) -> LabelArray:
+    """``label`` with the voxel spacing the pair is scored at.
+
+    ``spacing`` (``--spacing``: one number for every axis, or one per axis)
+    wins over the headers. Otherwise the label's header spacing is used, or the
+    prediction's when the label has none; when both files state one they must
+    agree (relative tolerance 1e-6): a prediction on another grid than its
+    label cannot be compared voxel by voxel.
+
+    Raises:
+      InputError: ``spacing`` has the wrong count for the map's axes, or the
+        two headers disagree (naming both files and both spacings).
+    """
+    ndim = label.values.ndim
+    if spacing is not None:
+        if len(spacing) == 1:
+            spacing = tuple(spacing) * ndim
+        if len(spacing) != ndim:
+            raise InputError(
+                pair.label,
+                f"--spacing has {len(spacing)} values; this map has {ndim} axes "
+                "(give one number for all axes, or one per axis)",
+            )
+        return LabelArray(label.values, tuple(float(s) for s in spacing))
+    if pred.spacing is not None and label.spacing is not None:
+        if not np.allclose(pred.spacing, label.spacing, rtol=1e-6, atol=0):
+            raise InputError(
+                pair.pred,
+                f"voxel spacing {_format_spacing(pred.spacing)} differs from "
+                f"{_format_spacing(label.spacing)} of the label {pair.label} "
+                "(resample the prediction to the label's grid, or give --spacing to "
+                "use one spacing for both)",
+            )
+    return LabelArray(label.values, label.spacing or pred.spacing)
+
+
+def _format_spacing(spacing: tuple[float, ...]) -> str:
+    return "x".join(f"{s:g}" for s in spacing)
 
 
 def _reason(e: BaseException) -> str:
@@ -337,6 +391,85 @@ def check_output(path: str, option: str) -> None:
     os.unlink(tmp)
     if target.exists() and not os.access(target, os.W_OK):
         raise InputError(path, f"{option}: file is read-only")
+
+
+def _stdout_id() -> tuple[int, int] | None:
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _file_ids(path: str | os.PathLike) -> set[Any]:
+    """What identifies a file: its resolved path and, if it exists, ``(st_dev, st_ino)``.
+
+    Two paths name the same file when these sets meet: the same path spelled
+    differently, a symlink and its target, or two hard links.
+    """
+    if str(path) == "-":
+        sid = _stdout_id()
+        return {"-"} if sid is None else {"-", sid}
+    ids: set[Any] = {os.path.realpath(path)}
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ids
+    if st.st_ino:  # some file systems report no inode numbers
+        ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def check_outputs(outputs: Sequence[tuple[str, str]]) -> None:
+    """Fail before any work when an output cannot be written or two outputs name one file.
+
+    ``outputs`` are ``(option, path)``. Special files other than standard
+    output (``/dev/null``, a FIFO) may be named by several options.
+    """
+    seen: list[tuple[str, str, set[Any]]] = []
+    stdout = _file_ids("-")
+    for option, path in outputs:
+        check_output(path, option)
+        ids = _file_ids(path)
+        if _is_special(path) and (os.path.realpath(path) == os.devnull or not ids & stdout):
+            continue
+        for other_option, other_path, other_ids in seen:
+            if ids & other_ids:
+                raise InputError(
+                    path,
+                    f"{option}: names the same file as {other_option} {other_path}; "
+                    "give each output its own file",
+                )
+        seen.append((option, path, ids))
+
+
+def check_outputs_not_inputs(
+    outputs: Sequence[tuple[str, str]], inputs: Iterable[tuple[str, str | os.PathLike]]
+) -> None:
+    """Fail before any work when an output names an input file (a label map, a prediction,
+    an option's file), directly, through a symlink, or as a hard link.
+
+    ``inputs`` are ``(what, path)``, e.g. ``("the label map", path)``: the files
+    the run reads, after pairing.
+    """
+    existing = []
+    for option, path in outputs:
+        if path == "-":
+            continue
+        ids = _file_ids(path)
+        if any(isinstance(i, tuple) for i in ids):  # a new file cannot be an input
+            existing.append((option, path, ids))
+    if not existing:
+        return
+    for what, src in inputs:
+        src_ids = _file_ids(src)
+        for option, path, ids in existing:
+            if ids & src_ids:
+                raise InputError(
+                    path,
+                    f"{option}: this file is {what} {src}, an input; refusing to "
+                    "overwrite it (choose another output file)",
+                )
 
 
 def write_output(path: str, data: bytes) -> None:

@@ -13,9 +13,11 @@ standard output was closed early (``| head``), quietly, as other tools do.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
+import threading
 from collections.abc import Sequence
 
 PROG = "jaxseg"
@@ -47,14 +49,16 @@ def _int_list(text: str) -> list[int]:
         ) from None
 
 
-def _float_list(text: str) -> tuple[float, ...]:
+def _spacing(text: str) -> tuple[float, ...]:
+    """One positive finite number (every axis) or one per axis, separated by commas."""
     try:
-        values = tuple(float(t) for t in text.split(",") if t.strip())
+        values = tuple(float(t) for t in text.split(","))
     except ValueError:
         values = ()
-    if not values or not all(v > 0 for v in values):
+    if not values or not all(0 < v < math.inf for v in values):
         raise argparse.ArgumentTypeError(
-            f"expected positive numbers separated by commas, e.g. 0.8,0.8,2.5; got {text!r}"
+            "expected one positive number for every axis, or one per axis separated by "
+            f"commas, e.g. 0.5 or 0.8,0.8,2.5; got {text!r}"
         )
     return values
 
@@ -79,6 +83,8 @@ def _metrics(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from jaxseg import _report  # NumPy only: the metric names for --help
+
     parser = argparse.ArgumentParser(
         prog=PROG, description="Segmentation losses and exact metrics for JAX."
     )
@@ -176,14 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=_metrics,
         default=None,
         metavar="NAME[,NAME...]",
-        help="columns and summary lines: iou, dice, precision, recall, accuracy (default all)",
+        help=f"columns and summary lines, any of: {', '.join(_report.METRICS)} (default: "
+        f"{','.join(_report.DEFAULT_METRICS)})",
     )
     g.add_argument(
         "--spacing",
-        type=_float_list,
+        type=_spacing,
         default=None,
         metavar="S[,S...]",
-        help="voxel spacing per axis for distance metrics (default: from NIfTI headers, else 1)",
+        help="voxel spacing for distance metrics: one number for every axis, or one per "
+        "axis (default: from the NIfTI headers, else 1; overrides the headers)",
     )
     g.add_argument(
         "--tolerance", type=_positive_float, default=None, help="surface tolerance (same unit)"
@@ -293,7 +301,20 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jaxseg`` console script; returns the exit status."""
+    """Entry point of the ``jaxseg`` console script; returns the exit status.
+
+    Called without ``argv`` (the console script, ``python -m jaxseg``) the
+    process is ours: if a reading thread is still at work when the command
+    ends (Ctrl-C, or a bad file met while other pairs were being scored), the
+    process ends at once with the status, see :func:`_end_process`.
+    """
+    code = _main(argv)
+    if argv is None:
+        _end_process(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     command = "?"
     try:
         args = build_parser().parse_args(
@@ -322,6 +343,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
+
+
+def _end_process(code: int) -> None:
+    """``os._exit(code)`` after flushing, while a ``jaxseg-`` worker thread is still alive.
+
+    A worker may be inside JAX (compiling or running a distance metric). The
+    normal interpreter exit then runs JAX's clean-up and the C++ destructors
+    under its feet, which kills the process with SIGABRT or SIGSEGV instead of
+    the intended status. Ending without that finalisation is safe here: every
+    output file is written completely (rename of a finished temporary file)
+    before the command returns, or not at all, and the workers write nothing.
+    """
+    if not any(t.name.startswith("jaxseg-") and t.is_alive() for t in threading.enumerate()):
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say
+            pass
+    os._exit(code)
 
 
 def _silence_stdout() -> None:
