@@ -25,14 +25,22 @@ from jaxseg._state import LIMBS, _configured, _static, _StatRows
 ArrayLike = jax.typing.ArrayLike
 
 
-def band_width(height: int, width: int, dilation_ratio: float) -> int:
-    """``d = max(1, round(dilation_ratio * sqrt(H^2 + W^2)))`` (boundary-iou-api)."""
-    return max(1, round(dilation_ratio * math.sqrt(height**2 + width**2)))
+#: Spatial axes a band can have: images (boundary-iou-api) and volumes (jaxseg's extension).
+SPATIAL_DIMS = (2, 3)
 
 
-def _window(x: jax.Array, d: int, op: Any, init: Any) -> jax.Array:
-    """Min or max over the ``(2d+1) x (2d+1)`` window of the last two axes (separable)."""
-    for axis in (x.ndim - 2, x.ndim - 1):
+def band_width(height: int, width: int, dilation_ratio: float, depth: int = 0) -> int:
+    """``d = max(1, round(dilation_ratio * sqrt(D^2 + H^2 + W^2)))``, the image or volume diagonal.
+
+    ``depth=0`` is boundary-iou-api's 2-D width (the volume's diagonal is
+    jaxseg's extension to 3-D).
+    """
+    return max(1, round(dilation_ratio * math.sqrt(depth**2 + height**2 + width**2)))
+
+
+def _window(x: jax.Array, d: int, op: Any, init: Any, spatial_dims: int = 2) -> jax.Array:
+    """Min or max over the ``(2d+1)^k`` window of the last ``k`` axes (separable)."""
+    for axis in range(x.ndim - spatial_dims, x.ndim):
         dims = [1] * x.ndim
         dims[axis] = 2 * d + 1
         pad = [(0, 0)] * x.ndim
@@ -41,22 +49,27 @@ def _window(x: jax.Array, d: int, op: Any, init: Any) -> jax.Array:
     return x
 
 
-def boundary_band(label_map: jax.Array, d: int) -> jax.Array:
+def boundary_band(label_map: jax.Array, d: int, spatial_dims: int = 2) -> jax.Array:
     """Pixels within Chebyshev distance ``d`` of another class or of the image border.
 
     For every class ``c`` this equals, on the pixels of class ``c``, the band
     ``M_c - erode(M_c)`` of boundary-iou-api's ``mask_to_boundary`` (3x3
     erosion iterated ``d`` times, the image padded with background), but costs
-    two windowed min / max passes whatever the number of classes.
+    two windowed min / max passes whatever the number of classes. With
+    ``spatial_dims=3`` the last three axes are a volume and the erosion a 3x3x3
+    cube (jaxseg's extension).
     """
     x = label_map.astype(jnp.int32)
-    lo = _window(x, d, lax.min, jnp.int32(np.iinfo(np.int32).max))
-    hi = _window(x, d, lax.max, jnp.int32(np.iinfo(np.int32).min))
-    h, w = label_map.shape[-2:]
-    rows = np.arange(h)
-    cols = np.arange(w)
-    near = ((rows < d) | (rows >= h - d))[:, None] | ((cols < d) | (cols >= w - d))[None, :]
-    return (lo != hi) | jnp.asarray(near.reshape((1,) * (x.ndim - 2) + (h, w)))
+    lo = _window(x, d, lax.min, jnp.int32(np.iinfo(np.int32).max), spatial_dims)
+    hi = _window(x, d, lax.max, jnp.int32(np.iinfo(np.int32).min), spatial_dims)
+    dims = label_map.shape[-spatial_dims:]
+    near = np.zeros(dims, bool)
+    for axis, n in enumerate(dims):
+        i = np.arange(n)
+        shape = [1] * spatial_dims
+        shape[axis] = n
+        near = near | ((i < d) | (i >= n - d)).reshape(shape)
+    return (lo != hi) | jnp.asarray(near.reshape((1,) * (x.ndim - spatial_dims) + dims))
 
 
 @jax.tree_util.register_dataclass
@@ -67,8 +80,10 @@ class BoundaryStats(_StatRows):
     The band of a class mask ``M`` is ``M_d = M - erode_d(M)``: the pixels of
     ``M`` within Chebyshev distance ``d`` of a pixel outside ``M`` or of the
     image border, ``d = max(1, round(dilation_ratio * sqrt(H^2 + W^2)))``
-    (boundary-iou-api's ``mask_to_boundary``). With ``G_d``, ``P_d`` the bands
-    of the true and predicted masks of class ``c``::
+    (boundary-iou-api's ``mask_to_boundary``). With ``spatial_dims=3`` the
+    last three axes are a volume: a 3x3x3 erosion and the volume's diagonal
+    ``sqrt(D^2 + H^2 + W^2)`` (jaxseg's extension; the API is 2-D only). With
+    ``G_d``, ``P_d`` the bands of the true and predicted masks of class ``c``::
 
         tp_c = |G_d ∩ P_d|   fp_c = |P_d \\ G_d|   fn_c = |G_d \\ P_d|
         tn_c = N - tp_c - fp_c - fn_c
@@ -76,9 +91,10 @@ class BoundaryStats(_StatRows):
     so ``jaxseg.iou(state)`` is the Boundary IoU ``|G_d ∩ P_d| / |G_d ∪ P_d|``
     pooled over everything merged (dataset level), ``jaxseg.dice(state)`` the
     boundary F-score of the band overlap, ``precision`` / ``recall`` its parts.
-    Images are the last two axes; leading axes are pooled (``vmap`` for per-image
-    states). Ignored label pixels count nothing, but the band is computed on the
-    full maps, so a border with an ignored region is a boundary.
+    Images are the last two axes (volumes the last three with
+    ``spatial_dims=3``); leading axes are pooled (``vmap`` for per-image
+    states). Ignored label pixels count nothing, but the band is computed on
+    the full maps, so a border with an ignored region is a boundary.
 
     Examples:
       >>> import jax.numpy as jnp, jaxseg
@@ -132,17 +148,21 @@ class BoundaryStats(_StatRows):
         dilation_ratio: float = 0.02,
         ignore_index: Any = None,
         where: ArrayLike | None = None,
+        spatial_dims: int = 2,
     ) -> BoundaryStats:
-        """Count the boundary bands of integer label maps ``[..., H, W]``.
+        """Count the boundary bands of integer label maps ``[..., H, W]`` (or volumes).
 
         Args:
-          preds: predicted class ids, int ``[..., H, W]``.
+          preds: predicted class ids, int ``[..., H, W]`` (``[..., D, H, W]``
+            with ``spatial_dims=3``).
           labels: true class ids, same shape.
           num_classes: ``C``.
           dilation_ratio: band width as a fraction of the image diagonal, > 0.
           ignore_index: label id(s) whose pixels count nothing.
           where: boolean mask broadcastable to ``labels.shape``; false pixels
             count nothing (the bands are still computed on the whole maps).
+          spatial_dims: 2 (images: the band of each ``[H, W]`` slice) or 3
+            (volumes: a 3x3x3 erosion and the volume diagonal).
 
         Returns:
           A state with counts ``[4, C]`` (leading axes pooled).
@@ -151,15 +171,16 @@ class BoundaryStats(_StatRows):
         preds = v.check_int_labels(v.as_int_array(preds, "preds"), "preds")
         labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
         v.check_same_shape("preds", preds, "labels", labels)
-        if labels.ndim < 2:
-            raise ValueError(
-                f"`labels` must have shape [..., H, W]; got shape {tuple(labels.shape)}."
-            )
+        k = _check_spatial_dims(spatial_dims)
+        if labels.ndim < k:
+            axes = "[..., H, W]" if k == 2 else "[..., D, H, W]"
+            raise ValueError(f"`labels` must have shape {axes}; got shape {tuple(labels.shape)}.")
         ratio = v.check_positive("dilation_ratio", dilation_ratio)
         ignored = v.normalize_ignore_index(ignore_index)
         mask = v.broadcast_where(where, labels.shape)
-        d = band_width(labels.shape[-2], labels.shape[-1], float(ratio))
-        counts, invalid = _band_counts(preds, labels, c, d, ignored, mask)
+        *depth, h, w = labels.shape[-k:]
+        d = band_width(h, w, float(ratio), *depth)
+        counts, invalid = _band_counts(preds, labels, c, d, ignored, mask, spatial_dims=k)
         return cls(
             counts=_counts.from_int(counts),
             invalid=_counts.from_int(invalid),
@@ -176,6 +197,7 @@ class BoundaryStats(_StatRows):
         dilation_ratio: float = 0.02,
         ignore_index: Any = None,
         where: ArrayLike | None = None,
+        spatial_dims: int = 2,
     ) -> BoundaryStats:
         """:meth:`from_predictions` of ``argmax(logits, -1)``; ``logits [..., H, W, C]``."""
         logits = v.check_logits(jnp.asarray(logits))
@@ -188,6 +210,7 @@ class BoundaryStats(_StatRows):
             dilation_ratio=dilation_ratio,
             ignore_index=ignore_index,
             where=where,
+            spatial_dims=spatial_dims,
         )
 
     @classmethod
@@ -201,7 +224,12 @@ class BoundaryStats(_StatRows):
 
     @classmethod
     def configure(
-        cls, num_classes: int, *, dilation_ratio: float = 0.02, ignore_index: Any = None
+        cls,
+        num_classes: int,
+        *,
+        dilation_ratio: float = 0.02,
+        ignore_index: Any = None,
+        spatial_dims: int = 2,
     ) -> type[BoundaryStats]:
         """A subclass with the class count, band ratio and ignored ids bound, for CLU.
 
@@ -209,6 +237,7 @@ class BoundaryStats(_StatRows):
           num_classes: ``C``.
           dilation_ratio: band width as a fraction of the image diagonal.
           ignore_index: label id(s) to leave out.
+          spatial_dims: 2 (images) or 3 (volumes), as in :meth:`from_predictions`.
 
         Returns:
           A registered pytree subclass of this class.
@@ -222,21 +251,27 @@ class BoundaryStats(_StatRows):
         c = v.check_num_classes(num_classes)
         ratio = float(v.check_positive("dilation_ratio", dilation_ratio))
         ignored = v.normalize_ignore_index(ignore_index)
-        return _configured(
-            cls,
-            c,
-            (("ignore_index", ignored),),
-            (("dilation_ratio", ratio), ("ignore_index", ignored)),
-        )
+        bound = (("dilation_ratio", ratio), ("ignore_index", ignored))
+        if _check_spatial_dims(spatial_dims) != 2:
+            bound += (("spatial_dims", spatial_dims),)
+        return _configured(cls, c, (("ignore_index", ignored),), bound)
 
     # tp, fp, fn, tn of the bands: |G_d ∩ P_d|, |P_d \ G_d|, |G_d \ P_d|, neither band.
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _band_counts(preds, labels, c, d, ignored, where):
+def _check_spatial_dims(spatial_dims: Any) -> int:
+    if isinstance(spatial_dims, bool) or spatial_dims not in SPATIAL_DIMS:
+        raise ValueError(
+            f"`spatial_dims` must be one of {list(SPATIAL_DIMS)}; got {v._show(spatial_dims)}."
+        )
+    return int(spatial_dims)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4), static_argnames="spatial_dims")
+def _band_counts(preds, labels, c, d, ignored, where, *, spatial_dims=2):
     """int32 ``[4, C]`` band counts and the invalid-label count of one call."""
-    g_band = boundary_band(labels, d)
-    p_band = boundary_band(preds, d)
+    g_band = boundary_band(labels, d, spatial_dims)
+    p_band = boundary_band(preds, d, spatial_dims)
     valid = jnp.ones(labels.shape, jnp.bool_) if where is None else where
     for i in ignored:
         valid = valid & (labels != i)

@@ -41,13 +41,39 @@ def mask_to_boundary(mask: np.ndarray, ratio: float = 0.02) -> np.ndarray:
     return mask.astype(np.int64) - padded[1 : h + 1, 1 : w + 1]
 
 
+def mask_to_boundary_3d(mask: np.ndarray, ratio: float = 0.02) -> np.ndarray:
+    """jaxseg's 3-D band, written out: ``mask_to_boundary`` with a 3x3x3 cube.
+
+    ``d = max(1, round(ratio * sqrt(D^2 + H^2 + W^2)))``; the volume is padded
+    with one voxel of background and eroded ``d`` times, each time taking the
+    minimum over the 27 voxels of the cube, in float64, voxels beyond the padded
+    volume ignored (+inf); the band is the mask minus the cropped erosion.
+    """
+    dims = mask.shape
+    d = max(1, round(ratio * math.sqrt(sum(n**2 for n in dims))))
+    x = np.pad(mask.astype(np.float64), 1, constant_values=0.0)
+    for _ in range(d):
+        big = np.pad(x, 1, constant_values=np.inf)
+        out = np.full_like(x, np.inf)
+        for i in range(3):
+            for j in range(3):
+                for k in range(3):
+                    out = np.minimum(
+                        out, big[i : i + x.shape[0], j : j + x.shape[1], k : k + x.shape[2]]
+                    )
+        x = out
+    inner = x[1 : dims[0] + 1, 1 : dims[1] + 1, 1 : dims[2] + 1]
+    return mask.astype(np.float64) - inner
+
+
 def boundary_counts(pred, label, num_classes, ratio=0.02, ignore=()):
-    """int64 ``[4, C]`` rows tp, fp, fn, tn of the bands; one image ``[H, W]``."""
+    """int64 ``[4, C]`` rows tp, fp, fn, tn of the bands; one image ``[H, W]`` or volume."""
     valid = ~np.isin(label, list(ignore)) & (label >= 0) & (label < num_classes)
+    band = mask_to_boundary if label.ndim == 2 else mask_to_boundary_3d
     out = np.zeros((4, num_classes), np.int64)
     for c in range(num_classes):
-        g = mask_to_boundary(label == c, ratio).astype(bool) & valid
-        p = mask_to_boundary(pred == c, ratio).astype(bool) & valid
+        g = band(label == c, ratio).astype(bool) & valid
+        p = band(pred == c, ratio).astype(bool) & valid
         out[0, c] = np.sum(g & p)
         out[1, c] = np.sum(p & ~g)
         out[2, c] = np.sum(g & ~p)

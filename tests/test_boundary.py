@@ -40,6 +40,48 @@ def test_counts_equal_reference(h, w, c, ratio):
     np.testing.assert_array_equal(pooled.to_numpy(), want.sum(0))
 
 
+# 3-D bands (jaxseg's extension): d = 1 and d = 2 on odd volumes, with ignored and invalid voxels
+@pytest.mark.parametrize("shape,c,ratio", [((5, 7, 6), 3, 0.02), ((9, 8, 7), 4, 0.12)])
+def test_3d_counts_equal_reference(shape, c, ratio):
+    rng = np.random.default_rng(sum(shape))
+    label = R.random_maps(rng, (3, *shape), c, "blobs")
+    pred = R.random_maps(rng, (3, *shape), c, "blobs")
+    pred[rng.random(pred.shape) < 0.05] = c - 1
+    label[:, 0, :2, :3] = 255
+    label[:, -1, -1, -1] = c  # out of range, not ignored: invalid
+    kw = dict(num_classes=c, dilation_ratio=ratio, ignore_index=255, spatial_dims=3)
+    f = jax.jit(jax.vmap(lambda p, g: jaxseg.BoundaryStats.from_predictions(p, g, **kw)))
+    state = f(pred, label)
+    want = np.stack(
+        [R.boundary_counts(p, g, c, ratio, ignore=(255,)) for p, g in zip(pred, label, strict=True)]
+    )
+    np.testing.assert_array_equal(state.to_numpy(), want)
+    assert int(jax.device_get(state.reduce().num_invalid)) == 3
+    # leading axes are pooled; the band never crosses from one volume to the next
+    pooled = jaxseg.BoundaryStats.from_predictions(pred, label, **kw)
+    np.testing.assert_array_equal(pooled.to_numpy(), want.sum(0))
+    # the 2-D default still reads the last two axes: per-slice bands, other counts
+    per_slice = jaxseg.BoundaryStats.from_predictions(
+        pred, label, num_classes=c, dilation_ratio=ratio, ignore_index=255
+    )
+    assert not np.array_equal(per_slice.to_numpy(), want.sum(0))
+
+
+def test_3d_configure_and_errors():
+    rng = np.random.default_rng(3)
+    label = R.random_maps(rng, (2, 5, 7, 6), 3, "blobs")
+    metric = jaxseg.BoundaryStats.configure(3, spatial_dims=3)
+    got = metric.empty().merge(metric.from_model_output(jax.nn.one_hot(label, 3), label))
+    want = jaxseg.BoundaryStats.from_predictions(label, label, num_classes=3, spatial_dims=3)
+    np.testing.assert_array_equal(got.to_numpy(), want.to_numpy())
+    with pytest.raises(ValueError, match="`spatial_dims`"):
+        jaxseg.BoundaryStats.from_predictions(label, label, num_classes=3, spatial_dims=4)
+    with pytest.raises(ValueError, match=r"\[\.\.\., D, H, W\]"):
+        jaxseg.BoundaryStats.from_predictions(
+            label[0, 0], label[0, 0], num_classes=3, spatial_dims=3
+        )
+
+
 # the tests below share one shape, so the band counts compile once per batch size
 _H = _W = 16
 
