@@ -389,7 +389,7 @@ def _distances(
         spacing=spacing,
         tolerance=1.0 if opts.tolerance is None else opts.tolerance,
         ignore_index=counter.ignore or None,
-        include_background=opts.include_background and not opts.binary,
+        include_background=opts.include_background,
     )
     return {m: out[m] for m in distances}
 
@@ -597,10 +597,10 @@ def run(opts: Options, out: Any = None) -> int:
     distance_values = {m: np.stack(extras[m]) for m in distances}  # [N, C] each
     if distances:
         # distance means leave out ignored classes, and the background under
-        # --binary or --exclude-background (MONAI's include_background=False)
+        # --exclude-background (implied by --binary): MONAI's include_background=False
         scored_classes = np.ones(c, bool)
         scored_classes[[i for i in ignore if 0 <= i < c]] = False
-        scored_classes[0] &= include_background and not opts.binary
+        scored_classes[0] &= include_background
         from jaxseg import _evaluate_distance
 
         _evaluate_distance.add_to_report(
