@@ -313,7 +313,6 @@ class Result:
     counts: np.ndarray | None = None
     extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     error: _io.InputError | None = None
-    ndim: int = 2
 
 
 def _read_class_names(path: str, num_classes: int) -> list[str]:
@@ -361,7 +360,7 @@ def _evaluate_pair(
             )
         counts = counter.count(pair, pred.values, label.values)
         extra = _distances(pair, counter, opts, distances, pred, label) if distances else {}
-        return Result(pair, counts, extra, ndim=label.values.ndim)
+        return Result(pair, counts, extra)
     except _io.InputError as e:
         return Result(pair, error=e)
     except MemoryError:
@@ -539,7 +538,6 @@ def run(opts: Options, out: Any = None) -> int:
     image_names: list[str] = []
     image_counts: list[np.ndarray] = []
     extras: dict[str, list[np.ndarray]] = {m: [] for m in distances}
-    volumes = 0
     progress = _progress(len(pairs), opts.quiet)
 
     def work(pair: _io.Pair) -> Result:
@@ -557,7 +555,6 @@ def run(opts: Options, out: Any = None) -> int:
             image_counts.append(result.counts)
             for k, v in result.extra.items():
                 extras[k].append(v)
-            volumes += result.ndim == 3
     finally:
         if progress is not None:
             progress.close()
@@ -603,9 +600,7 @@ def run(opts: Options, out: Any = None) -> int:
         scored_classes[0] &= include_background
         from jaxseg import _evaluate_distance
 
-        _evaluate_distance.add_to_report(
-            report, distance_values, scored=scored_classes, volumes=volumes
-        )
+        _evaluate_distance.add_to_report(report, distance_values, scored=scored_classes)
     report["skipped"] = [{"file": e.path, "reason": e.message} for e in skipped]
     report["num_skipped"] = len(skipped)
 

@@ -158,8 +158,8 @@ def per_image_metrics(
     ``"hd"``, 95 for ``"hd95"``), :func:`jaxseg.average_surface_distance`
     (``symmetric=True``, ``"assd"``), :func:`jaxseg.surface_dice` (``"nsd"``),
     all with ``definition="monai"``, and the Boundary IoU of one image
-    (``jaxseg.iou`` of :class:`jaxseg.BoundaryStats`; 2-D bands on the last two
-    axes, so per slice for a volume), on the unpadded maps.
+    (``jaxseg.iou`` of :class:`jaxseg.BoundaryStats`, with ``spatial_dims=3``
+    for a volume), on the unpadded maps.
 
     Args:
       pred: predicted class ids, integer ``[*spatial]`` (2-D or 3-D).
@@ -236,13 +236,19 @@ def boundary_counts(
     ignored: tuple[int, ...],
     dilation_ratio: float,
 ) -> np.ndarray:
-    """Band counts ``int64 [4, C]`` of the maps padded from ``shape``, as the unpadded maps give."""
-    d = _boundary.band_width(
-        shape[-2], shape[-1], float(v.check_positive("dilation_ratio", dilation_ratio))
-    )
+    """Band counts ``int64 [4, C]`` of maps padded from ``shape``, as the unpadded maps give.
+
+    Images have 2-D bands; volumes 3-D bands (a 3x3x3 erosion, the width from
+    the volume diagonal), as ``BoundaryStats(spatial_dims=3)``.
+    """
+    ratio = float(v.check_positive("dilation_ratio", dilation_ratio))
+    *depth, h, w = shape
+    d = _boundary.band_width(h, w, ratio, *depth)
     where = np.zeros(pred.shape, bool)
     where[tuple(slice(0, n) for n in shape)] = True
-    counts, _ = _boundary._band_counts(pred, label, num_classes, d, ignored, where)
+    counts, _ = _boundary._band_counts(
+        pred, label, num_classes, d, ignored, where, spatial_dims=len(shape)
+    )
     return np.asarray(counts, np.int64)
 
 
@@ -296,15 +302,8 @@ def _json_value(x: float) -> float | str | None:
     return "inf" if math.isinf(x) else _report._float32(x)
 
 
-#: The note of a run with Boundary IoU on volumes.
-PER_SLICE_NOTE = (
-    "note: boundary_iou of a 3-D volume is computed per slice (2-D bands on the last "
-    "two axes, pooled over the slices)"
-)
-
-
 def add_to_report(
-    report: dict[str, Any], values: dict[str, np.ndarray], *, scored: np.ndarray, volumes: int
+    report: dict[str, Any], values: dict[str, np.ndarray], *, scored: np.ndarray
 ) -> None:
     """Add the distance columns, means, case counts and per-image values to ``report``.
 
@@ -312,7 +311,6 @@ def add_to_report(
       report: the dict of :func:`jaxseg._report.class_report`, with ``images``.
       values: ``{name: float64 [N, C]}`` per-image values.
       scored: bool ``[C]``, the classes that enter the means.
-      volumes: how many of the pairs are 3-D.
     """
     report["extra_columns"] = list(values)
     report["titles"] = {m: _report.METRICS[m].title for m in values}
@@ -336,6 +334,3 @@ def add_to_report(
         for entry, row in zip(report["images"], vals, strict=True):
             entry[name] = [_json_value(x) for x in row]
     report["distance_classes"] = [int(i) for i in np.flatnonzero(scored)]
-    if "boundary_iou" in values and volumes:
-        report["boundary_iou_3d"] = "per_slice"
-        report.setdefault("notes", []).append(PER_SLICE_NOTE)

@@ -209,7 +209,6 @@ def distance_footer(report: dict[str, Any]) -> list[str]:
                 + _by_class(report, f"{key}_cases", "nan")
             )
         lines.append(line + ("; left out: " + "; ".join(left) if left else ""))
-    lines += report.get("notes", [])
     return lines
 
 

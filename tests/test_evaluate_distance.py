@@ -67,7 +67,7 @@ def _monai(pred, label, c, spacing, tolerance):
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_padding_to_a_bucket_changes_no_value(ndim):
     """Many sizes of one bucket: every value equals MONAI's and the band equals the NumPy
-    boundary-iou-api reference (per slice for volumes), classes touching every border."""
+    boundary-iou-api reference (its 3x3x3 form for volumes), classes touching every border."""
     pytest.importorskip("monai")
     rng = np.random.default_rng(ndim)
     c = 3
@@ -84,10 +84,7 @@ def test_padding_to_a_bucket_changes_no_value(ndim):
         want = _monai(pred, label, c, spacing, 1.5)
         for name, ref in want.items():
             np.testing.assert_allclose(got[name], ref, rtol=2e-6, err_msg=f"{name} {shape}")
-        band = sum(
-            R.boundary_counts(p, g, c) for p, g in zip(pred.reshape(-1, *shape[-2:]),
-                                                      label.reshape(-1, *shape[-2:]), strict=True)
-        )  # fmt: skip
+        band = R.boundary_counts(pred, label, c)
         np.testing.assert_array_equal(got["boundary_iou_counts"], band, err_msg=str(shape))
 
 
@@ -111,7 +108,9 @@ def test_values_equal_the_public_functions_on_the_unpadded_maps():
         np.testing.assert_array_equal(got[name], np.asarray(want[name])[0], err_msg=name)
     np.testing.assert_allclose(got["assd"], np.asarray(want["assd"])[0], rtol=1e-6)
     assert np.isinf(got["hd95"][3]) and got["nsd"][3] == 0
-    state = jaxseg.BoundaryStats.from_predictions(p, g, num_classes=4, ignore_index=255)
+    state = jaxseg.BoundaryStats.from_predictions(
+        p, g, num_classes=4, ignore_index=255, spatial_dims=3
+    )
     np.testing.assert_array_equal(got["boundary_iou_counts"], state.to_numpy())
 
 
@@ -324,26 +323,26 @@ def test_mixed_sizes_compile_once_per_bucket(tmp_path, capsys):
     assert compiles == []
 
 
-def test_3d_volume_boundary_iou_is_said_to_be_per_slice(tmp_path, capsys):
-    """A 3-D .npy volume: Boundary IoU is the per-slice band (the NumPy reference summed over
-    slices), and the run says so on the terminal and in the JSON."""
+def test_3d_volume_boundary_iou_uses_3d_bands(tmp_path, capsys):
+    """A 3-D .npy volume: Boundary IoU of 3-D bands (the NumPy 3x3x3 erosion reference),
+    not of per-slice 2-D bands."""
     rng = np.random.default_rng(9)
     pred, label = _blobs(rng, (6, 14, 12), 3)
     for d in ("p", "l"):
         (tmp_path / d).mkdir()
     np.save(tmp_path / "p" / "v.npy", pred.astype(np.uint8))
     np.save(tmp_path / "l" / "v.npy", label.astype(np.uint8))
-    rc, out, err = _run(
+    rc, _, err = _run(
         capsys, "evaluate", tmp_path / "p", tmp_path / "l", "-C", 3, "--metrics",
         "boundary_iou", "--json", tmp_path / "r.json",
     )  # fmt: skip
     assert rc == 0, err
-    assert ed.PER_SLICE_NOTE in out
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["boundary_iou_3d"] == "per_slice"
-    band = sum(R.boundary_counts(p, g, 3) for p, g in zip(pred, label, strict=True))
-    want = band[0] / band[:3].sum(0)
-    np.testing.assert_allclose([r["boundary_iou"] for r in report["classes"]], want, rtol=1e-6)
+    got = [r["boundary_iou"] for r in report["classes"]]
+    band = R.boundary_counts(pred, label, 3)
+    np.testing.assert_allclose(got, band[0] / band[:3].sum(0), rtol=1e-6)
+    per_slice = sum(R.boundary_counts(p, g, 3) for p, g in zip(pred, label, strict=True))
+    assert not np.allclose(got, per_slice[0] / per_slice[:3].sum(0))
 
 
 def test_distances_use_header_spacing(tmp_path, capsys):
