@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -40,17 +43,194 @@ def test_nav_targets_exist():
         assert (DOCS / target).is_file(), target
 
 
-def test_getting_started_program_runs():
-    """The complete program on the getting-started page runs and learns."""
-    text = (DOCS / "getting-started.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    program = blocks[0]
+# -- every code block runs ----------------------------------------------------------------
+#
+# The convention, so that the pages stay readable:
+# * a ```python block with ``>>>`` prompts is a doctest (NUMBER, ELLIPSIS and
+#   NORMALIZE_WHITESPACE): its outputs are the values shown;
+# * any other ```python block is a program; a ```text block right after it (only blank
+#   lines between) is what it prints, compared with the same rules (``...`` matches
+#   anything, a float matches to the digits written); a program that prints must
+#   show its output;
+# * a ```bash block holds commands: ``jaxseg`` commands run on small generated folders
+#   of the layouts the pages name (exit status 0; a ```text block right after it is
+#   their printed output, checked; without one the output is not checked), the others
+#   must match ``NOT_RUN`` below, with the reason;
+# * any other ```text block is prose (formulas, an error message); no other language.
+# The blocks of a page run in order in one process, sharing names and a working folder
+# (tests/docs_runner.py); a failure names the page, the line of the block and the cause.
+
+RUNNER = Path(__file__).resolve().parent / "docs_runner.py"
+PAGES = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in DOCS.glob("*.md"))]
+
+#: Shell commands that are shown but deliberately not run, with the reason.
+NOT_RUN = {
+    r"make demo": "builds a virtual environment and trains for a minute (tests/test_demo.py "
+    "runs the demo at a few steps)",
+    r"make test": "the whole test suite and the site build, which run this test",
+    r"pip install .*": "installs packages from the network",
+    r"jaxseg demo( .*)?": "trains for a minute (tests/test_demo.py runs it at a few steps)",
+    r"python -m benchmarks\.\w+( .*)?": "minutes of benchmarks (tests/test_benchmarks.py runs "
+    "their --tiny smoke runs)",
+}
+
+#: Environment of a page's process, beyond the test's own.
+PAGE_ENV = {
+    # "Every recipe below is run by the test suite on 8 simulated CPU devices".
+    "docs/devices.md": {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+}
+
+_FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
+
+
+def _blocks(text: str) -> list[dict]:
+    """Every fenced block: language, code, line of its first code line, and whether only
+    blank lines separate it from the previous block."""
+    out, end = [], None
+    for m in _FENCE.finditer(text):
+        out.append(
+            {
+                "lang": m.group(1),
+                "code": m.group(2),
+                "line": text.count("\n", 0, m.start(2)) + 1,
+                "adjacent": end is not None and not text[end : m.start()].strip(),
+            }
+        )
+        end = m.end()
+    return out
+
+
+def _commands(code: str) -> list[str]:
+    """The commands of a shell block: continuation lines joined, comment lines dropped."""
+    joined = code.replace("\\\n", " ")
+    return [c.strip() for c in joined.splitlines() if c.strip() and not c.lstrip().startswith("#")]
+
+
+def _not_run(command: str) -> str | None:
+    text = " ".join(shlex.split(command, comments=True))
+    for pattern, reason in NOT_RUN.items():
+        if re.fullmatch(pattern, text):
+            return reason
+    return None
+
+
+def plan(page: str, text: str) -> tuple[list[dict], list[str]]:
+    """The blocks of a page to run, in order, and the problems found without running."""
+    blocks = _blocks(text)
+    run, problems = [], []
+    for i, block in enumerate(blocks):
+        lang, code, where = block["lang"], block["code"], f"{page}:{block['line']}"
+        nxt = blocks[i + 1] if i + 1 < len(blocks) else None
+        want = nxt["code"] if nxt and nxt["lang"] == "text" and nxt["adjacent"] else None
+        item = {"page": page, "line": block["line"], "want": want}
+        if lang == "text":
+            continue  # an output block (checked with its code block) or prose
+        if lang == "python":
+            kind = "doctest" if re.search(r"^\s*>>> ", code, re.M) else "python"
+            if kind == "doctest" and want is not None:
+                problems.append(f"{where}: a doctest shows its outputs itself, not in a text block")
+            run.append({**item, "kind": kind, "code": code})
+        elif lang == "bash":
+            commands = []
+            for command in _commands(code):
+                if shlex.split(command, comments=True)[0] == "jaxseg" and not _not_run(command):
+                    commands.append(command)
+                elif not _not_run(command):
+                    problems.append(f"{where}: `{command}` is neither run nor listed in NOT_RUN")
+            if want is not None and not commands:
+                problems.append(f"{where}: an output block follows commands that are not run")
+            if commands:
+                run.append({**item, "kind": "shell", "commands": commands})
+        else:
+            problems.append(f"{where}: a ```{lang or '(unnamed)'} block is neither run nor prose")
+    return run, problems
+
+
+def run_page(page: str, text: str, workdir: Path, env: dict[str, str] | None = None) -> list[str]:
+    """Plan and run a page's blocks; the failures, each naming the page and the block."""
+    blocks, problems = plan(page, text)
+    if problems or not blocks:
+        return problems
+    spec, result = workdir / "spec.json", workdir / "result.json"
+    spec.write_text(json.dumps({"blocks": blocks}))
+    cwd = workdir / "work"
+    cwd.mkdir()
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=300, cwd=ROOT
+        [sys.executable, str(RUNNER), str(spec), str(result)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=full_env,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    miou = float(re.search(r"mIoU \(dataset-level\): ([\d.]+)", proc.stdout).group(1))
-    assert miou > 0.8, proc.stdout
+    if proc.returncode != 0 or not result.exists():
+        return [f"{page}: the runner failed ({proc.returncode})\n{proc.stderr[-3000:]}"]
+    return json.loads(result.read_text())
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_code_blocks_run_and_print_what_the_page_shows(page, tmp_path):
+    text = (ROOT / page).read_text()
+    failures = run_page(page, text, tmp_path, PAGE_ENV.get(page))
+    assert not failures, "\n\n".join(failures)
+
+
+BROKEN_PAGE = """\
+```python
+x = 0.5
+print(f"{x:.2f}")
+```
+
+```text
+0.25
+```
+
+```python
+>>> x / 3
+0.1667
+>>> x + 1
+2.5
+```
+
+```python
+print("unshown")
+```
+
+```bash
+jaxseg evaluate preds/ labels/ -C 19 --ignore-index 255 --definitely-not-an-option
+```
+
+```bash
+rm -rf ~
+```
+
+```yaml
+a: 1
+```
+"""
+
+
+def test_harness_fails_naming_page_and_block(tmp_path):
+    """A wrong output, a doctest, an unshown print, a failing command, a command that is
+    neither run nor allowlisted and an unknown language: each reported with its line."""
+    blocks, problems = plan("broken.md", BROKEN_PAGE)
+    assert [b["kind"] for b in blocks] == ["python", "doctest", "python", "shell"]
+    assert problems == [
+        "broken.md:26: `rm -rf ~` is neither run nor listed in NOT_RUN",
+        "broken.md:30: a ```yaml block is neither run nor prose",
+    ]
+    safe = BROKEN_PAGE.split("```bash\nrm")[0]
+    failures = run_page("broken.md", safe, tmp_path)
+    assert len(failures) == 4, failures
+    assert failures[0].startswith("broken.md:2 (python block): printed output differs")
+    assert "0.25" in failures[0] and "0.50" in failures[0]
+    # the doctest shares the namespace; 0.1667 matches 0.1666... to the digits written
+    assert failures[1].startswith("broken.md:11 (doctest block): doctest failed")
+    assert "x + 1" in failures[1] and "x / 3" not in failures[1]
+    assert failures[2].startswith("broken.md:18 (python block): the block prints")
+    assert failures[3].startswith("broken.md:22 (shell block): `jaxseg evaluate")
+    assert "exited with status 2" in failures[3] and "--definitely-not" in failures[3]
 
 
 def test_mkdocs_build_strict(tmp_path):
