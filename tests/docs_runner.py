@@ -61,6 +61,10 @@ class NumberChecker(doctest.OutputChecker):
             if abs(float(w.group()) - float(g.group())) <= 10.0 ** (exponent - digits):
                 pieces += [got[start : g.start()], w.group()]
                 start = g.end()
+                # alignment padding after a longer number (``0.9891445 ,``) goes too
+                if not want[w.end() : w.end() + 1].isspace():
+                    while got[start : start + 1] == " ":
+                        start += 1
         return "".join(pieces) + got[start:]
 
 
