@@ -83,8 +83,8 @@ class Statistics(Protocol):
 class _Kind:
     """How the leaves of one kind add, fold a leading axis and sum over devices."""
 
-    #: Trailing axis of the representation (limbs, wide parts); () for plain floats.
-    parts: tuple[int, ...] = ()
+    #: How the trailing axis of the representation reads, for error messages.
+    layout = ""
     #: Most members one ``psum`` may sum exactly; ``None`` for no limit.
     max_summands: int | None = None
 
@@ -107,7 +107,7 @@ class _Kind:
 
 
 class _Limbs(_Kind):
-    parts = (_counts.NUM_LIMBS,)
+    layout = ", limbs last"
     max_summands = _counts.MAX_SUMMANDS
     expected = "uint32 limbs"
 
@@ -129,7 +129,7 @@ class _Limbs(_Kind):
 
 
 class _Wide(_Kind):
-    parts = (_counts.WIDE_PARTS,)
+    layout = ", mantissa and exponent last"
 
     def combine(self, a: jax.Array, b: jax.Array) -> jax.Array:
         return _counts.wide_add(a, b)
@@ -281,10 +281,9 @@ class StateAlgebra:
             shape = tuple(leaf.shape)
             k = len(shape) - len(trailing)
             if k < 0 or shape[k:] != trailing:
-                parts = " (limbs last)" if kinds[name].parts else ""
                 raise ValueError(
                     f"{cls} `{name}` must have shape (..., {', '.join(map(str, trailing))}); "
-                    f"got {shape} (num_classes={self.num_classes}){parts}."
+                    f"got {shape} (num_classes={self.num_classes}{kinds[name].layout})."
                 )
             if not (kinds[name].dtype_ok(leaf.dtype) or leaf.dtype == jax.dtypes.float0):
                 raise TypeError(
