@@ -92,6 +92,7 @@ def run_doctest(block: dict[str, Any], ns: dict[str, Any], where: str) -> str | 
     report = io.StringIO()
     runner = doctest.DocTestRunner(checker=NumberChecker(), optionflags=FLAGS)
     result = runner.run(test, out=report.write, clear_globs=False)
+    ns.update(test.globs)  # doctest ran on a copy: later blocks see its names
     if result.failed:
         return f"{where}: doctest failed\n{report.getvalue()}"
     return None
