@@ -214,15 +214,6 @@ class BoundaryStats(_StatRows):
         )
 
     @classmethod
-    def from_model_output(
-        cls, logits: ArrayLike, labels: ArrayLike, mask: ArrayLike | None = None, **_: Any
-    ) -> BoundaryStats:
-        """CLU protocol: :meth:`from_logits` with ``mask`` as ``where``."""
-        if mask is not None:
-            mask = jnp.asarray(mask).astype(jnp.bool_)
-        return cls.from_logits(logits, labels, where=mask)
-
-    @classmethod
     def configure(
         cls,
         num_classes: int,
