@@ -447,7 +447,7 @@ def test_d1_benchmark_quick_runs(tmp_path):
     """The D1 benchmark runs end to end at tiny shapes and its rows check out."""
     from benchmarks import distance
 
-    assert distance.main(["--quick", "--reps", "1", "--out", str(tmp_path)]) == 0
+    assert distance.main(["--tiny", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "distance.md").read_text()
     assert "| EDT |" in text and "BoundaryIoU" in text and "HD95+NSD" in text
     assert "vs SciPy" in text
