@@ -42,7 +42,7 @@ from jaxseg import _validation as v
 DISTANCE_METRICS = ("hd", "hd95", "assd", "nsd", "boundary_iou")
 _SURFACE_METRICS = ("hd", "hd95", "assd", "nsd")
 
-#: Value of padded voxels in both maps: no class, and no ignored id either.
+#: Value of padded voxels in both maps: no class (padded pixels count nothing).
 _PAD = -1
 
 

@@ -296,7 +296,8 @@ def test_per_image_distances_in_json_and_csv(tmp_path, capsys):
 
 
 def test_mixed_sizes_compile_once_per_bucket(tmp_path, capsys):
-    """A second folder of three new sizes in the same bucket compiles nothing more."""
+    """A second folder of three new sizes in the same bucket, with a new spacing, compiles
+    nothing more."""
     compiles = []
 
     def listen(event, duration, **_):
@@ -305,6 +306,7 @@ def test_mixed_sizes_compile_once_per_bucket(tmp_path, capsys):
 
     rng = np.random.default_rng(8)
     runs = [((17, 30), (29, 18), (32, 21)), ((20, 31), (26, 24), (31, 17))]
+    spacings = [(), ("--spacing", "0.7,1.3")]
     for k, shapes in enumerate(runs):
         root = tmp_path / str(k)
         root.mkdir()
@@ -314,7 +316,7 @@ def test_mixed_sizes_compile_once_per_bucket(tmp_path, capsys):
         try:
             rc, _, err = _run(
                 capsys, "evaluate", p_dir, l_dir, "-C", 3,
-                "--metrics", "hd,hd95,assd,nsd,boundary_iou", "-j", 1,
+                "--metrics", "hd,hd95,assd,nsd,boundary_iou", "-j", 1, *spacings[k],
             )  # fmt: skip
         finally:
             if k == 1:
