@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._boundary import BoundaryStats as BoundaryStats
     from jaxseg._checked import checked as checked
+    from jaxseg._components import connected_components as connected_components
     from jaxseg._cross_entropy import cross_entropy_loss as cross_entropy_loss
     from jaxseg._cross_entropy import focal_loss as focal_loss
     from jaxseg._cross_entropy import sigmoid_focal_loss as sigmoid_focal_loss
@@ -29,6 +30,14 @@ if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._losses import tversky_loss as tversky_loss
     from jaxseg._lovasz import lovasz_hinge_loss as lovasz_hinge_loss
     from jaxseg._lovasz import lovasz_softmax_loss as lovasz_softmax_loss
+    from jaxseg._probability import ProbabilityHistogram as ProbabilityHistogram
+    from jaxseg._probability import auroc as auroc
+    from jaxseg._probability import average_precision as average_precision
+    from jaxseg._probability import best_threshold as best_threshold
+    from jaxseg._probability import expected_calibration_error as expected_calibration_error
+    from jaxseg._probability import precision_recall_curve as precision_recall_curve
+    from jaxseg._probability import reliability_diagram as reliability_diagram
+    from jaxseg._probability import roc_curve as roc_curve
     from jaxseg._scores import balanced_accuracy as balanced_accuracy
     from jaxseg._scores import class_weights_from_counts as class_weights_from_counts
     from jaxseg._scores import cohen_kappa as cohen_kappa
@@ -47,6 +56,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._scores import tversky as tversky
     from jaxseg._soft import SoftStats as SoftStats
     from jaxseg._state import BinaryStats as BinaryStats
+    from jaxseg._state import ClassCounts as ClassCounts
     from jaxseg._state import ConfusionMatrix as ConfusionMatrix
     from jaxseg._state import DistanceStats as DistanceStats
 
@@ -60,6 +70,7 @@ _SOURCES = {
     "hausdorff_distance": "jaxseg._distance",
     "surface_dice": "jaxseg._distance",
     "checked": "jaxseg._checked",
+    "connected_components": "jaxseg._components",
     "cross_entropy_loss": "jaxseg._cross_entropy",
     "focal_loss": "jaxseg._cross_entropy",
     "sigmoid_focal_loss": "jaxseg._cross_entropy",
@@ -73,6 +84,14 @@ _SOURCES = {
     "tversky_loss": "jaxseg._losses",
     "lovasz_hinge_loss": "jaxseg._lovasz",
     "lovasz_softmax_loss": "jaxseg._lovasz",
+    "ProbabilityHistogram": "jaxseg._probability",
+    "auroc": "jaxseg._probability",
+    "average_precision": "jaxseg._probability",
+    "best_threshold": "jaxseg._probability",
+    "expected_calibration_error": "jaxseg._probability",
+    "precision_recall_curve": "jaxseg._probability",
+    "reliability_diagram": "jaxseg._probability",
+    "roc_curve": "jaxseg._probability",
     "class_weights_from_counts": "jaxseg._scores",
     "balanced_accuracy": "jaxseg._scores",
     "cohen_kappa": "jaxseg._scores",
@@ -91,6 +110,7 @@ _SOURCES = {
     "tversky": "jaxseg._scores",
     "SoftStats": "jaxseg._soft",
     "BinaryStats": "jaxseg._state",
+    "ClassCounts": "jaxseg._state",
     "ConfusionMatrix": "jaxseg._state",
     "DistanceStats": "jaxseg._state",
 }
