@@ -1,0 +1,251 @@
+"""Connected components of a boolean mask, on the accelerator.
+
+No host callback, static shapes, no cap on the number of components. The
+algorithm is union-find made data-parallel (hooking and pointer jumping, as in
+Shiloach & Vishkin's and the FastSV family of algorithms):
+
+* every ``True`` element ``i`` starts as its own tree, ``parent[i] = i``; a
+  background element points to the sentinel ``n`` (the number of elements),
+  which is larger than every index and is its own parent;
+* a *round* reads, for every element, the smallest root among itself and its
+  neighbours (shifted copies of the root array, one per neighbour offset), and
+  hooks its own root onto that smaller root with one scatter-min;
+* pointer jumping (``parent = parent[parent]``) then flattens every tree, so that
+  ``parent`` is again the root of each element;
+* rounds repeat in a ``lax.while_loop`` until no root changes.
+
+Parents only ever decrease, so there are no cycles, and the root of a component
+at the fixpoint is its smallest flat index: its first element in C order. The
+labels are the ranks of the roots, ``1..count`` (a prefix sum of "is a root"
+flags), which is exactly how ``scipy.ndimage.label`` numbers components.
+
+Hooking every root onto the smallest neighbouring root at once joins whole
+chains per round (the chain is then flattened in ``log2(length)`` jumps), so
+the number of rounds is small even on the worst shapes: the tests measure and
+bound it on snakes and spirals (see :func:`component_roots`).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import operator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxseg import _validation as v
+
+ArrayLike = jax.typing.ArrayLike
+
+
+def check_connectivity(connectivity: Any, ndim: int) -> int:
+    """A static int in ``1..ndim`` (SciPy's ``generate_binary_structure`` rank)."""
+    if isinstance(connectivity, jax.core.Tracer):
+        raise TypeError(
+            "`connectivity` must be static (a Python int known at trace time); got a traced "
+            "array. Pass it as a Python value, or mark the argument static in `jax.jit`."
+        )
+    try:
+        if isinstance(connectivity, bool | np.bool_):
+            raise TypeError
+        c = operator.index(connectivity)
+    except TypeError:
+        raise TypeError(
+            f"`connectivity` must be an int in 1..{ndim}; got {v._show(connectivity)}."
+        ) from None
+    if not 1 <= c <= ndim:
+        raise ValueError(f"`connectivity` must be in 1..{ndim} for a mask of rank {ndim}; got {c}.")
+    return c
+
+
+def check_mask(mask: ArrayLike) -> jax.Array:
+    """A boolean array of rank 1, 2 or 3."""
+    mask = jnp.asarray(mask)
+    if mask.dtype != jnp.bool_:
+        raise TypeError(
+            f"`mask` must be a boolean array; got dtype {mask.dtype}. Compare with a "
+            "threshold or a class id first, e.g. `labels == k`."
+        )
+    if not 1 <= mask.ndim <= 3:
+        raise ValueError(
+            f"`mask` must have rank 1, 2 or 3 (vmap for batches); got shape {tuple(mask.shape)}."
+        )
+    return mask
+
+
+def neighbour_offsets(ndim: int, connectivity: int) -> tuple[tuple[int, ...], ...]:
+    """Offsets ``d != 0`` with entries in {-1, 0, 1} and ``sum |d_k| <= connectivity``.
+
+    The neighbourhood of ``scipy.ndimage.generate_binary_structure(ndim, connectivity)``.
+    """
+    return tuple(
+        d
+        for d in itertools.product((-1, 0, 1), repeat=ndim)
+        if any(d) and sum(map(abs, d)) <= connectivity
+    )
+
+
+def _shift(x: jax.Array, offset: tuple[int, ...], fill: Any) -> jax.Array:
+    """``y[i] = x[i + offset]`` (a multi-axis offset), ``fill`` outside the grid."""
+    pad = [(max(0, -o), max(0, o)) for o in offset]
+    xp = jnp.pad(x, pad, constant_values=fill)
+    return xp[tuple(slice(max(0, o), max(0, o) + n) for o, n in zip(offset, x.shape, strict=True))]
+
+
+def _gather(x: jax.Array, index: jax.Array) -> jax.Array:
+    # Every index is in bounds; "clip" skips the fill-value masking of the default
+    # mode, which makes the gather several times slower on CPU.
+    return jnp.take(x, index, mode="clip")
+
+
+def _flatten(parent: jax.Array) -> jax.Array:
+    """Pointer jumping until every element points at its root."""
+
+    def body(state):
+        p, _ = state
+        q = _gather(p, p)
+        return q, jnp.any(q != p)
+
+    return lax.while_loop(lambda s: s[1], body, (parent, jnp.bool_(True)))[0]
+
+
+def component_roots(mask: jax.Array, connectivity: int) -> tuple[jax.Array, jax.Array]:
+    """The first element (smallest flat index) of each element's component.
+
+    Args:
+      mask: boolean ``[*shape]``, rank 1-3 (checked by the caller).
+      connectivity: static int in ``1..ndim``.
+
+    Returns:
+      ``(roots, rounds)``: int32 ``[n]`` (``n = mask.size``) with, for a ``True``
+      element, the flat C-order index of the first element of its component and,
+      for a background element, ``n``; and the number of hooking rounds run (the
+      last one finds nothing to join).
+    """
+    shape = mask.shape
+    n = mask.size
+    fg = mask.reshape(-1)
+    iota = lax.iota(jnp.int32, n)
+    offsets = neighbour_offsets(mask.ndim, connectivity)
+
+    def round_(state):
+        roots, _, rounds = state
+        grid = roots.reshape(shape)
+        smallest = grid
+        for d in offsets:
+            smallest = jnp.minimum(smallest, _shift(grid, d, n))
+        smallest = jnp.where(mask, smallest, n).reshape(-1)
+        parent = jnp.append(roots, n).at[roots].min(smallest, mode="promise_in_bounds")
+        new = _flatten(parent)[:n]
+        return new, jnp.any(new != roots), rounds + 1
+
+    roots = jnp.where(fg, iota, n)
+    roots, _, rounds = lax.while_loop(
+        lambda s: s[1], round_, (roots, jnp.bool_(True), jnp.int32(0))
+    )
+    return roots, rounds
+
+
+def _cumsum(x: jax.Array, width: int = 16) -> jax.Array:
+    """Inclusive prefix sum of an int32 vector.
+
+    ``jnp.cumsum`` lowers to an associative scan that is slow on CPU; blocks of
+    ``width`` summed column by column, then the block totals recursively, take
+    a few plain passes.
+    """
+    n = x.shape[0]
+    if n <= width:
+        out = [x[0]]
+        for k in range(1, n):
+            out.append(out[-1] + x[k])
+        return jnp.stack(out)
+    blocks = -(-n // width)
+    b = jnp.pad(x, (0, blocks * width - n)).reshape(blocks, width)
+    cols = [b[:, 0]]
+    for k in range(1, width):
+        cols.append(cols[-1] + b[:, k])
+    totals = cols[-1]
+    before = _cumsum(totals, width) - totals
+    return (jnp.stack(cols, axis=1) + before[:, None]).reshape(-1)[:n]
+
+
+def labels_from_roots(roots: jax.Array, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """Number components ``1..count`` by their first element in C order.
+
+    Args:
+      roots: int32 ``[n]`` from :func:`component_roots` (``n`` = background).
+      shape: the mask's shape.
+
+    Returns:
+      ``(labels, count)``: int32 ``shape`` (0 on background) and an int32 scalar.
+    """
+    n = roots.shape[0]
+    is_first = (roots == lax.iota(jnp.int32, n)).astype(jnp.int32)
+    rank = jnp.append(_cumsum(is_first), 0)  # the sentinel n (background) ranks 0
+    return _gather(rank, roots).reshape(shape), rank[n - 1]
+
+
+@functools.partial(jax.jit, static_argnames="connectivity")
+def _label(mask: jax.Array, connectivity: int) -> tuple[jax.Array, jax.Array]:
+    if mask.size == 0:
+        return jnp.zeros(mask.shape, jnp.int32), jnp.int32(0)
+    roots, _ = component_roots(mask, connectivity)
+    return labels_from_roots(roots, mask.shape)
+
+
+def connected_components(mask: ArrayLike, *, connectivity: int = 1) -> tuple[jax.Array, jax.Array]:
+    """Label the connected components of a boolean mask, numbered as SciPy numbers them.
+
+    Two ``True`` elements ``p`` and ``q`` are neighbours when every
+    ``|p_k - q_k| <= 1`` and ``sum_k |p_k - q_k| <= connectivity``; a component is
+    a maximal set of ``True`` elements joined by chains of neighbours. Components
+    are numbered ``1..count`` in the C order of their first element; background is
+    0. Equal, numbering included, to ``scipy.ndimage.label(mask,
+    generate_binary_structure(mask.ndim, connectivity))``. ``connectivity=mask.ndim``
+    is cc3d's default (8 neighbours in 2-D, 26 in 3-D); 1 gives 4 and 6.
+
+    Runs under ``jit`` with static shapes, no host callback and no cap on the
+    number of components; ``vmap`` it for a batch. Data-parallel union-find:
+    every root hooks onto the smallest neighbouring root (one scatter-min per
+    round), pointer jumping flattens the trees, and rounds repeat in a
+    ``lax.while_loop`` until nothing changes; the root left in each component is
+    its first element. Snakes and spirals of 128 x 128 take at most a handful of
+    rounds (``docs/objects.md``).
+
+    Args:
+      mask: boolean array of rank 1, 2 or 3.
+      connectivity: static int in ``1..mask.ndim`` (SciPy's
+        ``generate_binary_structure`` rank): 1 = face neighbours (4 in 2-D, 6 in
+        3-D), 2 = also edge neighbours (8 in 2-D, 18 in 3-D), 3 = also corner
+        neighbours (26 in 3-D).
+
+    Returns:
+      ``(labels, count)``: int32 labels of ``mask.shape`` (0 = background,
+      ``1..count`` the components) and the int32 number of components.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> mask = jnp.array([[1, 1, 0, 0],
+      ...                   [0, 0, 0, 1],
+      ...                   [0, 0, 1, 0]], bool)
+      >>> labels, count = jaxseg.connected_components(mask)
+      >>> labels
+      Array([[1, 1, 0, 0],
+             [0, 0, 0, 2],
+             [0, 0, 3, 0]], dtype=int32)
+      >>> count
+      Array(3, dtype=int32)
+      >>> jaxseg.connected_components(mask, connectivity=2)[1]  # diagonals join
+      Array(2, dtype=int32)
+
+    References:
+      Shiloach & Vishkin, "An O(log n) parallel connectivity algorithm",
+      J. Algorithms 3 (1982); Zhang, Azad & Hu, "FastSV: a distributed-memory
+      connected component algorithm with fast convergence", SIAM PP (2020).
+    """
+    mask = check_mask(mask)
+    return _label(mask, connectivity=check_connectivity(connectivity, mask.ndim))
