@@ -359,3 +359,48 @@ def binary_counts(
     fn = count(ok & ~preds & pos)
     tn = count(ok & ~preds & ~pos)
     return jnp.stack([tp, fp, fn, tn]), jnp.sum(invalid, dtype=jnp.int32)
+
+
+# -- per-class counts (O(C) state) ----------------------------------------------
+
+
+def class_counts(
+    preds: jax.Array,
+    labels: jax.Array,
+    *,
+    num_classes: int,
+    ignore_index: tuple[int, ...],
+    where: jax.Array | None,
+) -> tuple[jax.Array, jax.Array]:
+    """Per-class ``int32 [4, C]`` ``(labels, predictions, hits, void)`` and the invalid count.
+
+    The sums of the confusion matrix that the scores need, without the matrix:
+    row sums plus voids (label support), column sums (predictions at valid
+    pixels), the diagonal (hits) and the void predictions per label class; the
+    pixel rules are those of :func:`confusion_counts`. Every valid pixel adds
+    one to its label's bin and one to exactly one of: its label's hit bin, its
+    label's void bin, or the bin of the (other) class it predicts; so one
+    ``bincount`` of ``2 * pixels`` indices into ``4C + 2`` bins (one for invalid
+    pixels, one dump bin) counts everything, in ``O(pixels + C)`` time and memory.
+    """
+    c = num_classes
+    ok, invalid = label_validity(labels, c, ignore_index, where)
+    rows = labels.astype(jnp.int32)
+    pred_ok = in_class_range(preds, c)
+    cols = preds.astype(jnp.int32)
+    hit = pred_ok & (cols == rows)
+    dump = jnp.int32(4 * c + 1)
+    first = jnp.where(ok, rows, jnp.where(invalid, jnp.int32(4 * c), dump))
+    second = jnp.where(
+        hit,
+        2 * c + rows,
+        jnp.where(pred_ok, c + cols, 3 * c + rows),
+    )
+    second = jnp.where(ok, second, dump)
+    index = jnp.concatenate([first.reshape(-1), second.reshape(-1)])
+    counts = jnp.bincount(index, length=4 * c + 2, out_sharding=replicated_sharding(index))
+    counts = counts.astype(jnp.int32)
+    table = counts[: 4 * c].reshape(4, c)
+    # the prediction row holds misses only so far: predictions = misses + hits
+    table = table.at[1].add(table[2])
+    return table, counts[4 * c]

@@ -1145,3 +1145,302 @@ def _configured(
     }
     sub = type(name, (base,), namespace)
     return jax.tree_util.register_dataclass(dataclasses.dataclass(frozen=True)(sub))
+
+
+#: Rows of :attr:`ClassCounts.counts` (and of :meth:`ClassCounts.counts_to_numpy`).
+CLASS_COUNT_ROWS = ("labels", "predictions", "hits", "void")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ClassCounts(_CountAlgebra):
+    """Exact per-class sums of a confusion matrix without the matrix: an ``O(C)`` state.
+
+    For thousands of classes (ADE20K-full's 3,688, LVIS' 1,203) a
+    :class:`ConfusionMatrix` holds ``C²`` counts (163 MB of limbs at
+    ``C = 3688``) and every update writes them all. The scores need only four
+    sums per class, which this state keeps exactly (limbs, as every count
+    state), with ``M`` the confusion matrix and ``V`` the void predictions that
+    :class:`ConfusionMatrix` would hold::
+
+        labels_c      = sum_k M[c, k] + V[c]     (label support)
+        predictions_c = sum_r M[r, c]            (predicted at valid pixels)
+        hits_c        = M[c, c]                  (true positives)
+        void_c        = V[c]                     (void predictions of label c)
+
+    so that, with ``N = sum_c labels_c`` the valid pixels::
+
+        tp_c = hits_c     fp_c = predictions_c - hits_c     fn_c = labels_c - hits_c
+        tn_c = N - labels_c - predictions_c + hits_c
+
+    These are exactly :class:`ConfusionMatrix`'s statistics on the same data,
+    so every score (IoU, Dice, ..., multiclass MCC and kappa, which need only
+    the per-class sums) is equal too. The pixel rules are
+    :class:`ConfusionMatrix`'s: ``ignore_index`` and ``where`` leave pixels out,
+    valid labels outside ``[0, C)`` are counted in ``invalid``, a prediction
+    outside ``[0, C)`` at a valid pixel is a miss (``void``), integer inputs of
+    any width are range-checked before any cast. The state is ``4C + 1`` counts
+    (177 kB at ``C = 3688``); :meth:`psum` moves ``O(C)`` words.
+
+    What it cannot give is the matrix itself: which class was mistaken for
+    which. :meth:`to_numpy` (the ``C × C`` view) raises ``TypeError``; use
+    :class:`ConfusionMatrix` where the matrix or a confusion plot is needed.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> preds = jnp.array([0, 1, 1, 2, 255])
+      >>> labels = jnp.array([0, 1, 2, 2, 1])
+      >>> s = jaxseg.ClassCounts.from_predictions(preds, labels, num_classes=3)
+      >>> s.counts_to_numpy()  # rows labels, predictions, hits, void
+      array([[1, 2, 2],
+             [1, 2, 1],
+             [1, 1, 1],
+             [0, 1, 0]])
+      >>> jaxseg.iou(s, average=None)
+      Array([1.        , 0.33333334, 0.5       ], dtype=float32)
+      >>> cm = jaxseg.ConfusionMatrix.from_predictions(preds, labels, num_classes=3)
+      >>> bool((jaxseg.iou(cm, average=None) == jaxseg.iou(s, average=None)).all())
+      True
+
+    Attributes:
+      counts: ``uint32 [..., 4, C, 3]`` limbs of the rows ``labels``,
+        ``predictions``, ``hits``, ``void``.
+      invalid: ``uint32 [..., 3]`` limbs of the invalid-pixel count.
+      num_classes: ``C`` (static).
+      ignore_classes: ignored ids inside ``[0, C)`` (static).
+    """
+
+    counts: jax.Array = dataclasses.field(metadata=LIMBS)
+    invalid: jax.Array = dataclasses.field(metadata=LIMBS)
+    num_classes: int = _static()
+    ignore_classes: tuple[int, ...] = _static(())
+    exclusive: ClassVar[bool] = True
+
+    def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
+        c, limbs = self.num_classes, _counts.NUM_LIMBS
+        return {"counts": (4, c, limbs), "invalid": (limbs,)}
+
+    @classmethod
+    def empty(cls, num_classes: int, *, ignore_index: Any = None) -> ClassCounts:
+        """The identity of :meth:`merge`: all counts zero."""
+        c = v.check_num_classes(num_classes)
+        ignored = v.normalize_ignore_index(ignore_index)
+        return cls(
+            counts=_counts.zeros((4, c)),
+            invalid=_counts.zeros(()),
+            num_classes=c,
+            ignore_classes=v.class_ids_in_range(ignored, c),
+        )
+
+    @classmethod
+    def from_predictions(
+        cls,
+        preds: ArrayLike,
+        labels: ArrayLike,
+        *,
+        num_classes: int,
+        ignore_index: Any = None,
+        where: ArrayLike | None = None,
+    ) -> ClassCounts:
+        """Count integer predictions against integer labels of the same shape.
+
+        One ``bincount`` of two indices per pixel into ``4C + 2`` bins: time and
+        memory ``O(pixels + C)``, whatever ``C``.
+
+        Args:
+          preds: predicted class ids, int ``[...]``.
+          labels: true class ids, int ``[...]``, same shape.
+          num_classes: ``C``.
+          ignore_index: a label id or tuple of ids to leave out.
+          where: boolean mask broadcastable to ``labels.shape``; false pixels
+            are left out.
+
+        Returns:
+          A state with counts ``[4, C]`` (no batch axis; ``vmap`` to get one).
+        """
+        c = v.check_num_classes(num_classes)
+        preds = v.check_int_labels(v.as_int_array(preds, "preds"), "preds")
+        labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
+        v.check_same_shape("preds", preds, "labels", labels)
+        ignored = v.normalize_ignore_index(ignore_index)
+        mask = v.broadcast_where(where, labels.shape)
+        counts, invalid = _kernels.class_counts(
+            preds, labels, num_classes=c, ignore_index=ignored, where=mask
+        )
+        return cls(
+            counts=_counts.from_int(counts),
+            invalid=_counts.from_int(invalid),
+            num_classes=c,
+            ignore_classes=v.class_ids_in_range(ignored, c),
+        )
+
+    @classmethod
+    def from_logits(
+        cls,
+        logits: ArrayLike,
+        labels: ArrayLike,
+        *,
+        ignore_index: Any = None,
+        where: ArrayLike | None = None,
+    ) -> ClassCounts:
+        """Count ``argmax(logits, -1)`` against integer labels.
+
+        Args:
+          logits: scores ``[..., C]`` (any float dtype; probabilities work too).
+          labels: class ids, int ``[...]`` = ``logits.shape[:-1]``.
+          ignore_index: a label id or tuple of ids to leave out.
+          where: boolean mask broadcastable to ``labels.shape``.
+
+        Returns:
+          A state with counts ``[4, C]``.
+        """
+        logits = v.check_logits(jnp.asarray(logits))
+        labels = v.check_int_labels(v.as_int_array(labels, "labels"))
+        v.check_labels_for_logits(logits, labels)
+        preds = _kernels.argmax_classes(logits)
+        return cls.from_predictions(
+            preds, labels, num_classes=logits.shape[-1], ignore_index=ignore_index, where=where
+        )
+
+    @classmethod
+    def from_counts(cls, counts: Any, *, invalid: Any = 0, ignore_index: Any = None) -> ClassCounts:
+        """A state from per-class counts you already have, exactly (see :meth:`counts_to_numpy`).
+
+        A host-side constructor (not under ``jit``): host integers of any dtype
+        are stored exactly without ``jax_enable_x64``, up to ``2**48`` per count.
+
+        Args:
+          counts: integer counts ``[..., 4, C]``, rows ``labels``,
+            ``predictions``, ``hits``, ``void``, with ``hits + void <= labels``
+            and ``hits <= predictions``.
+          invalid: integer count of invalid labels, a scalar or one per batch
+            element ``[...]``; default 0.
+          ignore_index: the ``ignore_index`` of the states this one will merge with.
+
+        Returns:
+          A state with the batch axes of ``counts``.
+
+        Raises:
+          TypeError: a non-integer (or boolean) or traced argument.
+          ValueError: a wrong shape, a negative count, a count of ``2**48`` or
+            more, or rows that no confusion matrix has.
+
+        Examples:
+          >>> import numpy as np, jaxseg
+          >>> rows = np.array([[5_000_000_000, 30], [4_000_000_000, 40], [3_999_999_990, 20],
+          ...                  [0, 0]])
+          >>> s = jaxseg.ClassCounts.from_counts(rows)
+          >>> s.label_counts()
+          array([5000000000,         30])
+        """
+        rows = _counts.from_host(counts, "counts")
+        if rows.ndim < 2 or rows.shape[-2] != 4 or rows.shape[-1] == 0:
+            raise ValueError(
+                "`counts` must have shape [..., 4, C] (rows labels, predictions, hits, void); "
+                f"got {rows.shape}."
+            )
+        lab, pred, hit, void = (rows[..., k, :] for k in range(4))
+        if np.any(hit + void > lab) or np.any(hit > pred):
+            raise ValueError(
+                "`counts` must have hits + void <= labels and hits <= predictions in every "
+                "class (rows labels, predictions, hits, void)."
+            )
+        c = rows.shape[-1]
+        ignored = v.normalize_ignore_index(ignore_index)
+        return cls(
+            counts=_counts.from_python_int(rows),
+            invalid=_counts.from_python_int(_host_counts(invalid, "invalid", rows.shape[:-2])),
+            num_classes=c,
+            ignore_classes=v.class_ids_in_range(ignored, c),
+        )
+
+    @classmethod
+    def configure(cls, num_classes: int, *, ignore_index: Any = None) -> type[ClassCounts]:
+        """A subclass with ``num_classes`` and ``ignore_index`` bound, for CLU collections.
+
+        As :meth:`ConfusionMatrix.configure`.
+
+        Args:
+          num_classes: ``C``.
+          ignore_index: a label id or tuple of ids to leave out.
+
+        Returns:
+          A registered pytree subclass of this class.
+
+        Examples:
+          >>> import jax.numpy as jnp, jaxseg
+          >>> Metric = jaxseg.ClassCounts.configure(2, ignore_index=255)
+          >>> logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+          >>> update = Metric.from_model_output(logits=logits, labels=jnp.array([0, 0, 255]))
+          >>> Metric.empty().merge(update).counts_to_numpy()
+          array([[2, 0],
+                 [1, 1],
+                 [1, 0],
+                 [0, 0]])
+        """
+        c = v.check_num_classes(num_classes)
+        ignored = v.normalize_ignore_index(ignore_index)
+        return _configured(cls, c, (("ignore_index", ignored),), (("ignore_index", ignored),))
+
+    # -- host readout ----------------------------------------------------------
+
+    def to_numpy(self) -> np.ndarray:
+        """Not available: this state has no ``C × C`` matrix (raises ``TypeError``).
+
+        Use :meth:`counts_to_numpy` for its exact per-class counts, or a
+        :class:`ConfusionMatrix` for the matrix view.
+        """
+        raise TypeError(
+            f"ClassCounts keeps per-class sums (O(C)), not the {self.num_classes}x"
+            f"{self.num_classes} confusion matrix, so it has no matrix view: use "
+            "`counts_to_numpy()` for its exact counts [4, C] (labels, predictions, hits, "
+            "void), or a ConfusionMatrix for the matrix."
+        )
+
+    def counts_to_numpy(self) -> np.ndarray:
+        """Exact host counts ``int64 [..., 4, C]``: rows labels, predictions, hits, void."""
+        return _counts.to_int64_numpy(self.counts)
+
+    def label_counts(self) -> np.ndarray:
+        """Exact host label support per class (void predictions included), ``int64 [..., C]``."""
+        return _counts.to_int64_numpy(self.counts[..., 0, :, :])
+
+    def void_to_numpy(self) -> np.ndarray:
+        """Exact host counts of void predictions per label class, ``int64 [..., C]``."""
+        return _counts.to_int64_numpy(self.counts[..., 3, :, :])
+
+    # -- statistics ------------------------------------------------------------
+
+    def _row(self, k: int) -> jax.Array:
+        return self.counts[..., k, :, :]
+
+    def _difference(self, *terms: tuple[int, jax.Array]) -> jax.Array:
+        """``sum sign * limbs`` of non-negative result, exact, as float ``[..., C]``."""
+        total = sum(sign * limbs.astype(jnp.int32) for sign, limbs in terms)
+        return _counts.to_float(_counts.normalize_signed(total))
+
+    @property
+    def tp(self) -> jax.Array:
+        """True positives per class (hits), float ``[..., C]``."""
+        return _counts.to_float(self._row(2))
+
+    @property
+    def fp(self) -> jax.Array:
+        """False positives per class (predictions minus hits), float ``[..., C]``."""
+        return self._difference((1, self._row(1)), (-1, self._row(2)))
+
+    @property
+    def fn(self) -> jax.Array:
+        """False negatives per class (labels minus hits; void predictions included)."""
+        return self._difference((1, self._row(0)), (-1, self._row(2)))
+
+    @property
+    def tn(self) -> jax.Array:
+        """True negatives per class, float ``[..., C]``, computed exactly in limbs."""
+        total = _counts.sum_limbs(jnp.moveaxis(self._row(0), -2, 0), 0)[..., None, :]
+        return self._difference(
+            (1, jnp.broadcast_to(total, self._row(0).shape)),
+            (-1, self._row(0)),
+            (-1, self._row(1)),
+            (1, self._row(2)),
+        )
