@@ -101,6 +101,29 @@ class HostStats:
         counted = v.counted_mask(c, v.class_ids_in_range(tuple(ignored), c))
         return cls(*(x.astype(np.float64) for x in (tp, fp, fn, tn)), counted)
 
+    @classmethod
+    def from_class_counts(cls, counts: Any, *, ignored: Any = ()) -> HostStats:
+        """From exact per-class counts ``[..., 4, C]`` (no ``C x C`` table).
+
+        Rows are ``labels`` (support, void predictions included),
+        ``predictions`` (at valid pixels), ``hits`` and ``void``, the layout of
+        ``ClassCounts.counts_to_numpy()``: ``tp = hits``, ``fp = predictions -
+        hits``, ``fn = labels - hits``, ``tn = N - tp - fp - fn`` with ``N`` the
+        sum of the labels row. The statistics equal :meth:`from_table`'s on the
+        table the counts summarise.
+        """
+        counts = np.asarray(counts)
+        if not np.issubdtype(counts.dtype, np.integer):
+            raise TypeError(f"`counts` must hold integers; got dtype {counts.dtype}.")
+        if counts.ndim < 2 or counts.shape[-2] != 4:
+            raise ValueError(f"`counts` must have shape [..., 4, C]; got {counts.shape}.")
+        labels, predicted, tp = (counts[..., k, :].astype(np.int64) for k in range(3))
+        fn, fp = labels - tp, predicted - tp
+        tn = labels.sum(axis=-1, keepdims=True) - tp - fp - fn
+        c = counts.shape[-1]
+        counted = v.counted_mask(c, v.class_ids_in_range(tuple(ignored), c))
+        return cls(*(x.astype(np.float64) for x in (tp, fp, fn, tn)), counted)
+
 
 def is_soft(stats: Any) -> bool:
     """Whether the statistics are float sums of probabilities (never exactly zero)."""

@@ -85,19 +85,28 @@ def class_report(
     ignored: Sequence[int] = (),
     include_background: bool = True,
     metrics: Sequence[str] = DEFAULT_METRICS,
+    per_class: bool = False,
 ) -> dict[str, Any]:
     """Per-class and summary scores of a dataset-level count table ``[C, C+1]`` (or ``[C, C]``).
 
-    Per-class columns are the scores with ``average=None`` (NaN for empty or
-    ignored classes); the summary is the same scores averaged with
-    ``include_background``. Returns a JSON-ready dict.
+    With ``per_class=True``, ``counts`` are per-class counts ``[4, C]`` (rows
+    labels, predictions, hits, void; ``ClassCounts``' layout) and the report has
+    no ``confusion_matrix``. Per-class columns are the scores with
+    ``average=None`` (NaN for empty or ignored classes); the summary is the
+    same scores averaged with ``include_background``. Returns a JSON-ready dict.
     """
     counts = np.asarray(counts, np.int64)
-    c = counts.shape[0]
-    if counts.shape == (c, c):
-        counts = np.concatenate([counts, np.zeros((c, 1), np.int64)], axis=1)
+    if per_class:
+        c = counts.shape[-1]
+        s = HostStats.from_class_counts(counts, ignored=ignored)
+        support, void = counts[0], counts[3]
+    else:
+        c = counts.shape[0]
+        if counts.shape == (c, c):
+            counts = np.concatenate([counts, np.zeros((c, 1), np.int64)], axis=1)
+        s = HostStats.from_table(counts, ignored=ignored)
+        support, void = counts.sum(axis=1), counts[:, c]
     names = list(names) if names is not None else [str(i) for i in range(c)]
-    s = HostStats.from_table(counts, ignored=ignored)
     kw = {"include_background": include_background}
     in_averages = _in_averages(s, include_background)
     columns = {m: METRICS[m].per_class(s) for m in metrics if METRICS[m].per_class is not None}
@@ -110,8 +119,8 @@ def class_report(
                 "id": i,
                 "name": names[i],
                 **{k: float(v[i]) for k, v in columns.items()},
-                "support": int(counts[i].sum()),
-                "void_predictions": int(counts[i, c]),
+                "support": int(support[i]),
+                "void_predictions": int(void[i]),
                 "in_averages": bool(in_averages[i]),
             }
             for i in range(c)
@@ -121,22 +130,33 @@ def class_report(
         "pixel_accuracy": float(_scores.pixel_accuracy(s, **kw)),
         "mean_accuracy": float(_scores.mean_accuracy(s, **kw)),
         "frequency_weighted_iou": float(_scores.frequency_weighted_iou(s, **kw)),
-        "num_pixels": int(counts.sum()),
-        "num_void_predictions": int(counts[:, c].sum()),
-        "confusion_matrix": counts[:, :c].tolist(),
+        "num_pixels": int(support.sum()),
+        "num_void_predictions": int(void.sum()),
     }
+    if per_class:
+        report["per_class_counts"] = True  # no C x C matrix was kept
+    else:
+        report["confusion_matrix"] = counts[:, :c].tolist()
     # for the table's mark: classes with pixels that the averages leave out; dropped from JSON
     report["_excluded"] = ~in_averages & (s.tp + s.fp + s.fn > 0)
     return report
 
 
-def image_scores(counts: np.ndarray, *, ignored: Sequence[int], include_background: bool) -> dict:
+def image_scores(
+    counts: np.ndarray, *, ignored: Sequence[int], include_background: bool, per_class: bool = False
+) -> dict:
     """Per-image per-class IoU and Dice from per-image count tables ``[N, C, C+1]``.
+
+    With ``per_class=True``, per-image per-class counts ``[N, 4, C]`` (as
+    :func:`class_report`).
 
     Returns ``{"iou": [N, C], "dice": [N, C], "tp"/"fp"/"fn": [N, C], "miou": [N],
     "mean_dice": [N]}``: the score functions on the batched statistics.
     """
-    s = HostStats.from_table(counts, ignored=ignored)
+    if per_class:
+        s = HostStats.from_class_counts(counts, ignored=ignored)
+    else:
+        s = HostStats.from_table(counts, ignored=ignored)
     kw = {"include_background": include_background}
     return {
         "tp": s.tp,

@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-classes",
         "-C",
         type=_positive_int,
-        help="number of classes C (implied by --binary and --label-map cityscapes)",
+        help="number of classes C (implied by --binary and --label-map cityscapes); above "
+        "1024 the counts are kept per class: the same scores, no confusion matrix or --plot",
     )
     g.add_argument(
         "--ignore-index",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -328,3 +329,76 @@ def test_what_it_cannot_serve_and_bad_input_are_named_errors():
     with pytest.raises(ValueError, match="not batched"):
         s.reduce()
     assert isinstance(s, _state.Statistics)
+
+
+# -- command line: above PER_CLASS_ABOVE classes, per-class counts ----------------
+
+
+def _cli_pairs(root, c):
+    """Three pairs: two int32 ``.npy`` volumes with ids up to ``c``, one 8-bit PNG."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    (root / "P").mkdir()
+    (root / "L").mkdir()
+    for k, shape in enumerate([(12, 20), (9, 31)]):
+        label = rng.integers(0, c, shape)
+        label[rng.random(shape) < 0.1] = 65535  # ignored
+        pred = np.where(rng.random(shape) < 0.5, label, rng.integers(0, c + 5, shape))  # voids
+        np.save(root / "L" / f"v{k}.npy", label.astype(np.int32))
+        np.save(root / "P" / f"v{k}.npy", pred.astype(np.int32))
+    label = rng.integers(0, 200, (16, 16)).astype(np.uint8)  # the 8-bit counting path
+    pred = np.where(rng.random((16, 16)) < 0.5, label, rng.integers(0, 256, (16, 16)))
+    Image.fromarray(label).save(root / "L" / "p.png")
+    Image.fromarray(pred.astype(np.uint8)).save(root / "P" / "p.png")
+
+
+def test_command_line_counts_per_class_above_the_threshold(tmp_path, capsys, monkeypatch):
+    from jaxseg import _evaluate
+    from jaxseg.cli import main
+
+    c = _evaluate.PER_CLASS_ABOVE + 76
+    _cli_pairs(tmp_path, c)
+    argv = ["evaluate", str(tmp_path / "P"), str(tmp_path / "L"), "-C", str(c)]
+    argv += ["--ignore-index", "65535", "--per-image", "-"]
+    assert main([*argv, "--json", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().err  # the table goes to stderr when a file is stdout
+    assert f"{c} classes (above {_evaluate.PER_CLASS_ABOVE}): counted per class" in out
+    per_class = json.loads((tmp_path / "a.json").read_text())
+    # the same run through the C x (C + 1) table
+    monkeypatch.setattr(_evaluate, "PER_CLASS_ABOVE", c)
+    assert main([*argv, "--json", str(tmp_path / "b.json")]) == 0
+    table = json.loads((tmp_path / "b.json").read_text())
+    assert "counted per class" not in capsys.readouterr().err
+    assert per_class.pop("per_class_counts") is True and "confusion_matrix" not in per_class
+    matrix = np.array(table.pop("confusion_matrix"))
+    assert matrix.shape == (c, c) and matrix.sum() > 0
+    assert per_class == table  # every score, per class, per image and summary, and supports
+    # --plot needs the matrix: refused before any work, one line, exit 2
+    monkeypatch.setattr(_evaluate, "PER_CLASS_ABOVE", 1024)
+    rc = main([*argv[:-2], "--plot", str(tmp_path / "m.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--plot draws the confusion matrix" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_host_per_class_statistics_equal_the_table():
+    from jaxseg._classwise import HostStats
+
+    rng = np.random.default_rng(8)
+    table = rng.integers(0, 50, (3, C, C + 1))  # [N, C, C + 1], void column last
+    rows = np.stack(
+        [
+            table.sum(-1),
+            table[..., :C].sum(-2),
+            np.diagonal(table[..., :C], axis1=-2, axis2=-1),
+            table[..., C],
+        ],
+        -2,
+    )
+    a = HostStats.from_class_counts(rows, ignored=(2,))
+    b = HostStats.from_table(table, ignored=(2,))
+    for name in ("tp", "fp", "fn", "tn", "counted_classes"):
+        _same(getattr(a, name), getattr(b, name), name)
+    with pytest.raises(ValueError, match=r"\[..., 4, C\]"):
+        HostStats.from_class_counts(table)
