@@ -59,6 +59,11 @@ if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._state import ClassCounts as ClassCounts
     from jaxseg._state import ConfusionMatrix as ConfusionMatrix
     from jaxseg._state import DistanceStats as DistanceStats
+    from jaxseg._topology import boundary_loss as boundary_loss
+    from jaxseg._topology import cldice as cldice
+    from jaxseg._topology import hausdorff_dt_loss as hausdorff_dt_loss
+    from jaxseg._topology import skeletonize as skeletonize
+    from jaxseg._topology import soft_cldice_loss as soft_cldice_loss
 
 __version__ = "0.1.0.dev0"
 
@@ -113,6 +118,11 @@ _SOURCES = {
     "ClassCounts": "jaxseg._state",
     "ConfusionMatrix": "jaxseg._state",
     "DistanceStats": "jaxseg._state",
+    "boundary_loss": "jaxseg._topology",
+    "cldice": "jaxseg._topology",
+    "hausdorff_dt_loss": "jaxseg._topology",
+    "skeletonize": "jaxseg._topology",
+    "soft_cldice_loss": "jaxseg._topology",
 }
 
 __all__ = sorted(_SOURCES)
