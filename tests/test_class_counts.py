@@ -88,10 +88,23 @@ def _count(cls, preds, labels, *, num_classes, ignore_index=None, where=None):
     )
 
 
+@jax.jit
+def _stats(state):
+    """``tp, fp, fn, tn, num_invalid`` of a state, in one compiled call."""
+    return {k: getattr(state, k) for k in ("tp", "fp", "fn", "tn", "num_invalid")}
+
+
+@jax.jit
+def _jax_scores(state):
+    """A few scores on the device path, in one compiled call."""
+    return jaxseg.iou(state), jaxseg.matthews_corrcoef(state), jaxseg.cohen_kappa(state)
+
+
 def _host(state):
     """The statistics of a state as float64 NumPy arrays, with its flags (scored on the host)."""
+    stats = _stats(state)
     return HostStats(
-        *(np.asarray(getattr(state, k), np.float64) for k in ("tp", "fp", "fn", "tn")),
+        *(np.asarray(stats[k], np.float64) for k in ("tp", "fp", "fn", "tn")),
         counted_classes=state.counted_classes,
         exclusive=type(state).exclusive,
     )
@@ -106,14 +119,14 @@ def test_every_score_equals_confusion_matrix(ignore_index):
     preds, labels, where = _cases(12, 64, C, seed=1)
     cc, cm = _both(ignore_index, preds, labels, where)
     assert cc.counted_classes.tolist() == cm.counted_classes.tolist()
+    stats_cc, stats_cm = _stats(cc), _stats(cm)
     for name in ("tp", "fp", "fn", "tn", "num_invalid"):
-        _same(getattr(cc, name), getattr(cm, name), name)
+        _same(stats_cc[name], stats_cm[name], name)
     _same(cc.label_counts(), cm.label_counts(), "label_counts")
     _same(cc.void_to_numpy(), cm.void_to_numpy(), "void")
     # The sweep runs the score functions in float64 NumPy on the statistics read
     # from each state (the JAX path compiles every score: minutes on 2 cores);
-    # the JAX path on the states themselves is checked below and in
-    # test_from_logits_clu_protocol_and_compute.
+    # the JAX path on the states themselves is checked below.
     host_cc, host_cm = _host(cc), _host(cm)
     checked = 0
     for include_background in (True, False):
@@ -127,8 +140,9 @@ def test_every_score_equals_confusion_matrix(ignore_index):
                 _same(fn(host_cc, **args, **kw), want, f"{fn} {args} {kw}")
                 checked += 1
     assert checked == 2 * (8 * 4 + 3 + 2 * 4 + 3 + 3) + 2
-    for fn in (jaxseg.iou, jaxseg.matthews_corrcoef, jaxseg.cohen_kappa):
-        _same(fn(cc), fn(cm), fn.__name__)
+    if ignore_index == (1, VOID):
+        for a, b in zip(_jax_scores(cc), _jax_scores(cm), strict=True):
+            _same(a, b, "device scores")
     # the per-case states are the reference's, pixel by pixel
     for k in range(len(preds)):
         m, void, invalid = ref.confusion(
@@ -171,19 +185,16 @@ def test_many_classes_small_images(c):
     want_mcc, want_kappa = matthews_corrcoef(y_ok, p_ok), cohen_kappa_score(y_ok, p_ok)
     assert abs(jaxseg.matthews_corrcoef(_host(s)) - want_mcc) < 1e-12  # float64 on the host
     assert abs(jaxseg.cohen_kappa(_host(s)) - want_kappa) < 1e-12
-    if c == 1000:  # float32 on the device
-        assert abs(float(jaxseg.matthews_corrcoef(s)) - want_mcc) < 1e-5
-        assert abs(float(jaxseg.cohen_kappa(s)) - want_kappa) < 1e-5
 
 
 def test_wide_integer_inputs_are_range_checked():
     big = np.array([0, 1, 2**32 + 1, 1, -(2**40)], np.int64)
     labels = np.array([0, 1, 1, 2**32 + 1, 1], np.int64)
     s = jaxseg.ClassCounts.from_predictions(big, labels, num_classes=3)
-    cm = jaxseg.ConfusionMatrix.from_predictions(big, labels, num_classes=3)
-    _same(s.counts_to_numpy()[3], cm.void_to_numpy(), "void")  # 2**32 + 1 is no class 1
-    assert s.void_to_numpy().tolist() == [0, 2, 0]
-    assert float(s.num_invalid) == float(cm.num_invalid) == 1.0
+    m, void, invalid = ref.confusion(big, labels, 3, with_void=True)
+    _same(s.counts_to_numpy(), [m.sum(1) + void, m.sum(0), np.diagonal(m), void], "counts")
+    assert s.void_to_numpy().tolist() == [0, 2, 0]  # 2**32 + 1 is no class 1
+    assert float(s.num_invalid) == invalid == 1
 
 
 def test_counts_past_2_to_the_40_via_merges():
@@ -199,7 +210,7 @@ def test_counts_past_2_to_the_40_via_merges():
     assert got.max() >= 2**40
     _same(got, base.counts_to_numpy().astype(object) * 2**40, "counts")
     for name in ("tp", "fp", "fn", "tn"):  # the same exact counts, rounded alike
-        _same(getattr(s, name), getattr(cm, name), name)
+        _same(_stats(s)[name], _stats(cm)[name], name)
     # a host-built state merges with it exactly
     host = jaxseg.ClassCounts.from_counts(base.counts_to_numpy() * 3, ignore_index=VOID)
     _same((s + host).counts_to_numpy(), base.counts_to_numpy() * (2**40 + 3), "from_counts")
@@ -233,11 +244,8 @@ def test_batch_split_vmap_reduce_and_scan_are_exact():
         _same(other.counts_to_numpy(), whole.counts_to_numpy(), "counts")
         _same(other.num_invalid, whole.num_invalid, "invalid")
     # per-image scores from the batched state equal scoring each image alone
-    _same(
-        jaxseg.iou(per_image),
-        [jaxseg.iou(jax.tree.map(lambda x, k=k: x[k], per_image)) for k in range(8)],
-        "per image",
-    )
+    host = HostStats.from_class_counts(per_image.counts_to_numpy(), ignored=(VOID,))
+    np.testing.assert_allclose(jaxseg.iou(per_image), jaxseg.iou(host), rtol=1e-6)
     # empty is the identity; merge commutes
     _same((whole + jaxseg.ClassCounts.empty(C, ignore_index=VOID)).counts, whole.counts, "id")
     _same((halves + whole).counts, (whole + halves).counts, "commutes")
@@ -272,17 +280,18 @@ def test_from_logits_clu_protocol_and_compute():
     labels[0, 0] = VOID
     mask = rng.random((2, 5, 5)) < 0.8
     cc = jaxseg.ClassCounts.from_logits(logits, labels, ignore_index=VOID, where=mask)
-    cm = jaxseg.ConfusionMatrix.from_logits(logits, labels, ignore_index=VOID, where=mask)
-    _same(cc.tp, cm.tp, "tp")
+    m, void, _ = ref.confusion(logits.argmax(-1), labels, C, VOID, mask, with_void=True)
+    _same(cc.counts_to_numpy(), [m.sum(1) + void, m.sum(0), np.diagonal(m), void], "counts")
     Metric = jaxseg.ClassCounts.configure(C, ignore_index=VOID)
     assert Metric is jaxseg.ClassCounts.configure(C, ignore_index=[VOID])
     update = Metric.from_model_output(logits=logits, labels=labels, mask=mask)
     state = Metric.empty().merge(update)
     _same(state.counts, cc.counts, "clu")
-    _same(state.compute(), jaxseg.iou(cm, average="macro"), "compute")
-    _same(
+    host = HostStats.from_class_counts(cc.counts_to_numpy(), ignored=(VOID,))
+    np.testing.assert_allclose(state.compute(), jaxseg.iou(host, average="macro"), rtol=1e-6)
+    _same(  # exact host label counts, as for a confusion matrix
         jaxseg.class_weights_from_counts(cc, scheme="median"),
-        jaxseg.class_weights_from_counts(cm, scheme="median"),
+        jaxseg.class_weights_from_counts(m.sum(1) + void, scheme="median"),
         "class weights",
     )
 
@@ -402,3 +411,11 @@ def test_host_per_class_statistics_equal_the_table():
         _same(getattr(a, name), getattr(b, name), name)
     with pytest.raises(ValueError, match=r"\[..., 4, C\]"):
         HostStats.from_class_counts(table)
+
+
+def test_sits_on_the_shared_algebra():
+    for method in ("merge", "__add__", "reduce", "psum"):
+        assert getattr(jaxseg.ClassCounts, method) is getattr(_state.StateAlgebra, method)
+    kinds = {f.name: f.metadata.get("kind") for f in dataclasses.fields(jaxseg.ClassCounts)}
+    assert kinds == {"counts": "limbs", "invalid": "limbs", "num_classes": None,
+                     "ignore_classes": None}  # fmt: skip
