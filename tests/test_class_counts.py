@@ -282,6 +282,11 @@ def test_from_logits_clu_protocol_and_compute():
     cc = jaxseg.ClassCounts.from_logits(logits, labels, ignore_index=VOID, where=mask)
     m, void, _ = ref.confusion(logits.argmax(-1), labels, C, VOID, mask, with_void=True)
     _same(cc.counts_to_numpy(), [m.sum(1) + void, m.sum(0), np.diagonal(m), void], "counts")
+    per_image = jax.jit(
+        jax.vmap(lambda x, y, w: jaxseg.ClassCounts.from_logits(x, y, ignore_index=VOID, where=w))
+    )(logits, labels, mask)
+    assert per_image.batch_shape == (2,)
+    _same(per_image.reduce().counts, cc.counts, "vmap")
     Metric = jaxseg.ClassCounts.configure(C, ignore_index=VOID)
     assert Metric is jaxseg.ClassCounts.configure(C, ignore_index=[VOID])
     update = Metric.from_model_output(logits=logits, labels=labels, mask=mask)
