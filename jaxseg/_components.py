@@ -76,6 +76,11 @@ def check_mask(mask: ArrayLike) -> jax.Array:
         raise ValueError(
             f"`mask` must have rank 1, 2 or 3 (vmap for batches); got shape {tuple(mask.shape)}."
         )
+    if mask.size >= 2**31 - 1:  # int32 flat indices, with one sentinel above them
+        raise ValueError(
+            f"`mask` has {mask.size} elements; at most 2**31 - 2 are supported. Label "
+            "smaller pieces (vmap over a leading axis)."
+        )
     return mask
 
 

@@ -245,6 +245,12 @@ def test_named_errors(mask, kwargs, error, match):
         jaxseg.connected_components(mask, **kwargs)
 
 
+def test_too_many_elements_is_a_named_error():
+    too_big = jax.ShapeDtypeStruct((2048, 1024, 1024), jnp.bool_)  # 2^31 elements, never made
+    with pytest.raises(ValueError, match=r"`mask` has 2147483648 elements"):
+        jax.eval_shape(jaxseg.connected_components, too_big)
+
+
 def test_traced_connectivity_is_a_named_error():
     with pytest.raises(TypeError, match=r"`connectivity` must be static"):
         jax.jit(jaxseg.connected_components)(np.zeros((4, 4), bool), connectivity=1)
