@@ -88,15 +88,14 @@ def _valid_mean(values, valid, axes):
 # -- soft skeleton ---------------------------------------------------------------
 
 
-def _extreme3(x: jax.Array, axis: int, op: Any, fill: float) -> jax.Array:
-    """``op`` over the 3-neighbourhood along ``axis``; outside the image counts as ``fill``."""
-    n = x.shape[axis]
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (1, 1)
-    xp = jnp.pad(x, pad, constant_values=fill)
-    left = lax.slice_in_dim(xp, 0, n, axis=axis)
-    right = lax.slice_in_dim(xp, 2, n + 2, axis=axis)
-    return op(op(left, x), right)
+def _window(x: jax.Array, axes: Any, op: Any, init: float) -> jax.Array:
+    """``op`` over the 3-neighbourhood along each of ``axes`` (a line or a cube).
+
+    Outside the image counts as ``init`` (left out), as PyTorch's max pooling pads.
+    """
+    dims = tuple(3 if a in axes else 1 for a in range(x.ndim))
+    pad = tuple((1, 1) if a in axes else (0, 0) for a in range(x.ndim))
+    return lax.reduce_window(x, init, op, dims, (1,) * x.ndim, pad)
 
 
 def _spatial_axes(x: jax.Array) -> range:
@@ -105,7 +104,7 @@ def _spatial_axes(x: jax.Array) -> range:
 
 def soft_erode(x: jax.Array) -> jax.Array:
     """Minimum over the face neighbours (a plus / 3-D cross) of each pixel."""
-    lines = [_extreme3(x, a, jnp.minimum, math.inf) for a in _spatial_axes(x)]
+    lines = [_window(x, (a,), lax.min, math.inf) for a in _spatial_axes(x)]
     out = lines[0]
     for line in lines[1:]:
         out = jnp.minimum(out, line)
@@ -114,9 +113,7 @@ def soft_erode(x: jax.Array) -> jax.Array:
 
 def soft_dilate(x: jax.Array) -> jax.Array:
     """Maximum over the 3x3 (3x3x3) cube around each pixel."""
-    for a in _spatial_axes(x):
-        x = _extreme3(x, a, jnp.maximum, -math.inf)
-    return x
+    return _window(x, tuple(_spatial_axes(x)), lax.max, -math.inf)
 
 
 def soft_skeleton(x: jax.Array, iterations: int) -> jax.Array:
