@@ -76,7 +76,7 @@ def check_mask(mask: ArrayLike) -> jax.Array:
         raise ValueError(
             f"`mask` must have rank 1, 2 or 3 (vmap for batches); got shape {tuple(mask.shape)}."
         )
-    if mask.size >= 2**31 - 1:  # int32 flat indices, with one sentinel above them
+    if mask.size >= _MAX_ELEMENTS:
         raise ValueError(
             f"`mask` has {mask.size} elements; at most 2**31 - 2 are supported. Label "
             "smaller pieces (vmap over a leading axis)."
@@ -103,17 +103,22 @@ def _shift(x: jax.Array, offset: tuple[int, ...], fill: Any) -> jax.Array:
     return xp[tuple(slice(max(0, o), max(0, o) + n) for o, n in zip(offset, x.shape, strict=True))]
 
 
-def _neighbourhood_min(x: jax.Array, connectivity: int, fill: Any) -> jax.Array:
-    """The minimum of ``x`` over each element and its neighbours (``fill`` outside)."""
-    if connectivity == x.ndim:  # the full 3^ndim box is separable: 2 shifts per axis
-        for axis in range(x.ndim):
-            step = tuple(int(k == axis) for k in range(x.ndim))
+def _neighbourhood_min(x: jax.Array, connectivity: int, fill: Any, batch: int = 0) -> jax.Array:
+    """The minimum of ``x`` over each element and its neighbours (``fill`` outside).
+
+    The first ``batch`` axes are not connected (a stack of independent masks).
+    """
+    ndim = x.ndim - batch
+    lead = (0,) * batch
+    if connectivity == ndim:  # the full 3^ndim box is separable: 2 shifts per axis
+        for axis in range(ndim):
+            step = lead + tuple(int(k == axis) for k in range(ndim))
             back = tuple(-s for s in step)
             x = jnp.minimum(x, jnp.minimum(_shift(x, step, fill), _shift(x, back, fill)))
         return x
     out = x
-    for d in neighbour_offsets(x.ndim, connectivity):
-        out = jnp.minimum(out, _shift(x, d, fill))
+    for d in neighbour_offsets(ndim, connectivity):
+        out = jnp.minimum(out, _shift(x, lead + d, fill))
     return out
 
 
@@ -135,25 +140,30 @@ def _flatten(parent: jax.Array) -> jax.Array:
     return lax.while_loop(lambda s: s[1], body, (parent, jnp.bool_(True)))[0]
 
 
-def component_roots(mask: jax.Array, connectivity: int) -> tuple[jax.Array, jax.Array]:
+def component_roots(
+    mask: jax.Array, connectivity: int, batch: int = 0
+) -> tuple[jax.Array, jax.Array]:
     """The first element (smallest flat index) of each element's component.
 
     Args:
-      mask: boolean ``[*shape]``, rank 1-3 (checked by the caller).
-      connectivity: static int in ``1..ndim``.
+      mask: boolean ``[*batch_shape, *shape]``, ``shape`` of rank 1-3 (checked by
+        the caller); the first ``batch`` axes hold independent masks.
+      connectivity: static int in ``1..len(shape)``.
+      batch: static number of leading batch axes.
 
     Returns:
       ``(roots, rounds)``: int32 ``[n]`` (``n = mask.size``) with, for a ``True``
-      element, the flat C-order index of the first element of its component and,
-      for a background element, ``n``; and the number of hooking rounds run.
+      element, the flat C-order index (into the whole ``mask``) of the first
+      element of its component and, for a background element, ``n``; and the
+      number of hooking rounds run.
     """
     shape = mask.shape
     n = mask.size
 
     def smallest_neighbour(roots):
         """Per element, the smallest root among itself and its neighbours (``n`` off)."""
-        grid = roots.reshape(shape)
-        smallest = jnp.where(mask, _neighbourhood_min(grid, connectivity, n), n).reshape(-1)
+        grid = _neighbourhood_min(roots.reshape(shape), connectivity, n, batch)
+        smallest = jnp.where(mask, grid, n).reshape(-1)
         return smallest, jnp.any(smallest != roots)
 
     def round_(state):
@@ -194,27 +204,91 @@ def _cumsum(x: jax.Array, width: int = 16) -> jax.Array:
 
 
 def labels_from_roots(roots: jax.Array, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-    """Number components ``1..count`` by their first element in C order.
+    """Number components ``1..count`` per mask, by their first element in C order.
 
     Args:
       roots: int32 ``[n]`` from :func:`component_roots` (``n`` = background).
-      shape: the mask's shape.
+      shape: ``(batch, *spatial)``: a stack of ``batch`` independent masks.
 
     Returns:
-      ``(labels, count)``: int32 ``shape`` (0 on background) and an int32 scalar.
+      ``(labels, count)``: int32 ``shape`` (0 on background) and int32 ``[batch]``.
     """
     n = roots.shape[0]
     is_first = (roots == lax.iota(jnp.int32, n)).astype(jnp.int32)
-    rank = jnp.append(_cumsum(is_first), 0)  # the sentinel n (background) ranks 0
-    return _gather(rank, roots).reshape(shape), rank[n - 1]
+    rank = _cumsum(is_first)  # components up to here, over the whole stack
+    per_mask = n // shape[0]
+    upto = rank[per_mask - 1 :: per_mask]  # [batch]: components up to each mask's end
+    before = jnp.concatenate([jnp.zeros(1, jnp.int32), upto[:-1]])
+    labels = _gather(jnp.append(rank, 0), roots).reshape(shape[0], -1)  # sentinel n: 0
+    labels = jnp.where(labels > 0, labels - before[:, None], 0)
+    return labels.reshape(shape), upto - before
+
+
+def _label_stack(mask: jax.Array, connectivity: int) -> tuple[jax.Array, jax.Array]:
+    """Labels ``[b, *shape]`` and counts ``[b]`` of a stack of independent masks."""
+    if mask.size == 0:
+        return jnp.zeros(mask.shape, jnp.int32), jnp.zeros(mask.shape[:1], jnp.int32)
+    if mask.size >= _MAX_ELEMENTS:  # one mask at a time keeps int32 indices exact
+        return lax.map(lambda m: _label_stack(m[None], connectivity), mask)[:, 0]
+    roots, _ = component_roots(mask, connectivity, batch=1)
+    return labels_from_roots(roots, mask.shape)
+
+
+#: int32 flat indices, with one sentinel above them.
+_MAX_ELEMENTS = 2**31 - 1
+
+
+@functools.cache
+def _stack_labeler(connectivity: int) -> Any:
+    """``_label_stack`` whose ``vmap`` folds the new batch axis into the stack."""
+
+    @jax.custom_batching.custom_vmap
+    def label_stack(mask):
+        return _label_stack(mask, connectivity)
+
+    @label_stack.def_vmap
+    def _(axis_size, in_batched, mask):
+        if not in_batched[0]:
+            return label_stack(mask), (False, False)
+        outer, inner = mask.shape[:2]
+        labels, counts = label_stack(mask.reshape(outer * inner, *mask.shape[2:]))
+        return (labels.reshape(mask.shape), counts.reshape(outer, inner)), (True, True)
+
+    return label_stack
+
+
+@functools.cache
+def _labeler(connectivity: int) -> Any:
+    """One mask, with a batching rule chosen per platform.
+
+    Plain ``vmap`` makes a batched ``while_loop`` with batched gathers and
+    scatters: 2.5-2.9x slower on CPU than one mask at a time (``lax.map``), which
+    keeps each mask's arrays in cache (a 512 x 512 mask is 1 MiB of int32). On
+    other platforms the batch becomes one stack of unconnected masks, so that
+    every round is one wide pass over all of them.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def label(mask):
+        labels, counts = _stack_labeler(connectivity)(mask[None])
+        return labels[0], counts[0]
+
+    def one_by_one(masks):
+        return lax.map(label, masks)
+
+    @label.def_vmap
+    def _(axis_size, in_batched, mask):
+        if not in_batched[0]:
+            return label(mask), (False, False)
+        out = lax.platform_dependent(mask, cpu=one_by_one, default=_stack_labeler(connectivity))
+        return out, (True, True)
+
+    return label
 
 
 @functools.partial(jax.jit, static_argnames="connectivity")
 def _label(mask: jax.Array, connectivity: int) -> tuple[jax.Array, jax.Array]:
-    if mask.size == 0:
-        return jnp.zeros(mask.shape, jnp.int32), jnp.int32(0)
-    roots, _ = component_roots(mask, connectivity)
-    return labels_from_roots(roots, mask.shape)
+    return _labeler(connectivity)(mask)
 
 
 def connected_components(mask: ArrayLike, *, connectivity: int = 1) -> tuple[jax.Array, jax.Array]:

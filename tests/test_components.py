@@ -189,7 +189,8 @@ def test_rounds_on_worst_case_shapes():
 
     def label_and_rounds(m):
         roots, rounds = _components.component_roots(m, 1)
-        return (*_components.labels_from_roots(roots, m.shape), rounds)
+        labels, counts = _components.labels_from_roots(roots, (1, *m.shape))
+        return labels[0], counts[0], rounds
 
     shape = (128, 128)
     masks = np.stack([snake(shape), snake(shape, gap=4), spiral(shape), checkerboard(shape, 2)])
@@ -209,6 +210,26 @@ def test_jit_and_vmap_equal_one_by_one():
         lab, n = jitted(masks[k], connectivity=2)
         np.testing.assert_array_equal(lab, labels[k])
         assert n == counts[k]
+
+
+def test_nested_vmap_and_other_in_axes():
+    """vmap of vmap and ``in_axes=1`` give the per-mask labels (the batching rule)."""
+    masks, labels, counts = _results((20, 24), 1)
+    stacked = masks[:12].reshape(3, 4, 20, 24)
+    lab, cnt = jax.vmap(jax.vmap(jaxseg.connected_components))(stacked)
+    np.testing.assert_array_equal(lab, labels[:12].reshape(3, 4, 20, 24))
+    np.testing.assert_array_equal(cnt, counts[:12].reshape(3, 4))
+    lab, cnt = jax.vmap(jaxseg.connected_components, in_axes=1)(masks[:12].transpose(1, 0, 2))
+    np.testing.assert_array_equal(lab, labels[:12])
+    np.testing.assert_array_equal(cnt, counts[:12])
+
+
+def test_stacked_masks_are_not_connected():
+    """The stack used for batches on accelerators: no neighbours across masks."""
+    masks, labels, counts = _results((7, 8, 9), 3)
+    lab, cnt = jax.jit(lambda m: _components._label_stack(m, 3))(masks[:20])
+    np.testing.assert_array_equal(lab, labels[:20])
+    np.testing.assert_array_equal(cnt, counts[:20])
 
 
 def test_empty_shape():
