@@ -25,6 +25,10 @@ the number of rounds is small even on the worst shapes: 2 on snakes and
 spirals of 512 x 512 and 64^3, at most 6 measured (random masks at the
 percolation threshold). A round runs only when some element still sees a
 smaller root, so the convergence test costs one neighbourhood pass.
+
+Batches: :func:`component_roots` and :func:`labels_from_roots` take a stack of
+unconnected masks (leading batch axis); under ``vmap`` the public function
+labels one mask at a time on CPU and the whole stack at once elsewhere.
 """
 
 from __future__ import annotations
