@@ -10,11 +10,9 @@ exact integer counts with a slow single-device NumPy ``int64`` reference, for
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 import traceback
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -383,18 +381,7 @@ def case_clu_gather(n):
     check(metrics.confusion, reference(logits, labels))
 
 
-def case_docs_devices():
-    """Run every code block of docs/devices.md, in order, in one namespace."""
-    doc = Path(__file__).resolve().parents[1] / "docs" / "devices.md"
-    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
-    assert len(blocks) >= 9, len(blocks)
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, str(doc), "exec"), namespace)
-
-
 CASES = {
-    "docs_devices": case_docs_devices,
     "loop_merge": case_loop_merge,
     "vmap_reduce": case_vmap_reduce,
     "overflow_scan": case_overflow_scan,
@@ -422,9 +409,8 @@ for _counts_list, _fn in _SWEEPS:
 
 #: Case groups, each run in its own process so that each stays well below a minute.
 GROUPS = {
-    "docs": ["docs_devices"],
-    "sweep": [k for k in CASES if k != "docs_devices" and k.endswith(("[1]", "[2]", "[4]"))],
-    "other": [k for k in CASES if k != "docs_devices" and not k.endswith(("[1]", "[2]", "[4]"))],
+    "sweep": [k for k in CASES if k.endswith(("[1]", "[2]", "[4]"))],
+    "other": [k for k in CASES if not k.endswith(("[1]", "[2]", "[4]"))],
 }
 
 

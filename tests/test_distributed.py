@@ -1,7 +1,8 @@
 """Exact accumulation across 1, 2, 4 and 8 devices (pmap, shard_map, sharded jit, scan).
 
 The cases live in ``tests/multidevice_cases.py`` and run in one subprocess with
-8 simulated CPU devices (the device count is fixed when JAX starts, so it
+8 simulated CPU devices (the recipes of docs/devices.md run on 8 devices in
+tests/test_docs.py) (the device count is fixed when JAX starts, so it
 cannot be changed inside this test process). Each case compares exact integer
 counts with a slow single-device NumPy ``int64`` reference.
 """
@@ -15,10 +16,9 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).with_name("multidevice_cases.py")
-TIMEOUT_S = 58
+TIMEOUT_S = 300  # each group runs in well under a minute on a quiet 2-core machine
 
 EXPECTED = [
-    "docs_devices",
     "loop_merge",
     "vmap_reduce",
     "overflow_scan",
@@ -49,8 +49,6 @@ _CACHE: dict[str, dict] = {}
 
 
 def _group_of(case: str) -> str:
-    if case == "docs_devices":
-        return "docs"
     return "sweep" if case.endswith(("[1]", "[2]", "[4]")) else "other"
 
 
@@ -92,6 +90,6 @@ def test_case(case):
 def test_every_case_is_listed():
     """The script's cases and this file's list agree (no case silently dropped)."""
     ran = set()
-    for group in ("docs", "sweep", "other"):
+    for group in ("sweep", "other"):
         ran |= set(_run_group(group)) - {"device_count", "seconds"}
     assert ran == set(EXPECTED)
