@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._state import ClassCounts as ClassCounts
     from jaxseg._state import ConfusionMatrix as ConfusionMatrix
     from jaxseg._state import DistanceStats as DistanceStats
+    from jaxseg._state import Statistics as Statistics
     from jaxseg._topology import boundary_loss as boundary_loss
     from jaxseg._topology import cldice as cldice
     from jaxseg._topology import hausdorff_dt_loss as hausdorff_dt_loss
@@ -116,6 +117,7 @@ _SOURCES = {
     "SoftStats": "jaxseg._soft",
     "BinaryStats": "jaxseg._state",
     "ClassCounts": "jaxseg._state",
+    "Statistics": "jaxseg._state",
     "ConfusionMatrix": "jaxseg._state",
     "DistanceStats": "jaxseg._state",
     "boundary_loss": "jaxseg._topology",

@@ -62,6 +62,23 @@ class Statistics(Protocol):
       class per pixel), as multiclass MCC and kappa require.
 
     ``isinstance(x, Statistics)`` checks that the five names exist, not their shapes.
+    Statistics held as NumPy arrays are scored on the host in float64 (NumPy
+    results); JAX arrays give JAX results.
+
+    Examples:
+      >>> import dataclasses, numpy as np, jaxseg
+      >>> @dataclasses.dataclass
+      ... class Counts:  # per-class counts from elsewhere, e.g. a database
+      ...     tp: np.ndarray
+      ...     fp: np.ndarray
+      ...     fn: np.ndarray
+      ...     tn: np.ndarray
+      ...     counted_classes: np.ndarray
+      >>> c = Counts(*np.array([[8.0, 3.0], [2.0, 1.0], [1.0, 2.0], [4.0, 9.0]]), np.ones(2, bool))
+      >>> isinstance(c, jaxseg.Statistics)
+      True
+      >>> jaxseg.iou(c, average=None)
+      array([0.72727273, 0.5       ])
     """
 
     @property
