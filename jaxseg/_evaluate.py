@@ -342,6 +342,9 @@ class Options:
     max_pixels: int = _io.DEFAULT_MAX_PIXELS
     skip_bad: bool = False
     quiet: bool = False
+    num_bins: int | None = None
+    prob_pattern: str | None = None
+    independent: bool = False
 
 
 @dataclasses.dataclass
@@ -533,6 +536,8 @@ def run(opts: Options, out: Any = None) -> int:
         if path
     ]
     _io.check_outputs(outputs)
+    if _probability_options(opts):
+        return _run_probabilities(opts, out, t0, label_map, c, tuple(ignore), names, outputs)
     per_class = c > PER_CLASS_ABOVE
     if opts.plot and per_class:
         raise _io.InputError(
@@ -708,3 +713,225 @@ def run(opts: Options, out: Any = None) -> int:
 
 #: Exit status when ``--skip-bad`` left files out (the results are complete otherwise).
 EXIT_SKIPPED = 3
+
+
+# -- probability maps -------------------------------------------------------------
+
+
+def _probability_options(opts: Options) -> bool:
+    """Whether the run scores probability maps; refuses options of the other kind."""
+    chosen = [m for m in opts.metrics if _report.METRICS[m].probability]
+    if not chosen:
+        for flag, used in (
+            ("--bins", opts.num_bins is not None),
+            ("--prob-pattern", opts.prob_pattern is not None),
+            ("--independent", opts.independent),
+        ):
+            if used:
+                raise _io.InputError(
+                    None, f"{flag} applies to probability maps: add --metrics ece,auroc,ap"
+                )
+        return False
+    other = [m for m in opts.metrics if not _report.METRICS[m].probability]
+    if other:
+        raise _io.InputError(
+            None,
+            f"--metrics: {','.join(chosen)} score probability maps, {','.join(other)} score "
+            "label maps; run jaxseg evaluate once for each",
+        )
+    for flag, used in (("--per-image", opts.per_image), ("--pred-pattern", opts.pred_pattern)):
+        if used:
+            what = "--prob-pattern names the files" if flag == "--pred-pattern" else "not available"
+            if flag == "--pred-pattern" and not opts.prob_pattern:
+                continue
+            raise _io.InputError(None, f"{flag} with --metrics {','.join(chosen)}: {what}")
+    if opts.binary:
+        raise _io.InputError(
+            None,
+            "--binary with probability maps: save both channels [..., 2] (background, "
+            "foreground) and use --num-classes 2",
+        )
+    return True
+
+
+def _read_probability_pair(pair: _io.Pair, counter: Counter, opts: Options) -> Result:
+    """Probabilities ``float32 [..., C]``, mapped labels and the kept pixels of one pair."""
+    c = counter.num_classes
+    try:
+        paths = [pair.pred]
+        if opts.prob_pattern:
+            paths = _io.class_files(opts.prob_pattern, pair, c)
+        probs = _io.read_probability_map(paths, c)
+        label = _io.read_label_map(pair.label, max_pixels=opts.max_pixels).values
+        if probs.shape[:-1] != label.shape:
+            raise _io.InputError(
+                pair.pred,
+                f"probabilities of shape {'x'.join(map(str, probs.shape))} [..., C] do not "
+                f"match the label's {'x'.join(map(str, label.shape))} ({pair.label})",
+            )
+        lab = counter._map(label, is_label=True)
+        keep = ~np.isin(lab, counter.ignore) if counter.ignore else np.ones(lab.shape, bool)
+        counter._check_labels(pair, lab[keep & ((lab < 0) | (lab >= c))])
+        return Result(pair, extra={"probs": probs, "labels": lab, "keep": keep})
+    except _io.InputError as e:
+        return Result(pair, error=e)
+    except MemoryError:
+        return Result(pair, error=_io.InputError(pair.pred, "out of memory reading this pair"))
+
+
+def _run_probabilities(
+    opts: Options,
+    out: Any,
+    t0: float,
+    label_map: LabelMap | None,
+    c: int,
+    ignore: tuple[int, ...],
+    names: list[str],
+    outputs: list[tuple[str, str]],
+) -> int:
+    """``jaxseg evaluate --metrics ece,auroc,ap``: probability maps into one exact
+    :class:`jaxseg.ProbabilityHistogram`, scored by the library's functions."""
+    from jaxseg import _evaluate_probability as ep
+
+    if opts.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise _io.InputError(
+                None, "--plot needs matplotlib: pip install 'jaxseg[cli]'"
+            ) from None
+    pattern = _io.probability_pattern(opts.prob_pattern) if opts.prob_pattern else None
+    skipped: list[_io.InputError] = []
+
+    def bad(err: _io.InputError) -> None:
+        if not opts.skip_bad:
+            raise err
+        skipped.append(err)
+
+    pairs, unmatched = _io.match_files(
+        opts.pred_dir,
+        opts.label_dir,
+        pred_pattern=pattern,
+        label_pattern=opts.label_pattern,
+        recursive=opts.recursive,
+    )
+    for err in unmatched:
+        bad(err)
+    if not pairs:
+        raise _io.InputError(
+            None,
+            f"no pairs of probability and label maps found in {opts.pred_dir} and {opts.label_dir}",
+        )
+    _io.check_outputs_not_inputs(outputs, _inputs(opts, pairs))
+    counter = Counter(c, ignore=ignore, label_map=label_map, map_predictions=False)
+    num_bins = ep.DEFAULT_BINS if opts.num_bins is None else opts.num_bins
+    acc = ep.Accumulator(c, num_bins=num_bins, exclusive=not opts.independent, ignore=ignore)
+    jobs = opts.jobs or min(4, os.cpu_count() or 1)
+    window = max(opts.batch_size or jobs, jobs)
+    image_names: list[str] = []
+    progress = _progress(len(pairs), opts.quiet)
+    try:
+        for result in _stream(
+            pairs, lambda p: _read_probability_pair(p, counter, opts), jobs, window
+        ):
+            if progress is not None:
+                progress.update(1)
+            if result.error is not None:
+                bad(result.error)
+                continue
+            acc.add(result.extra["probs"], result.extra["labels"], result.extra["keep"])
+            image_names.append(result.pair.name)
+    finally:
+        if progress is not None:
+            progress.close()
+    if not image_names:
+        raise _io.InputError(None, "no valid image pairs to evaluate")
+
+    s = ep.scores(acc.state, include_background=opts.include_background)
+    exact = acc.state.to_numpy()  # int64 [2, C, B + 1]: negatives, positives per bin
+    metrics = list(opts.metrics)
+    columns = [*metrics, "best_threshold", "best_dice"]
+    top = "top_label_ece" in s
+    report: dict[str, Any] = {
+        "num_classes": c,
+        "metrics": metrics,
+        "inputs": "probabilities",
+        "num_bins": num_bins,
+        "exclusive": not opts.independent,
+        "include_background": opts.include_background,
+        "probability_columns": columns,
+        "titles": {"best_threshold": "Best t", "best_dice": "Dice@t"},
+        "classes": [
+            {
+                "id": k,
+                "name": names[k],
+                **{m: float(s[m][k]) for m in columns},
+                "dice_at_0.5": float(s["dice_at_half"][k]),
+                "support": int(exact[1, k].sum()),
+                "negatives": int(exact[0, k].sum()),
+                "in_averages": bool(s["in_averages"][k]),
+            }
+            for k in range(c)
+        ],
+        **{f"mean_{m}": float(s[f"mean_{m}"]) for m in metrics},
+        "top_label_ece": float(s["top_label_ece"]) if top else None,
+        "top_label_mce": float(s["top_label_mce"]) if top else None,
+        "mean_best_dice": s["mean_best_dice"],
+        "threshold_sweep": {
+            "score": "dice",
+            "rule": "predicted positive where p >= threshold (a bin edge k / bins)",
+            "best_threshold": s["best_threshold"].tolist(),
+            "best_dice": s["best_dice"].tolist(),
+            "dice_at_0.5": s["dice_at_half"].tolist(),
+        },
+        "num_pixels": int(exact[:, 0].sum()),
+        "num_invalid": int(s["invalid"]),
+        "num_images": len(image_names),
+        "ignore_index": list(ignore),
+        "label_map": opts.label_map,
+        "images": image_names,
+    }
+    if top:
+        conf, accuracy, count = s["top_label_reliability"]
+        report["reliability_top_label"] = {
+            "confidence": conf.tolist(),
+            "accuracy": accuracy.tolist(),
+            "count": count.astype(np.int64).tolist(),
+        }
+    report["skipped"] = [{"file": e.path, "reason": e.message} for e in skipped]
+    report["num_skipped"] = len(skipped)
+
+    rendered: list[tuple[str, bytes]] = []
+    if opts.json:
+        rendered.append((opts.json, _report.json_bytes(report)))
+    if opts.csv:
+        rendered.append((opts.csv, _report.csv_bytes(report)))
+    if opts.plot:
+        fig = _report.reliability_figure(
+            s["top_label_reliability"] if top else None, s["reliability"], names
+        )
+        rendered.append((opts.plot, _report.figure_png_bytes(fig)))
+    for path, data in rendered:
+        _io.write_output(path, data)
+
+    to_stdout = any(p in ("-", "/dev/stdout") for p, _ in rendered)
+    text = out if not to_stdout else sys.stderr
+    lines = [
+        f"evaluated {len(image_names)} probability maps, {report['num_pixels']:,} pixels "
+        f"in {time.perf_counter() - t0:.1f} s ({num_bins} bins, "
+        f"{'exclusive classes' if not opts.independent else 'independent channels'})",
+        _report.format_table(report),
+        _report.format_probability_summary(report),
+        *(f"wrote {p}" for p, _ in rendered if p != "-"),
+    ]
+    text.write("\n".join(line for line in lines if line) + "\n")
+    text.flush()
+    if skipped:
+        print(
+            f"jaxseg evaluate: skipped {len(skipped)} bad file(s); the results leave them out:",
+            file=sys.stderr,
+        )
+        for e in skipped:
+            print(f"  {e}", file=sys.stderr)
+        return EXIT_SKIPPED
+    return 0

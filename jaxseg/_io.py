@@ -284,7 +284,11 @@ def _integer_array(path: Any, arr: np.ndarray) -> np.ndarray:
             if arr.size and (arr.min() < -(2**31) or arr.max() >= 2**31):
                 raise InputError(path, "label values do not fit in 32-bit integers")
             return arr.astype(np.int32)
-        raise InputError(path, f"expected integer class ids; got non-integral {arr.dtype} values")
+        raise InputError(
+            path,
+            f"expected integer class ids; got non-integral {arr.dtype} values (probability "
+            "maps are scored with --metrics ece,auroc,ap)",
+        )
     raise InputError(path, f"expected an integer label map; got dtype {arr.dtype}")
 
 
@@ -302,6 +306,105 @@ def _read_nifti(path: Any) -> LabelArray:
     except Exception as e:  # nibabel raises many types on bad files
         raise InputError(path, f"cannot read NIfTI file ({_reason(e)})") from None
     return LabelArray(_integer_array(path, arr), tuple(float(z) for z in zooms))
+
+
+def probability_pattern(pattern: str) -> str:
+    """Check ``--prob-pattern`` (``{name}`` and ``{class}`` once each); return the
+    pattern of the class-0 files, which pair with the labels as ``--pred-pattern``."""
+    if pattern.count("{class}") != 1:
+        raise InputError(
+            None, f"--prob-pattern: must contain {{class}} exactly once; got {pattern!r}"
+        )
+    first = pattern.replace("{class}", "0")
+    compile_pattern(first, "--prob-pattern")
+    return first
+
+
+def class_files(pattern: str, pair: Pair, num_classes: int) -> list[Path]:
+    """The ``num_classes`` files of one prediction under ``--prob-pattern``, class 0 first."""
+    m = compile_pattern(pattern.replace("{class}", "0"), "--prob-pattern")
+    found = m.fullmatch(pair.pred.name) if m is not None else None
+    name = found.group("name") if found else pair.name.rsplit("/", 1)[-1]
+    paths = [pair.pred]
+    for k in range(1, num_classes):
+        path = pair.pred.parent / pattern.replace("{name}", name).replace("{class}", str(k))
+        if not path.is_file():
+            raise InputError(path, f"missing: the probabilities of class {k} of {pair.pred}")
+        paths.append(path)
+    return paths
+
+
+def read_probability_map(paths: Sequence[str | os.PathLike], num_classes: int) -> np.ndarray:
+    """Read a probability map ``float32 [..., C]`` from one file or one file per class.
+
+    One path: a ``.npy`` or NIfTI float array with the ``C`` classes on its
+    last axis (channels-last). ``C`` paths: one float array per class, all of
+    one shape, stacked on a new last axis. Every value must be a number in
+    ``[0, 1]``.
+
+    Raises:
+      InputError: unreadable, not floating point, the wrong number of
+        channels, shapes that differ, or a value NaN or outside ``[0, 1]``
+        (naming the file, the count and the first such value).
+    """
+    planes = [_read_float(p) for p in paths]
+    if len(planes) == 1:
+        arr = planes[0]
+        if arr.ndim < 2 or arr.shape[-1] != num_classes:
+            raise InputError(
+                paths[0],
+                f"expected a probability map [..., C] with C = {num_classes} channels on the "
+                f"last axis (--num-classes); got shape {'x'.join(map(str, arr.shape))}",
+            )
+    else:
+        for p, plane in zip(paths[1:], planes[1:], strict=True):
+            if plane.shape != planes[0].shape:
+                raise InputError(
+                    p,
+                    f"shape {'x'.join(map(str, plane.shape))} differs from "
+                    f"{'x'.join(map(str, planes[0].shape))} of {paths[0]}",
+                )
+        arr = np.stack(planes, axis=-1)
+    return arr
+
+
+def _read_float(path: str | os.PathLike) -> np.ndarray:
+    """One float array in ``[0, 1]`` (``.npy`` or NIfTI), as ``float32``."""
+    suffix = _suffix(str(path))
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise InputError(path, f"cannot read .npy file ({_reason(e)})") from None
+    elif suffix in (".nii", ".nii.gz"):
+        try:
+            import nibabel
+        except ImportError:
+            raise InputError(
+                path, "reading NIfTI needs nibabel; install the extra: pip install 'jaxseg[nifti]'"
+            ) from None
+        try:
+            arr = np.asarray(nibabel.load(path).dataobj)
+        except Exception as e:  # nibabel raises many types on bad files
+            raise InputError(path, f"cannot read NIfTI file ({_reason(e)})") from None
+    else:
+        raise InputError(path, "probability maps are read from .npy or NIfTI float arrays")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(
+            path,
+            f"expected a float probability map; got dtype {arr.dtype} (label maps are "
+            "scored with --metrics iou,dice,...)",
+        )
+    arr = arr.astype(np.float32, copy=False)
+    ok = (arr >= 0) & (arr <= 1)  # NaN fails both
+    if not ok.all():
+        bad = arr[~ok]
+        raise InputError(
+            path,
+            f"{bad.size:,} values are not probabilities in [0, 1] (first: {float(bad[0])}); "
+            "apply the softmax or sigmoid before saving",
+        )
+    return arr
 
 
 def resolve_spacing(

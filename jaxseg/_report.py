@@ -34,12 +34,15 @@ class Metric:
     Metrics that need the label maps themselves set ``distance``: the
     evaluation computes them per image (:mod:`jaxseg._evaluate_distance`) and
     reports the mean of the finite values with the NaN and infinite cases counted.
+    Metrics of probability maps set ``probability``: they come from one
+    :class:`jaxseg.ProbabilityHistogram` of the dataset (:mod:`jaxseg._evaluate_probability`).
     """
 
     name: str
     title: str
     per_class: Callable[[HostStats], np.ndarray] | None = None
     distance: bool = False
+    probability: bool = False
 
 
 #: ``--metrics`` names. A distance metric is one more entry with ``distance=True``.
@@ -58,6 +61,9 @@ METRICS: dict[str, Metric] = {
         Metric("assd", "ASSD", distance=True),
         Metric("nsd", "NSD", distance=True),
         Metric("boundary_iou", "BIoU", distance=True),
+        Metric("ece", "ECE", probability=True),
+        Metric("auroc", "AUROC", probability=True),
+        Metric("ap", "AP", probability=True),
     )
 }
 DEFAULT_METRICS = ("iou", "dice", "precision", "recall", "accuracy")
@@ -181,6 +187,7 @@ def format_table(report: dict[str, Any]) -> str:
     """The per-class table (the chosen metrics and the support) as text."""
     keys = [m for m in report.get("metrics", DEFAULT_METRICS) if METRICS[m].per_class]
     keys += [k for k in report.get("extra_columns", ())]
+    keys += list(report.get("probability_columns", ()))
     titles = {**{m.name: m.title for m in METRICS.values()}, **report.get("titles", {})}
     width = max([5, *(len(r["name"]) for r in report["classes"])])
     head = f"{'class':<{width}}" + "".join(f"  {titles[k]:>7}" for k in keys) + f"  {'Support':>13}"
@@ -230,6 +237,32 @@ def distance_footer(report: dict[str, Any]) -> list[str]:
             )
         lines.append(line + ("; left out: " + "; ".join(left) if left else ""))
     return lines
+
+
+def format_probability_summary(report: dict[str, Any]) -> str:
+    """The summary lines of a probability-map report (:mod:`jaxseg._evaluate_probability`)."""
+    metrics = report["metrics"]
+    bins = report["num_bins"]
+    rows = []
+    if "ece" in metrics:
+        rows.append((f"ECE, marginal (l1, {bins} bins), mean over classes", "mean_ece"))
+        if report.get("top_label_ece") is not None:
+            rows.append(("ECE, top-label (l1; confidence = largest probability)", "top_label_ece"))
+    if "auroc" in metrics:
+        rows.append(("AUROC, one-vs-rest, mean over classes", "mean_auroc"))
+    if "ap" in metrics:
+        rows.append(("average precision, mean over classes", "mean_ap"))
+    rows.append(("Dice at the best threshold per class, mean over classes", "mean_best_dice"))
+    width = max(len(t) for t, _ in rows)
+    lines = [f"{t:<{width}}  {_fmt(report[k])}" for t, k in rows]
+    sweep = ", ".join(
+        f"{r['name']} {r['best_threshold']:.2f}"
+        for r in report["classes"]
+        if r.get("best_threshold") is not None and not math.isnan(r["best_threshold"])
+    )
+    if sweep:
+        lines.append(f"best Dice threshold per class (p >= t): {sweep}")
+    return "\n".join(lines)
 
 
 def format_summary(report: dict[str, Any]) -> str:
@@ -300,13 +333,13 @@ def csv_bytes(report: dict[str, Any]) -> bytes:
     """The per-class table as CSV (an empty cell for NaN)."""
     keys = [m for m in report.get("metrics", DEFAULT_METRICS) if METRICS[m].per_class]
     keys += list(report.get("extra_columns", ()))
+    keys += list(report.get("probability_columns", ()))
+    tail = ["support"] + (["void_predictions"] if "probability_columns" not in report else [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["class_id", "name", *keys, "support", "void_predictions"])
+    writer.writerow(["class_id", "name", *keys, *tail])
     for r in report["classes"]:
-        writer.writerow(
-            [r["id"], r["name"], *(_cell(r[k]) for k in keys), r["support"], r["void_predictions"]]
-        )
+        writer.writerow([r["id"], r["name"], *(_cell(r[k]) for k in keys), *(r[k] for k in tail)])
     return buf.getvalue().encode()
 
 
@@ -433,6 +466,78 @@ def _draw_confusion(
                         color=colour,
                         fontsize=8,
                     )
+
+
+#: The reliability diagram draws one curve per class up to this many classes.
+MAX_RELIABILITY_CLASSES = 10
+
+
+def reliability_figure(
+    top_label: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    marginal: tuple[np.ndarray, np.ndarray, np.ndarray],
+    names: Sequence[str],
+) -> Any:
+    """Reliability diagrams: accuracy against confidence per bin, next to the diagonal.
+
+    ``top_label`` is ``(confidence, accuracy, count)`` per bin ``[B]`` (or
+    ``None`` for independent channels): drawn as bars at the bin positions with
+    the pixel share per bin below. ``marginal`` is the same per class
+    ``[C, B]``: one curve per class (the :data:`MAX_RELIABILITY_CLASSES`
+    classes with the most positives when there are more).
+    """
+    panels = 2 if top_label is not None else 1
+    fig = _new_figure((5.5 * panels, 5.5))
+    axes = np.atleast_1d(fig.subplots(1, panels))
+    conf, acc, count = (np.asarray(x, np.float64) for x in marginal)
+    c, b = conf.shape
+    edges = np.arange(b + 1) / b
+    if top_label is not None:
+        t_conf, t_acc, t_count = (np.asarray(x, np.float64) for x in top_label)
+        ax = axes[0]
+        seen = t_count > 0
+        ax.bar(
+            edges[:-1][seen],
+            t_acc[seen],
+            width=1 / b,
+            align="edge",
+            color="tab:blue",
+            edgecolor="white",
+            linewidth=0.3,
+            label="accuracy",
+        )
+        ax.bar(
+            edges[:-1][seen],
+            (t_conf - t_acc)[seen],
+            bottom=t_acc[seen],
+            width=1 / b,
+            align="edge",
+            color="tab:red",
+            alpha=0.35,
+            label="gap to confidence",
+        )
+        share = t_count / max(t_count.sum(), 1)
+        ax.step(edges[:-1], share, where="post", color="grey", linewidth=1, label="share of pixels")
+        _diagonal(ax, "top-label (largest probability)")
+    ax = axes[-1]
+    positives = np.nan_to_num(acc * count).sum(axis=1)
+    shown = np.sort(np.argsort(-positives, kind="stable")[:MAX_RELIABILITY_CLASSES])
+    for k in shown:
+        seen = count[k] > 0
+        ax.plot(conf[k][seen], acc[k][seen], marker=".", linewidth=1, label=str(names[k]))
+    title = "per class (marginal)" if len(shown) == c else f"{len(shown)} of {c} classes (marginal)"
+    _diagonal(ax, title)
+    return fig
+
+
+def _diagonal(ax: Any, title: str) -> None:
+    ax.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("confidence (mean probability in the bin)")
+    ax.set_ylabel("accuracy (fraction positive in the bin)")
+    ax.set_title(f"reliability: {title}")
+    ax.legend(loc="upper left", fontsize=7)
 
 
 def figure_png_bytes(fig: Any) -> bytes:

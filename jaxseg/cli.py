@@ -197,11 +197,38 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--tolerance", type=_positive_float, default=None, help="surface tolerance (same unit)"
     )
+    g = ev.add_argument_group(
+        "probability maps (--metrics ece,auroc,ap: .npy or NIfTI float arrays [..., C], "
+        "channels last)"
+    )
+    g.add_argument(
+        "--bins",
+        type=_positive_int,
+        default=None,
+        help="equal-width probability bins on [0, 1] (default 100: thresholds and curves "
+        "on a 0.01 grid; 15 is the usual ECE setting of calibration papers)",
+    )
+    g.add_argument(
+        "--prob-pattern",
+        metavar="PATTERN",
+        help="one file per class, e.g. '{name}_prob{class}.npy' (class 0 .. C-1, in one "
+        "folder); default: one [..., C] file per image",
+    )
+    g.add_argument(
+        "--independent",
+        action="store_true",
+        help="channels are independent (sigmoids; channel c is positive where the label is "
+        "c): no top-label ECE (default: exclusive classes, a softmax)",
+    )
     g = ev.add_argument_group("outputs ('-' or /dev/stdout write to standard output)")
     g.add_argument("--json", metavar="FILE", help="write all results as JSON")
     g.add_argument("--csv", metavar="FILE", help="write the per-class table as CSV")
     g.add_argument("--per-image", metavar="FILE", help="write per-image per-class scores as CSV")
-    g.add_argument("--plot", metavar="FILE.png", help="write a confusion-matrix plot")
+    g.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="write a confusion-matrix plot (a reliability diagram for probability maps)",
+    )
     g = ev.add_argument_group("speed")
     g.add_argument(
         "--jobs", "-j", type=_positive_int, default=None, help="decoding threads (default ≤ 4)"
@@ -289,6 +316,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels or _io.DEFAULT_MAX_PIXELS,
         skip_bad=args.skip_bad,
         quiet=args.quiet,
+        num_bins=args.bins,
+        prob_pattern=args.prob_pattern,
+        independent=args.independent,
     )
     return _evaluate.run(opts)
 
