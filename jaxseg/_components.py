@@ -233,7 +233,8 @@ def _label_stack(mask: jax.Array, connectivity: int) -> tuple[jax.Array, jax.Arr
     if mask.size == 0:
         return jnp.zeros(mask.shape, jnp.int32), jnp.zeros(mask.shape[:1], jnp.int32)
     if mask.size >= _MAX_ELEMENTS:  # one mask at a time keeps int32 indices exact
-        return lax.map(lambda m: _label_stack(m[None], connectivity), mask)[:, 0]
+        labels, counts = lax.map(lambda m: _label_stack(m[None], connectivity), mask)
+        return labels[:, 0], counts[:, 0]
     roots, _ = component_roots(mask, connectivity, batch=1)
     return labels_from_roots(roots, mask.shape)
 

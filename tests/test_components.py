@@ -232,6 +232,14 @@ def test_stacked_masks_are_not_connected():
     np.testing.assert_array_equal(cnt, counts[:20])
 
 
+def test_stack_past_int32_indices_is_labelled_one_mask_at_a_time(monkeypatch):
+    monkeypatch.setattr(_components, "_MAX_ELEMENTS", 100)  # a stack of 5 x 41 is "too big"
+    masks, labels, counts = _results((41,), 1)
+    lab, cnt = jax.jit(lambda m: _components._label_stack(m, 1))(masks[:5])
+    np.testing.assert_array_equal(lab, labels[:5])
+    np.testing.assert_array_equal(cnt, counts[:5])
+
+
 def test_empty_shape():
     labels, count = jaxseg.connected_components(np.zeros((0, 4), bool))
     assert labels.shape == (0, 4) and labels.dtype == jnp.int32 and count == 0
