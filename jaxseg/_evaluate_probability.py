@@ -52,7 +52,7 @@ def _update(
             probs, labels, num_bins=num_bins, ignore_index=ignore or None, where=where
         )
     # independent channels: channel c is positive where the label is c (one-vs-rest)
-    onehot = (labels[:, None] == jnp.arange(probs.shape[-1])).astype(jnp.int32)
+    onehot = (labels[:, None] == jnp.arange(probs.shape[-1])[None, :]).astype(jnp.int32)
     return prob.ProbabilityHistogram.from_probabilities(
         probs, onehot, num_bins=num_bins, exclusive=False, where=where
     )
