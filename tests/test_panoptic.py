@@ -1,0 +1,387 @@
+"""PanopticStats and the object scores against panoptica, SciPy and NumPy references.
+
+panoptica (the engine of the BraTS evaluation) is run image by image on the host
+with semantic input and its connected-components approximator; jaxseg runs each
+batch of generated cases in one jitted call.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+import jaxseg
+from jaxseg import _panoptic
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+panoptica = pytest.importorskip(
+    "panoptica", reason="panoptica is not installed (the `parity` extra)"
+)
+
+
+# -- generated cases ------------------------------------------------------------------
+
+
+def _blobs(rng, shape, density):
+    """Random lesions: thresholded smoothed noise (a few components of varied size)."""
+    noise = ndimage.gaussian_filter(rng.normal(size=shape), 1.0)
+    return noise > np.quantile(noise, 1 - density)
+
+
+def _perturb(rng, mask):
+    """A prediction: the reference grown, shrunk, shifted or partly dropped, plus noise."""
+    op = rng.integers(5)
+    if op == 0:
+        out = ndimage.binary_dilation(mask)
+    elif op == 1:
+        out = ndimage.binary_erosion(mask)
+    elif op == 2:
+        out = np.roll(mask, 1, axis=int(rng.integers(mask.ndim)))
+    elif op == 3:
+        out = mask & (rng.random(mask.shape) < 0.8)
+    else:
+        out = mask.copy()
+    return out | (rng.random(mask.shape) < 0.02)
+
+
+def _structured(shape):
+    """Edge cases: empty prediction / reference / both, a prediction touching two
+    lesions (a merge), a lesion split in two, and an exact match."""
+    z = np.zeros(shape, bool)
+    two = z.copy()
+    a = (slice(1, 4),) * len(shape)
+    b = (slice(5, 8),) * len(shape)
+    two[a] = True
+    two[b] = True
+    bridge = two.copy()
+    bridge[(slice(1, 8),) + (slice(3, 6),) * (len(shape) - 1)] = True  # one blob over both
+    split = z.copy()
+    split[(slice(1, 8),) + (slice(1, 4),) * (len(shape) - 1)] = True
+    halves = split.copy()
+    halves[(slice(4, 5),) + (slice(None),) * (len(shape) - 1)] = False
+    return [
+        (z, z),
+        (z, two),
+        (two, z),
+        (bridge, two),  # pred touches two lesions
+        (two, bridge),
+        (halves, split),  # split
+        (split, halves),  # merge
+        (two, two),
+    ]
+
+
+def make_cases(shape, n, seed):
+    rng = np.random.default_rng(seed)
+    cases = _structured(shape)
+    while len(cases) < n:
+        ref = _blobs(rng, shape, rng.uniform(0.05, 0.35))
+        cases.append((_perturb(rng, ref), ref))
+    pred = np.stack([p for p, _ in cases]).astype(np.int32)
+    ref = np.stack([r for _, r in cases]).astype(np.int32)
+    return pred, ref
+
+
+# -- panoptica ---------------------------------------------------------------------------
+
+
+def _evaluator(matcher, backend):
+    from panoptica import ConnectedComponentsInstanceApproximator, InputType, Panoptica_Evaluator
+    from panoptica.metrics import Metric
+
+    return Panoptica_Evaluator(
+        expected_input=InputType.SEMANTIC,
+        instance_approximator=ConnectedComponentsInstanceApproximator(cca_backend=backend),
+        instance_matcher=matcher,
+        instance_metrics=[Metric.IOU, Metric.DSC],
+        global_metrics=[],
+        verbose=False,
+        log_times=False,
+    )
+
+
+KEYS = ("tp", "fp", "fn", "rq", "sq", "pq", "sq_dsc", "pq_dsc")
+
+
+def panoptica_values(evaluator, pred, ref):
+    """``[n, 8]`` panoptica's values, one binary image at a time."""
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p, r in zip(pred, ref, strict=True):
+            res = next(
+                iter(
+                    evaluator.evaluate(
+                        p.astype(np.uint8), r.astype(np.uint8), verbose=False
+                    ).values()
+                )
+            )
+            rows.append([float(getattr(res, k)) for k in KEYS])
+    return np.array(rows)
+
+
+def jaxseg_values(state, column):
+    """The same ``[n, 8]`` from a per-image state (one category column)."""
+    cols = [
+        state.tp,
+        state.fp,
+        state.fn,
+        jaxseg.recognition_quality(state, average=None),
+        jaxseg.segmentation_quality(state, average=None),
+        jaxseg.panoptic_quality(state, average=None),
+        jaxseg.segmentation_quality(state, metric="dice", average=None),
+        jaxseg.panoptic_quality(state, metric="dice", average=None),
+    ]
+    return np.stack([np.asarray(c)[:, column] for c in cols], 1)
+
+
+def _matcher(name):
+    from panoptica import MaxBipartiteMatching, NaiveThresholdMatching
+    from panoptica.metrics import Metric
+
+    if name == "naive>=":
+        return NaiveThresholdMatching(matching_metric=Metric.IOU, matching_threshold=0.5), {
+            "matching": "threshold",
+            "strict": False,
+        }
+    if name == "naive>":
+        return NaiveThresholdMatching(
+            matching_metric=Metric.IOU, matching_threshold=0.5, strict_threshold=True
+        ), {"matching": "threshold", "strict": True}
+    if name == "bipartite-iou":
+        return MaxBipartiteMatching(matching_metric=Metric.IOU, matching_threshold=0.5), {
+            "matching": "bipartite",
+            "strict": False,
+        }
+    # BraTS' configuration: Dice above 1e-6
+    return MaxBipartiteMatching(matching_metric=Metric.DSC, matching_threshold=1e-6), {
+        "matching": "bipartite",
+        "match_metric": "dice",
+        "threshold": 1e-6,
+        "strict": False,
+    }
+
+
+def _check(state, column, pred, ref, matcher, backend):
+    from panoptica.utils.constants import CCABackend
+
+    evaluator = _evaluator(_matcher(matcher)[0], getattr(CCABackend, backend))
+    want = panoptica_values(evaluator, pred, ref)
+    assert float(state.num_overflow.sum()) == 0
+    got = jaxseg_values(state, column)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, equal_nan=True)
+
+
+def _labelled(masks, connectivity):
+    structure = ndimage.generate_binary_structure(masks.ndim - 1, connectivity)
+    return np.stack([ndimage.label(m, structure)[0] for m in masks])
+
+
+@pytest.mark.parametrize(
+    ("shape", "n", "connectivity", "backend", "semantic", "instances"),
+    [
+        # 2-D: panoptica's default backend (SciPy, 4-connectivity)
+        ((14, 14), 100, 1, "scipy", "naive>=", ("naive>", "bipartite-iou")),
+        # 3-D: panoptica's default backend (cc3d, 26-connectivity), BraTS' matching
+        ((8, 8, 8), 60, 3, "cc3d", "bipartite-dice", ("naive>=",)),
+    ],
+)
+def test_parity_with_panoptica(shape, n, connectivity, backend, semantic, instances):
+    """from_semantic (jaxseg's components) with one matching, and from_instances on
+    SciPy's components with the others, against panoptica's semantic evaluation:
+    tp, fp, fn, rq, sq, pq, sq_dsc, pq_dsc to 1e-6 (100 + 3 * 8 structured cases
+    and 160 generated ones, each under 1 to 3 matchings)."""
+    pred, ref = make_cases(shape, n, seed=len(shape))
+
+    def run(p, r, pi, ri):
+        sem = jaxseg.PanopticStats.from_semantic(
+            p,
+            r,
+            num_classes=2,
+            connectivity=connectivity,
+            max_segments=32,
+            **_matcher(semantic)[1],
+        )
+        inst = [
+            jaxseg.PanopticStats.from_instances(pi, ri, max_segments=32, **_matcher(m)[1])
+            for m in instances
+        ]
+        return sem, inst
+
+    pi, ri = _labelled(pred, connectivity), _labelled(ref, connectivity)
+    sem, inst = jax.jit(run)(pred, ref, pi, ri)
+    _check(sem, 1, pred, ref, semantic, backend)
+    for state, m in zip(inst, instances, strict=True):
+        _check(state, 0, pred, ref, m, backend)
+
+
+def test_bipartite_against_linear_sum_assignment():
+    """The jitted Hungarian method finds an optimal assignment (SciPy's value) on 300 matrices."""
+    rng = np.random.default_rng(3)
+    w = rng.random((300, 9, 9)) * (rng.random((300, 9, 9)) < 0.35)
+    w[:20] = 0.0  # nothing to match
+    w[20:40] = np.round(w[20:40] * 4) / 4  # many ties
+    rows = np.asarray(jax.jit(jax.vmap(_panoptic._hungarian))(jnp.asarray(w, jnp.float32)))
+    for k in range(len(w)):
+        assert sorted(rows[k]) == list(range(9))
+        r, c = linear_sum_assignment(-w[k])
+        assert w[k][rows[k], np.arange(9)].sum() == pytest.approx(w[k][r, c].sum(), abs=1e-5)
+
+
+# -- multiclass, regions, instances, ignore ------------------------------------------------
+
+
+def _reference_counts(pred_inst, ref_inst):
+    """tp, fp, fn, sum IoU, sum Dice of one image by unique IoU > 0.5 (a slow NumPy loop)."""
+    p_ids = [i for i in np.unique(pred_inst) if i != 0]
+    r_ids = [i for i in np.unique(ref_inst) if i != 0]
+    tp, s_iou, s_dice = 0, 0.0, 0.0
+    for r in r_ids:
+        for p in p_ids:
+            a, b = ref_inst == r, pred_inst == p
+            inter, union = np.sum(a & b), np.sum(a | b)
+            if inter / union > 0.5:
+                tp += 1
+                s_iou += inter / union
+                s_dice += 2 * inter / (a.sum() + b.sum())
+    return [tp, len(p_ids) - tp, len(r_ids) - tp, s_iou, s_dice]
+
+
+def test_from_semantic_multiclass_and_regions():
+    """Per class and per region, against SciPy's labels and a NumPy IoU > 0.5 loop."""
+    rng = np.random.default_rng(7)
+    n, shape = 24, (12, 12)
+    ref = np.stack([ndimage.median_filter(rng.integers(0, 4, shape), 3) for _ in range(n)])
+    pred = np.where(rng.random(ref.shape) < 0.1, rng.integers(0, 4, ref.shape), ref)
+    pred[:3] = 0  # empty predictions
+    regions = {"wt": (1, 2, 3), "tc": (1, 3), "et": (3,)}
+    f = jax.jit(
+        lambda p, r: (
+            jaxseg.PanopticStats.from_semantic(p, r, num_classes=4, ignore_index=None),
+            jaxseg.PanopticStats.from_semantic(p, r, num_classes=4, regions=regions),
+        )
+    )
+    by_class, by_region = f(pred, ref)
+    assert by_region.category_names == ("wt", "tc", "et")
+    for state, groups in (
+        (by_class, [(0,), (1,), (2,), (3,)]),
+        (by_region, list(regions.values())),
+    ):
+        got = np.stack(
+            [state.tp, state.fp, state.fn, state.pair_sum("iou"), state.pair_sum("dice")], -1
+        )
+        for i in range(n):
+            for k, g in enumerate(groups):
+                if state is by_class and k == 0:
+                    assert np.all(got[i, 0] == 0)  # background forms no instances
+                    continue
+                want = _reference_counts(
+                    ndimage.label(np.isin(pred[i], g))[0], ndimage.label(np.isin(ref[i], g))[0]
+                )
+                np.testing.assert_allclose(got[i, k], want, atol=1e-5)
+    # dataset level: background is left out of the averages
+    total = by_class.reduce()
+    tp, fp, fn = (np.asarray(x)[1:] for x in (total.tp, total.fp, total.fn))
+    want_rq = np.mean(tp / (tp + 0.5 * (fp + fn)))
+    assert float(jaxseg.recognition_quality(total)) == pytest.approx(want_rq, rel=1e-6)
+    assert float(jaxseg.dice(total)) == pytest.approx(want_rq, rel=1e-6)  # F1 = RQ
+    np.testing.assert_allclose(jaxseg.precision(total, average=None)[1:], tp / (tp + fp), 1e-6)
+    np.testing.assert_allclose(jaxseg.recall(total, average=None)[1:], tp / (tp + fn), 1e-6)
+
+
+def test_from_instances_any_ids_and_overflow():
+    rng = np.random.default_rng(11)
+    n, shape = 20, (10, 10)
+    ref = np.stack([ndimage.label(rng.random(shape) < 0.3)[0] for _ in range(n)])
+    pred = np.where(rng.random(ref.shape) < 0.15, 0, ref)
+    # arbitrary, non-consecutive ids
+    ref = np.where(ref > 0, ref * 37 + 1000, 0).astype(np.int32)
+    pred = np.where(pred > 0, (pred * 13) % 101 + 1, 0).astype(np.int32)
+    state = jax.jit(lambda p, r: jaxseg.PanopticStats.from_instances(p, r, max_segments=40))(
+        pred, ref
+    )
+    got = np.stack(
+        [state.tp, state.fp, state.fn, state.pair_sum("iou"), state.pair_sum("dice")], -1
+    )[:, 0]
+    for i in range(n):
+        np.testing.assert_allclose(got[i], _reference_counts(pred[i], ref[i]), atol=1e-5)
+    # past the cap: left out of matching, still counted as unmatched, and in the overflow
+    small = jaxseg.PanopticStats.from_instances(pred, ref, max_segments=3)
+    n_p = np.array([len(np.unique(x)) - 1 for x in pred])
+    n_r = np.array([len(np.unique(x)) - 1 for x in ref])
+    np.testing.assert_array_equal(
+        small.num_overflow[:, 0], np.maximum(n_p - 3, 0) + np.maximum(n_r - 3, 0)
+    )
+    np.testing.assert_array_equal(small.tp[:, 0] + small.fp[:, 0], n_p)
+    np.testing.assert_array_equal(small.tp[:, 0] + small.fn[:, 0], n_r)
+    checked = jaxseg.checked(lambda p, r: jaxseg.PanopticStats.from_instances(p, r, max_segments=3))
+    with pytest.raises(Exception, match="max_segments"):
+        checked(pred, ref)
+
+
+def test_ignore_index_removes_pixels():
+    ref = np.array([[[1, 1, 9, 0, 2, 2, 2]]])
+    pred = np.array([[[1, 1, 1, 0, 2, 0, 0]]])
+    s = jaxseg.PanopticStats.from_semantic(pred, ref, num_classes=3, ignore_index=9)
+    np.testing.assert_array_equal(s.to_numpy()[0, :, 1:], [[1, 0], [0, 1], [0, 1]])
+    assert float(s.pair_sum("iou")[0, 1]) == 1.0  # the ignored pixel is not a false positive
+
+
+def test_lesion_wise_brats_formula():
+    pred = np.array([[1, 1, 1, 0, 2, 0, 3, 0, 0, 0]])
+    ref = np.array([[1, 1, 0, 0, 2, 0, 0, 0, 4, 4]])
+    s = jaxseg.PanopticStats.from_instances(pred, ref)  # tp 2 (Dice 0.8, 1), fp 1, fn 1
+    assert float(jaxseg.lesion_wise(s)[0]) == pytest.approx(1.8 / 4)
+    assert float(jaxseg.lesion_wise(s, metric="iou", fill=1.0)[0]) == pytest.approx(
+        (2 / 3 + 1 + 2) / 4
+    )
+    none = jaxseg.PanopticStats.from_instances(np.zeros((1, 4), int), np.zeros((1, 4), int))
+    assert math.isnan(float(jaxseg.lesion_wise(none)[0]))
+    assert float(jaxseg.lesion_wise(none, empty=1.0)[0]) == 1.0
+
+
+# -- the state algebra ---------------------------------------------------------------------
+
+
+def test_batch_split_scan_and_vmap_equal_one_call():
+    pred, ref = make_cases((10, 10), 16, seed=5)
+    f = jax.jit(lambda p, r: jaxseg.PanopticStats.from_semantic(p, r, num_classes=2))
+    whole = f(pred, ref).reduce()
+    halves = f(pred[:8], ref[:8]).reduce() + f(pred[8:], ref[8:]).reduce()
+
+    def step(acc, batch):
+        return acc + f(batch[0][None], batch[1][None]).reduce(), None
+
+    scanned, _ = jax.lax.scan(step, jaxseg.PanopticStats.empty(2, ignore_classes=(0,)), (pred, ref))
+    for other in (halves, scanned):
+        np.testing.assert_array_equal(other.to_numpy(), whole.to_numpy())
+        np.testing.assert_allclose(other.sums, whole.sums, rtol=1e-6)
+
+
+def test_bad_input_names_the_argument():
+    x = np.zeros((1, 4, 4), np.int32)
+    with pytest.raises(TypeError, match="predictions"):
+        jaxseg.PanopticStats.from_semantic(x.astype(np.float32), x, num_classes=2)
+    with pytest.raises(ValueError, match="predictions"):
+        jaxseg.PanopticStats.from_semantic(
+            np.zeros((1, 2, 2, 2, 2), int), np.zeros((1, 2, 2, 2, 2), int), num_classes=2
+        )
+    with pytest.raises(ValueError, match="connectivity"):
+        jaxseg.PanopticStats.from_semantic(x, x, num_classes=2, connectivity=3)
+    with pytest.raises(ValueError, match="max_segments"):
+        jaxseg.PanopticStats.from_semantic(x, x, num_classes=2, max_segments=0)
+    with pytest.raises(ValueError, match="matching"):
+        jaxseg.PanopticStats.from_semantic(x, x, num_classes=2, matching="hungarian")
+    with pytest.raises(ValueError, match="regions"):
+        jaxseg.PanopticStats.from_semantic(x, x, num_classes=2, regions={"a": (1, 5)})
+    with pytest.raises(TypeError, match="state"):
+        jaxseg.panoptic_quality(jaxseg.ConfusionMatrix.empty(2))
