@@ -30,6 +30,11 @@ if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._losses import tversky_loss as tversky_loss
     from jaxseg._lovasz import lovasz_hinge_loss as lovasz_hinge_loss
     from jaxseg._lovasz import lovasz_softmax_loss as lovasz_softmax_loss
+    from jaxseg._panoptic import PanopticStats as PanopticStats
+    from jaxseg._panoptic import lesion_wise as lesion_wise
+    from jaxseg._panoptic import panoptic_quality as panoptic_quality
+    from jaxseg._panoptic import recognition_quality as recognition_quality
+    from jaxseg._panoptic import segmentation_quality as segmentation_quality
     from jaxseg._probability import ProbabilityHistogram as ProbabilityHistogram
     from jaxseg._probability import auroc as auroc
     from jaxseg._probability import average_precision as average_precision
@@ -77,6 +82,11 @@ _SOURCES = {
     "surface_dice": "jaxseg._distance",
     "checked": "jaxseg._checked",
     "connected_components": "jaxseg._components",
+    "PanopticStats": "jaxseg._panoptic",
+    "lesion_wise": "jaxseg._panoptic",
+    "panoptic_quality": "jaxseg._panoptic",
+    "recognition_quality": "jaxseg._panoptic",
+    "segmentation_quality": "jaxseg._panoptic",
     "cross_entropy_loss": "jaxseg._cross_entropy",
     "focal_loss": "jaxseg._cross_entropy",
     "sigmoid_focal_loss": "jaxseg._cross_entropy",
