@@ -19,6 +19,7 @@ segment label maps ``0..S`` and calls them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -384,7 +385,10 @@ class PanopticStats(StateAlgebra):
                 f"got shape {tuple(pred.shape)}."
             )
         opts = _check_options(matching, match_metric, threshold, strict, max_segments)
-        return _instances(pred[:, None], ref[:, None], opts, ignore=(), names=None)
+        counts, sums, overflow = _instances_core(
+            pred[:, None], ref[:, None], opts=opts, checking=_checked.enabled()
+        )
+        return _assemble(counts, sums, overflow, (0,), 1, (), None)
 
     @classmethod
     def from_semantic(
@@ -451,9 +455,6 @@ class PanopticStats(StateAlgebra):
         opts = _check_options(matching, match_metric, threshold, strict, max_segments)
         ignored = v.normalize_ignore_index(ignore_index)
         include_background = v.check_bool("include_background", include_background)
-        keep = jnp.ones(labs.shape, bool)
-        for i in ignored:
-            keep = keep & (labs != i)
         if regions is None:
             groups = [(k,) for k in range(c)]
             names = None
@@ -461,23 +462,22 @@ class PanopticStats(StateAlgebra):
         else:
             groups, names = _check_regions(regions, c)
             skip = set()
-        scored = [g for k, g in enumerate(groups) if k not in skip]
-
-        def masks(x):
-            out = [jnp.isin(x, jnp.asarray(g)) & keep for g in scored]
-            return jnp.stack(out, 1)  # [batch, K, *spatial]
-
-        cc = jax.vmap(jax.vmap(lambda m: connected_components(m, connectivity=conn)))
-        pred_cc, num_pred = cc(masks(preds))
-        ref_cc, num_ref = cc(masks(labs))
-        part = _counts_of(pred_cc, ref_cc, num_pred, num_ref, opts)
-        return _assemble(
-            part,
-            [k for k in range(len(groups)) if k not in skip],
-            len(groups),
-            tuple(sorted(skip)),
-            names,
+        columns = tuple(k for k in range(len(groups)) if k not in skip)
+        # which classes each scored category covers: a traced table, so that classes
+        # and regions with the same number of categories share one compilation
+        table = np.zeros((len(columns), c), bool)
+        for row, k in enumerate(columns):
+            table[row, list(groups[k])] = True
+        counts, sums, overflow = _semantic_core(
+            preds,
+            labs,
+            jnp.asarray(table),
+            ignored=ignored,
+            connectivity=conn,
+            opts=opts,
+            checking=_checked.enabled(),
         )
+        return _assemble(counts, sums, overflow, columns, len(groups), tuple(sorted(skip)), names)
 
     # -- the Statistics protocol -------------------------------------------------------
 
@@ -519,7 +519,7 @@ class PanopticStats(StateAlgebra):
 # -- constructor helpers -----------------------------------------------------------------
 
 
-def _check_options(matching, match_metric, threshold, strict, max_segments) -> dict[str, Any]:
+def _check_options(matching, match_metric, threshold, strict, max_segments) -> tuple:
     matching = v.check_choice("matching", matching, MATCHINGS)
     match_metric = v.check_choice("match_metric", match_metric, PAIR_METRICS)
     threshold = v.check_nonnegative("threshold", threshold)
@@ -528,13 +528,13 @@ def _check_options(matching, match_metric, threshold, strict, max_segments) -> d
         raise TypeError(f"`max_segments` must be a positive int; got {max_segments!r}.")
     if max_segments < 1:
         raise ValueError(f"`max_segments` must be at least 1; got {max_segments}.")
-    return {
-        "matching": matching,
-        "match_metric": match_metric,
-        "threshold": threshold,
-        "strict": strict,
-        "num_segments": int(max_segments),
-    }
+    return (
+        ("matching", matching),
+        ("match_metric", match_metric),
+        ("threshold", threshold),
+        ("strict", strict),
+        ("num_segments", int(max_segments)),
+    )
 
 
 def _check_regions(regions: Any, c: int) -> tuple[list[tuple[int, ...]], tuple[str, ...]]:
@@ -557,48 +557,65 @@ def _check_regions(regions: Any, c: int) -> tuple[list[tuple[int, ...]], tuple[s
     return groups, tuple(str(n) for n in regions)
 
 
-def _counts_of(pred, ref, num_pred, num_ref, opts):
+def _counts_of(pred, ref, num_pred, num_ref, opts, checking):
     """``[batch, K, *spatial]`` segment maps -> per-image (counts, sums, overflow) ``[..., K]``."""
-    one = lambda p, r, n_p, n_r: segment_counts(p, r, n_p, n_r, **opts)  # noqa: E731
+    one = lambda p, r, n_p, n_r: segment_counts(p, r, n_p, n_r, **dict(opts))  # noqa: E731
     counts, sums, overflow = jax.vmap(jax.vmap(one))(pred, ref, num_pred, num_ref)
-    if _checked.enabled():
+    if checking:
         checkify.check(
             ~jnp.any(overflow > 0),
-            f"jaxseg: {{count}} segment(s) past `max_segments={opts['num_segments']}` "
+            f"jaxseg: {{count}} segment(s) past `max_segments={dict(opts)['num_segments']}` "
             "were left out of the matching (counted as unmatched); raise `max_segments`.",
             count=jnp.sum(overflow),
         )
     return counts, sums, overflow  # [B, K, 3], [B, K, M], [B, K]
 
 
-def _assemble(part, columns, c, ignore, names) -> PanopticStats:
-    counts, sums, overflow = part
-    b = counts.shape[0]
-    cols = jnp.asarray(columns, jnp.int32)
-    full_counts = jnp.zeros((b, 3, c), jnp.int32).at[:, :, cols].set(counts.transpose(0, 2, 1))
-    full_sums = (
-        jnp.zeros((b, len(PAIR_METRICS), c), sums.dtype).at[:, :, cols].set(sums.transpose(0, 2, 1))
-    )
-    full_over = jnp.zeros((b, c), jnp.int32).at[:, cols].set(overflow)
+@functools.partial(jax.jit, static_argnames=("ignored", "connectivity", "opts", "checking"))
+def _semantic_core(preds, labs, table, *, ignored, connectivity, opts, checking):
+    """Class maps -> components of each category mask (``table [K, C]``) -> matched counts."""
+    keep = jnp.ones(labs.shape, bool)
+    for i in ignored:
+        keep = keep & (labs != i)
+    c = table.shape[1]
+
+    def masks(x):
+        inside = (x >= 0) & (x < c)
+        member = table[:, jnp.where(inside, x, 0)] & (inside & keep)[None]  # [K, batch, ...]
+        return jnp.moveaxis(member, 0, 1)
+
+    k = table.shape[0]
+    cc = jax.vmap(jax.vmap(lambda m: connected_components(m, connectivity=connectivity)))
+    seg, num = cc(jnp.concatenate([masks(preds), masks(labs)], 1))  # one pass for both
+    return _counts_of(seg[:, :k], seg[:, k:], num[:, :k], num[:, k:], opts, checking)
+
+
+@functools.partial(jax.jit, static_argnames=("opts", "checking"))
+def _instances_core(pred, ref, *, opts, checking):
+    """``[batch, K, *spatial]`` instance id maps (any ids) -> matched counts."""
+    cap = dict(opts)["num_segments"]
+    compact = jax.vmap(jax.vmap(lambda x: _compact(x, cap)))
+    seg, num = compact(jnp.concatenate([pred, ref], 1))
+    k = pred.shape[1]
+    return _counts_of(seg[:, :k], seg[:, k:], num[:, :k], num[:, k:], opts, checking)
+
+
+def _assemble(counts, sums, overflow, columns, c, ignore, names) -> PanopticStats:
+    """Per-image ``[B, K, ...]`` results of the scored columns -> a state with ``c`` categories."""
+    if len(columns) != c:
+        cols = np.asarray(columns, np.int32)
+        b = counts.shape[0]
+        counts = jnp.zeros((b, c, 3), counts.dtype).at[:, cols].set(counts)
+        sums = jnp.zeros((b, c, sums.shape[-1]), sums.dtype).at[:, cols].set(sums)
+        overflow = jnp.zeros((b, c), overflow.dtype).at[:, cols].set(overflow)
     return PanopticStats(
-        counts=_counts.from_int(full_counts),
-        sums=full_sums.astype(v.float_dtype()),
-        overflow=_counts.from_int(full_over),
+        counts=_counts.from_int(jnp.swapaxes(counts, 1, 2)),
+        sums=jnp.swapaxes(sums, 1, 2).astype(v.float_dtype()),
+        overflow=_counts.from_int(overflow),
         num_classes=c,
         ignore_classes=ignore,
         category_names=names,
     )
-
-
-def _instances(pred, ref, opts, *, ignore, names) -> PanopticStats:
-    """``[batch, K, *spatial]`` instance id maps (any ids) -> a per-image state."""
-    cap = opts["num_segments"]
-    compact = jax.vmap(jax.vmap(lambda x: _compact(x, cap)))
-    pred_c, num_pred = compact(pred)
-    ref_c, num_ref = compact(ref)
-    k = pred.shape[1]
-    part = _counts_of(pred_c, ref_c, num_pred, num_ref, opts)
-    return _assemble(part, list(range(k)), k, ignore, names)
 
 
 # -- scores -----------------------------------------------------------------------------

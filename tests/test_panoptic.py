@@ -257,17 +257,21 @@ def _reference_counts(pred_inst, ref_inst):
 
 
 def test_from_semantic_multiclass_and_regions():
-    """Per class and per region, against SciPy's labels and a NumPy IoU > 0.5 loop."""
+    """Per class and per region, with ignored pixels, against SciPy's labels and a NumPy
+    IoU > 0.5 loop (24 images x 6 categories; classes and regions share one compile)."""
     rng = np.random.default_rng(7)
     n, shape = 24, (12, 12)
     ref = np.stack([ndimage.median_filter(rng.integers(0, 4, shape), 3) for _ in range(n)])
     pred = np.where(rng.random(ref.shape) < 0.1, rng.integers(0, 4, ref.shape), ref)
     pred[:3] = 0  # empty predictions
+    ref[3:6, :2] = 9  # ignored pixels: removed from both masks
     regions = {"wt": (1, 2, 3), "tc": (1, 3), "et": (3,)}
     f = jax.jit(
         lambda p, r: (
-            jaxseg.PanopticStats.from_semantic(p, r, num_classes=4, ignore_index=None),
-            jaxseg.PanopticStats.from_semantic(p, r, num_classes=4, regions=regions),
+            jaxseg.PanopticStats.from_semantic(p, r, num_classes=4, ignore_index=9),
+            jaxseg.PanopticStats.from_semantic(
+                p, r, num_classes=4, ignore_index=9, regions=regions
+            ),
         )
     )
     by_class, by_region = f(pred, ref)
@@ -284,8 +288,10 @@ def test_from_semantic_multiclass_and_regions():
                 if state is by_class and k == 0:
                     assert np.all(got[i, 0] == 0)  # background forms no instances
                     continue
+                keep = ref[i] != 9
                 want = _reference_counts(
-                    ndimage.label(np.isin(pred[i], g))[0], ndimage.label(np.isin(ref[i], g))[0]
+                    ndimage.label(np.isin(pred[i], g) & keep)[0],
+                    ndimage.label(np.isin(ref[i], g) & keep)[0],
                 )
                 np.testing.assert_allclose(got[i, k], want, atol=1e-5)
     # dataset level: background is left out of the averages
@@ -328,41 +334,42 @@ def test_from_instances_any_ids_and_overflow():
         checked(pred, ref)
 
 
-def test_ignore_index_removes_pixels():
-    ref = np.array([[[1, 1, 9, 0, 2, 2, 2]]])
-    pred = np.array([[[1, 1, 1, 0, 2, 0, 0]]])
-    s = jaxseg.PanopticStats.from_semantic(pred, ref, num_classes=3, ignore_index=9)
-    np.testing.assert_array_equal(s.to_numpy()[0, :, 1:], [[1, 0], [0, 1], [0, 1]])
-    assert float(s.pair_sum("iou")[0, 1]) == 1.0  # the ignored pixel is not a false positive
-
-
 def test_lesion_wise_brats_formula():
-    pred = np.array([[1, 1, 1, 0, 2, 0, 3, 0, 0, 0]])
-    ref = np.array([[1, 1, 0, 0, 2, 0, 0, 0, 4, 4]])
+    pred = np.array([[1, 1, 1, 0, 2, 0, 3, 0, 0, 0], [0] * 10])
+    ref = np.array([[1, 1, 0, 0, 2, 0, 0, 0, 4, 4], [0] * 10])
     s = jaxseg.PanopticStats.from_instances(pred, ref)  # tp 2 (Dice 0.8, 1), fp 1, fn 1
     assert float(jaxseg.lesion_wise(s)[0]) == pytest.approx(1.8 / 4)
     assert float(jaxseg.lesion_wise(s, metric="iou", fill=1.0)[0]) == pytest.approx(
         (2 / 3 + 1 + 2) / 4
     )
-    none = jaxseg.PanopticStats.from_instances(np.zeros((1, 4), int), np.zeros((1, 4), int))
-    assert math.isnan(float(jaxseg.lesion_wise(none)[0]))
-    assert float(jaxseg.lesion_wise(none, empty=1.0)[0]) == 1.0
+    assert math.isnan(float(jaxseg.lesion_wise(s)[1]))  # no lesion at all
+    assert float(jaxseg.lesion_wise(s, empty=1.0)[1]) == 1.0
+    # dataset level: pooled over images by `reduce`
+    assert float(jaxseg.lesion_wise(s.reduce())) == pytest.approx(1.8 / 4)
 
 
 # -- the state algebra ---------------------------------------------------------------------
 
 
 def test_batch_split_scan_and_vmap_equal_one_call():
-    pred, ref = make_cases((10, 10), 16, seed=5)
-    f = jax.jit(lambda p, r: jaxseg.PanopticStats.from_semantic(p, r, num_classes=2))
-    whole = f(pred, ref).reduce()
-    halves = f(pred[:8], ref[:8]).reduce() + f(pred[8:], ref[8:]).reduce()
+    """One call, two half batches, and a scan over chunks give the same state."""
+    rng = np.random.default_rng(2)
+    ref = np.stack([ndimage.label(rng.random((8, 8)) < 0.3)[0] for _ in range(16)])
+    pred = np.where(rng.random(ref.shape) < 0.2, 0, ref)
+    f = jax.jit(lambda p, r: jaxseg.PanopticStats.from_instances(p, r).reduce())
+    whole = f(pred, ref)
+    halves = f(pred[:8], ref[:8]) + f(pred[8:], ref[8:])
 
-    def step(acc, batch):
-        return acc + f(batch[0][None], batch[1][None]).reduce(), None
+    @jax.jit
+    def scanned(p, r):
+        def step(acc, batch):
+            return acc + jaxseg.PanopticStats.from_instances(*batch).reduce(), None
 
-    scanned, _ = jax.lax.scan(step, jaxseg.PanopticStats.empty(2, ignore_classes=(0,)), (pred, ref))
-    for other in (halves, scanned):
+        return jax.lax.scan(step, jaxseg.PanopticStats.empty(1), (p, r))[0]
+
+    chunks = scanned(pred.reshape(2, 8, 8, 8), ref.reshape(2, 8, 8, 8))
+    assert whole.to_numpy()[0].sum() > 0
+    for other in (halves, chunks):
         np.testing.assert_array_equal(other.to_numpy(), whole.to_numpy())
         np.testing.assert_allclose(other.sums, whole.sums, rtol=1e-6)
 
