@@ -745,12 +745,6 @@ def _probability_options(opts: Options) -> bool:
             if flag == "--pred-pattern" and not opts.prob_pattern:
                 continue
             raise _io.InputError(None, f"{flag} with --metrics {','.join(chosen)}: {what}")
-    if opts.binary:
-        raise _io.InputError(
-            None,
-            "--binary with probability maps: save both channels [..., 2] (background, "
-            "foreground) and use --num-classes 2",
-        )
     return True
 
 
@@ -761,8 +755,10 @@ def _read_probability_pair(pair: _io.Pair, counter: Counter, opts: Options) -> R
         paths = [pair.pred]
         if opts.prob_pattern:
             paths = _io.class_files(opts.prob_pattern, pair, c)
-        probs = _io.read_probability_map(paths, c)
         label = _io.read_label_map(pair.label, max_pixels=opts.max_pixels).values
+        probs = _io.read_probability_map(
+            paths, c, foreground_shape=label.shape if counter.binary else None
+        )
         if probs.shape[:-1] != label.shape:
             raise _io.InputError(
                 pair.pred,
@@ -823,7 +819,9 @@ def _run_probabilities(
             f"no pairs of probability and label maps found in {opts.pred_dir} and {opts.label_dir}",
         )
     _io.check_outputs_not_inputs(outputs, _inputs(opts, pairs))
-    counter = Counter(c, ignore=ignore, label_map=label_map, map_predictions=False)
+    counter = Counter(
+        c, ignore=ignore, label_map=label_map, map_predictions=False, binary=opts.binary
+    )
     num_bins = ep.DEFAULT_BINS if opts.num_bins is None else opts.num_bins
     acc = ep.Accumulator(c, num_bins=num_bins, exclusive=not opts.independent, ignore=ignore)
     jobs = opts.jobs or min(4, os.cpu_count() or 1)

@@ -87,12 +87,17 @@ class Accumulator:
         n = keep.size
         size = bucket(n)
         self.buckets.add(size)
-        p = np.zeros((size, c), np.float32)
-        p[:n] = probs.reshape(n, c)
-        lab = np.zeros(size, np.int32)
-        lab[:n] = np.where(keep, labels, 0).reshape(n)
-        where = np.zeros(size, bool)
-        where[:n] = keep.reshape(n)
+        if n == size:  # a power of two already (1024 x 2048): no copy
+            p = probs.reshape(n, c)
+            lab = np.where(keep, labels, 0).astype(np.int32).reshape(n)
+            where = keep.reshape(n)
+        else:
+            p = np.zeros((size, c), np.float32)
+            p[:n] = probs.reshape(n, c)
+            lab = np.zeros(size, np.int32)
+            lab[:n] = np.where(keep, labels, 0).reshape(n)
+            where = np.zeros(size, bool)
+            where[:n] = keep.reshape(n)
         h = _update(
             p,
             lab,

@@ -334,13 +334,20 @@ def class_files(pattern: str, pair: Pair, num_classes: int) -> list[Path]:
     return paths
 
 
-def read_probability_map(paths: Sequence[str | os.PathLike], num_classes: int) -> np.ndarray:
+def read_probability_map(
+    paths: Sequence[str | os.PathLike],
+    num_classes: int,
+    *,
+    foreground_shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
     """Read a probability map ``float32 [..., C]`` from one file or one file per class.
 
     One path: a ``.npy`` or NIfTI float array with the ``C`` classes on its
     last axis (channels-last). ``C`` paths: one float array per class, all of
     one shape, stacked on a new last axis. Every value must be a number in
-    ``[0, 1]``.
+    ``[0, 1]``. With ``foreground_shape`` (binary tasks, ``C = 2``), an array of
+    that shape, or of that shape with one channel, is the foreground
+    probability ``p`` and gives ``[1 - p, p]``.
 
     Raises:
       InputError: unreadable, not floating point, the wrong number of
@@ -350,6 +357,12 @@ def read_probability_map(paths: Sequence[str | os.PathLike], num_classes: int) -
     planes = [_read_float(p) for p in paths]
     if len(planes) == 1:
         arr = planes[0]
+        if foreground_shape is not None and arr.shape in (
+            foreground_shape,
+            (*foreground_shape, 1),
+        ):
+            p = arr.reshape(foreground_shape)
+            return np.stack([1 - p, p], axis=-1)
         if arr.ndim < 2 or arr.shape[-1] != num_classes:
             raise InputError(
                 paths[0],

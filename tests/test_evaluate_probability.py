@@ -273,3 +273,35 @@ def test_labels_out_of_range_are_refused(tmp_path, capsys):
     assert rc == 2 and "label value 7 is not a class id" in err
     assert _evaluate_probability.bucket(1) == _evaluate_probability.MIN_BUCKET
     assert _evaluate_probability.bucket((1 << 17) + 1) == 1 << 18
+
+
+def test_binary_foreground_maps(tmp_path, capsys):
+    """``--binary``: a foreground probability map (``[H, W]`` or ``[H, W, 1]``) against 0/255
+    masks is the two-channel map ``[1 - p, p]`` against 0/1 labels."""
+    reports = []
+    for kind in ("foreground", "two_channels"):
+        pred, lab = tmp_path / kind / "pred", tmp_path / kind / "labels"
+        pred.mkdir(parents=True)
+        lab.mkdir(parents=True)
+        for i, (h, w) in enumerate(SIZES[:3]):
+            case = np.random.default_rng(i)
+            mask = case.random((h, w)) < 0.3
+            p = np.clip(0.6 * mask + 0.5 * case.random((h, w)), 0, 1).astype(np.float32)
+            if kind == "foreground":
+                np.save(pred / f"c{i}.npy", p if i % 2 else p[..., None])
+                np.save(lab / f"c{i}.npy", (mask * 255).astype(np.uint8))
+            else:
+                np.save(pred / f"c{i}.npy", np.stack([1 - p, p], -1))
+                np.save(lab / f"c{i}.npy", mask.astype(np.uint8))
+        out = tmp_path / f"{kind}.json"
+        flags = ("--binary",) if kind == "foreground" else ("-C", 2, "--exclude-background")
+        rc, _, err = _run(
+            capsys, "evaluate", pred, lab, *flags, "--metrics", "ece,auroc,ap",
+            "--bins", BINS, "--json", out, "-q",
+        )  # fmt: skip
+        assert rc == 0, err
+        reports.append(json.loads(out.read_text()))
+    binary, two = reports
+    assert binary["classes"][1] == {**two["classes"][1], "name": "foreground"}
+    assert binary["mean_ece"] == binary["classes"][1]["ece"] == two["mean_ece"]
+    assert binary["classes"][1]["support"] > 0
