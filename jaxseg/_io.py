@@ -414,7 +414,8 @@ def _read_float(path: str | os.PathLike) -> np.ndarray:
         bad = arr[~ok]
         raise InputError(
             path,
-            f"{bad.size:,} values are not probabilities in [0, 1] (first: {float(bad[0])}); "
+            f"{bad.size:,} of {arr.size:,} values are not probabilities in [0, 1] "
+            f"(first: {float(bad[0])}); "
             "apply the softmax or sigmoid before saving",
         )
     return arr

@@ -245,7 +245,7 @@ GOOD = np.full((4, 5, C), 1 / C, np.float32)
             np.where(np.eye(5, dtype=bool)[:4, :, None], np.nan, GOOD),
             (),
             None,
-            "a.npy: 12 values are not probabilities",
+            "a.npy: 12 of 60 values are not probabilities",
         ),
         (GOOD + 1, (), None, "not probabilities in [0, 1] (first: 1.33"),
         (-GOOD, (), None, "not probabilities"),
