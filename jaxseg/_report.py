@@ -507,13 +507,13 @@ def reliability_figure(
         )
         ax.bar(
             edges[:-1][seen],
-            (t_conf - t_acc)[seen],
-            bottom=t_acc[seen],
+            np.abs(t_conf - t_acc)[seen],
+            bottom=np.minimum(t_conf, t_acc)[seen],
             width=1 / b,
             align="edge",
             color="tab:red",
             alpha=0.35,
-            label="gap to confidence",
+            label="gap between accuracy and confidence",
         )
         share = t_count / max(t_count.sum(), 1)
         ax.step(edges[:-1], share, where="post", color="grey", linewidth=1, label="share of pixels")
