@@ -381,6 +381,36 @@ def case_clu_gather(n):
     check(metrics.confusion, reference(logits, labels))
 
 
+def case_panoptic_psum(n):
+    """PanopticStats: per-device states psummed over the mesh equal one call on the batch
+    (exact tp / fp / fn and overflow; pair sums to rounding)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(9)
+    ref = np.stack([ndimage.label(rng.random((H, W)) < 0.4)[0] for _ in range(N)])
+    pred = np.where(rng.random(ref.shape) < 0.2, 0, ref).astype(np.int32)
+    ref = ref.astype(np.int32)
+
+    def update(p, g):
+        return jaxseg.PanopticStats.from_instances(p, g, max_segments=4).reduce()
+
+    f = jax.jit(
+        jax.shard_map(
+            lambda p, g: update(p, g).psum("d"),
+            mesh=mesh_of(n),
+            in_specs=(P("d"), P("d")),
+            out_specs=P(),
+        )
+    )
+    got, want = f(pred, ref), jax.jit(update)(pred, ref)
+    assert np.array_equal(got.to_numpy(), want.to_numpy()), (got.to_numpy(), want.to_numpy())
+    assert np.array_equal(
+        _counts.to_int64_numpy(got.overflow), _counts.to_int64_numpy(want.overflow)
+    )
+    assert want.to_numpy()[0].sum() > 0
+    np.testing.assert_allclose(got.sums, want.sums, rtol=1e-6)
+
+
 CASES = {
     "loop_merge": case_loop_merge,
     "vmap_reduce": case_vmap_reduce,
@@ -401,6 +431,7 @@ _SWEEPS = [
     ((8,), case_soft_stats_psum),
     ((8,), case_clu_gather),
     ((8,), case_boundary_distance_psum),
+    ((8,), case_panoptic_psum),
 ]
 for _counts_list, _fn in _SWEEPS:
     for _n in _counts_list:

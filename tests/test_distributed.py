@@ -42,6 +42,7 @@ EXPECTED = [
     "soft_stats_psum[8]",
     "clu_gather[8]",
     "boundary_distance_psum[8]",
+    "panoptic_psum[8]",
 ]
 
 
