@@ -134,11 +134,120 @@ def _min_plus_along(sq: jax.Array, axis: int, step: float) -> jax.Array:
     return jnp.moveaxis(g, -1, axis)
 
 
-def _squared_edt(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+def _squared_edt_min_plus(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+    """Brute force: the linear first pass, then the ``O(N n)`` min-plus per further axis."""
     sq = _nearest_along_first_axis(mask, spacing[0])
     for axis in range(1, mask.ndim):
         sq = _min_plus_along(sq, axis, spacing[axis])
     return sq
+
+
+#: Side of the blocks of the coarse grid that bounds the largest distance.
+_BOUND_BLOCK = 4
+#: Offsets per iteration of the windowed min-plus loop (fused into one kernel).
+_WINDOW_CHUNK = 4
+#: Shortest longest axis for which the windowed passes are used (CPU).
+_WINDOWED_MIN_LENGTH = 64
+
+
+def _distance_bound(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+    """An upper bound ``R`` on every finite distance of the EDT (``inf`` if no ``True``).
+
+    The mask is reduced to blocks of ``b`` elements per axis (a block is set if it
+    holds a ``True`` element) and the coarse EDT between block centres is taken by
+    brute force (``b^d`` times fewer elements). Any element lies within ``h`` (half
+    the block diagonal) of its block's centre, and so does a seed of the nearest
+    set block: ``D(p) <= D_coarse(block(p)) + 2 h``.
+    """
+    b = _BOUND_BLOCK
+    padded = jnp.pad(mask, [(0, (-n) % b) for n in mask.shape])
+    blocks = padded.reshape([k for n in padded.shape for k in (n // b, b)])
+    coarse = jnp.any(blocks, axis=tuple(range(1, 2 * mask.ndim, 2)))
+    sq = _squared_edt_min_plus(coarse, tuple(b * s for s in spacing))
+    h = math.sqrt(sum(((b - 1) * s / 2) ** 2 for s in spacing))
+    return jnp.sqrt(jnp.max(sq)) + jnp.float32(2 * h)
+
+
+def _nearest_along(mask: jax.Array, axis: int, step: float) -> jax.Array:
+    """:func:`_nearest_along_first_axis` along ``axis``, by ``O(N log n)`` parallel scans.
+
+    (``lax.cummax`` lowers to a full-length window reduction on CPU: ``O(N n)``.)
+    """
+    n = mask.shape[axis]
+    idx = jnp.arange(n, dtype=jnp.int32).reshape([n if a == axis else 1 for a in range(mask.ndim)])
+    far = jnp.int32(1 << 29)
+    left = lax.associative_scan(jnp.maximum, jnp.where(mask, idx, -far), axis=axis)
+    right = lax.associative_scan(jnp.minimum, jnp.where(mask, idx, far), axis=axis, reverse=True)
+    gap = jnp.minimum(idx - left, right - idx)
+    d = gap.astype(jnp.float32) * jnp.float32(step)
+    return jnp.where(gap < (1 << 28), d * d, jnp.float32(jnp.inf))
+
+
+def _windowed_min_plus(f: jax.Array, axis: int, step: float, bound: jax.Array) -> jax.Array:
+    """``g[i] = min_{|d| <= W} f[i + d] + (step d)^2`` along ``axis``, ``W >= bound / step``.
+
+    A ``while_loop`` over chunks of :data:`_WINDOW_CHUNK` offsets; each chunk is
+    one fused pass of shifted minima. The loop stops once the offsets cover the
+    window, so the cost is ``O(N W)`` with ``W`` read from the data.
+    """
+    n = f.shape[axis]
+    k = _WINDOW_CHUNK
+    w = jnp.where(
+        jnp.isfinite(bound), jnp.minimum(jnp.floor(bound * (1 + 1e-4) / step) + 2, n - 1), 0
+    )
+    chunks = jnp.ceil(w / k).astype(jnp.int32)
+    pad = [(0, 0)] * f.ndim
+    pad[axis] = (n + k, n + k)
+    fp = jnp.pad(f, pad, constant_values=jnp.inf)
+    d = np.arange(n + 2 * k + 1, dtype=np.float64)
+    table = jnp.asarray((d * step) ** 2, jnp.float32)  # (step d)^2 rounded once
+
+    def body(carry):
+        c, g = carry
+        first = c * k + 1
+        tab = lax.dynamic_slice(table, (first,), (k,))
+        for t in range(k):
+            left = lax.dynamic_slice_in_dim(fp, n + k - (first + t), n, axis)
+            right = lax.dynamic_slice_in_dim(fp, n + k + (first + t), n, axis)
+            g = jnp.minimum(g, jnp.minimum(left, right) + tab[t])
+        return c + 1, g
+
+    return lax.while_loop(lambda carry: carry[0] < chunks, body, (jnp.int32(0), f))[1]
+
+
+def _squared_edt_windowed(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+    """Every axis by :func:`_windowed_min_plus`, the window set by :func:`_distance_bound`.
+
+    The last (contiguous) axis goes first, by the linear :func:`_nearest_along`;
+    the windowed passes then shift whole rows. Exact: a value ``<= R^2`` after a
+    pass has its minimiser within ``R`` and is exact; a larger one is never below
+    the true value, and never the minimum of a later pass, since every final
+    distance is ``<= R``.
+    """
+    bound = _distance_bound(mask, spacing)
+    last = mask.ndim - 1
+    sq = _nearest_along(mask, last, spacing[last])
+    for axis in range(last):
+        sq = _windowed_min_plus(sq, axis, spacing[axis], bound)
+    return sq
+
+
+def _squared_edt(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+    """Squared EDT; the algorithm is picked per shape and backend when tracing.
+
+    Axes shorter than :data:`_WINDOWED_MIN_LENGTH`, and backends other than CPU,
+    keep the brute-force min-plus (one fused reduction per axis, cheapest to
+    compile; the windowed loop has not been measured on accelerators). Longer
+    axes on CPU take the windowed passes, fastest measured on dense and on sparse
+    seeds (``docs/benchmarks.md``, D1).
+    """
+    if max(mask.shape) < _WINDOWED_MIN_LENGTH:
+        return _squared_edt_min_plus(mask, spacing)
+    return lax.platform_dependent(
+        mask,
+        cpu=functools.partial(_squared_edt_windowed, spacing=spacing),
+        default=functools.partial(_squared_edt_min_plus, spacing=spacing),
+    )
 
 
 def distance_transform(mask: ArrayLike, *, spacing: Any = None) -> jax.Array:
