@@ -40,6 +40,8 @@ ArrayLike = jax.typing.ArrayLike
 
 #: Sums over matched pairs, in the order of the ``sums`` leaf.
 PAIR_METRICS = ("iou", "dice")
+#: Distances between matched segments that may be summed too (``instance_metrics``).
+INSTANCE_METRICS = ("hd95", "assd")
 MATCHINGS = ("threshold", "bipartite")
 #: Added to every candidate pair's weight in the bipartite matching, as panoptica does
 #: (its cost ``1 - score`` against ``1 + 1e-6`` for no pair): more pairs win ties.
@@ -188,6 +190,57 @@ def match(
     return chosen & candidate
 
 
+def _border(mask: jax.Array) -> jax.Array:
+    """Elements of ``mask`` with a face neighbour outside it or outside the array
+    (``mask`` XOR its erosion by SciPy's connectivity-1 structure, border value 0)."""
+    eroded = mask
+    for axis in range(mask.ndim):
+        pad = [(0, 0)] * mask.ndim
+        pad[axis] = (1, 1)
+        padded = jnp.pad(mask, pad)
+        n = mask.shape[axis]
+        eroded = eroded & lax.slice_in_dim(padded, 0, n, axis=axis)
+        eroded = eroded & lax.slice_in_dim(padded, 2, n + 2, axis=axis)
+    return mask & ~eroded
+
+
+def _percentile(values: jax.Array, valid: jax.Array, q: float) -> jax.Array:
+    """NumPy's linear-interpolation percentile of the ``valid`` entries of a flat array."""
+    x = jnp.sort(jnp.where(valid, values, jnp.inf))
+    n = jnp.sum(valid, dtype=jnp.int32)
+    pos = (q / 100.0) * (jnp.maximum(n, 1) - 1).astype(x.dtype)
+    lo = jnp.floor(pos).astype(jnp.int32)
+    hi = jnp.minimum(lo + 1, jnp.maximum(n - 1, 0))
+    out = x[lo] + (x[hi] - x[lo]) * (pos - lo.astype(x.dtype))
+    return jnp.where(n > 0, jnp.where(hi == lo, x[lo], out), jnp.nan)
+
+
+def medpy_distances(
+    ref: jax.Array, pred: jax.Array, spacing: tuple[float, ...] | None
+) -> tuple[jax.Array, jax.Array]:
+    """HD95 and ASSD of two boolean masks, medpy's (and panoptica's) definitions.
+
+    Border elements are each mask XOR its erosion (connectivity 1, outside the
+    array counts as background); ``d_pa`` are the distances from the prediction's
+    border elements to the nearest reference border element, ``d_ap`` the other way.
+    ``HD95 = percentile(concat(d_pa, d_ap), 95)`` (linear interpolation) and
+    ``ASSD = (mean(d_pa) + mean(d_ap)) / 2``.
+    """
+    from jaxseg._distance import distance_transform
+
+    br, bp = _border(ref), _border(pred)
+    to_ref = distance_transform(br, spacing=spacing)
+    to_pred = distance_transform(bp, spacing=spacing)
+    d = jnp.concatenate([to_ref.reshape(-1), to_pred.reshape(-1)])
+    valid = jnp.concatenate([bp.reshape(-1), br.reshape(-1)])
+    hd95 = _percentile(d, valid, 95.0)
+    n_p = jnp.sum(bp, dtype=jnp.int32).astype(d.dtype)
+    n_r = jnp.sum(br, dtype=jnp.int32).astype(d.dtype)
+    mean_pa = jnp.sum(jnp.where(bp, to_ref, 0.0)) / jnp.maximum(n_p, 1)
+    mean_ap = jnp.sum(jnp.where(br, to_pred, 0.0)) / jnp.maximum(n_r, 1)
+    return hd95, 0.5 * (mean_pa + mean_ap)
+
+
 def segment_counts(
     pred: jax.Array,
     ref: jax.Array,
@@ -199,7 +252,9 @@ def segment_counts(
     match_metric: str,
     threshold: float,
     strict: bool,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    instance_metrics: tuple[str, ...] = (),
+    spacing: tuple[float, ...] | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One image, one category: ``(tp, fp, fn) int32``, pair sums ``[M]`` and overflow.
 
     ``pred`` / ``ref`` are segment maps numbered ``1..num_*``; segments numbered past
@@ -220,7 +275,19 @@ def segment_counts(
         strict=strict,
     )
     tp = jnp.sum(chosen, dtype=jnp.int32)
-    sums = jnp.stack([jnp.sum(jnp.where(chosen, scores[m], 0.0)) for m in PAIR_METRICS])
+    sums = [jnp.sum(jnp.where(chosen, scores[m], 0.0)) for m in PAIR_METRICS]
+    if instance_metrics:
+        matched = chosen.any(1)
+        col = jnp.argmax(chosen, 1)
+
+        def pair(r, p, ok):
+            a, b = (ref == r + 1) & ok, (pred == p + 1) & ok
+            return medpy_distances(a, b, spacing)
+
+        hd95, assd = jax.vmap(pair)(jnp.arange(cap), col, matched)
+        values = {"hd95": hd95, "assd": assd}
+        sums += [jnp.sum(jnp.where(matched, values[m], 0.0)) for m in instance_metrics]
+    sums = jnp.stack(sums)
     overflow = jnp.maximum(num_pred - cap, 0) + jnp.maximum(num_ref - cap, 0)
     return jnp.stack([tp, num_pred - tp, num_ref - tp]), sums, overflow
 
@@ -307,13 +374,14 @@ class PanopticStats(StateAlgebra):
     num_classes: int = _static()
     ignore_classes: tuple[int, ...] = _static(())
     category_names: tuple[str, ...] | None = _static(None)
+    metrics: tuple[str, ...] = _static(PAIR_METRICS)
     exclusive: ClassVar[bool] = False
 
     def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
         c = self.num_classes
         return {
             "counts": (3, c, _counts.NUM_LIMBS),
-            "sums": (len(PAIR_METRICS), c),
+            "sums": (len(self.metrics), c),
             "overflow": (c, _counts.NUM_LIMBS),
         }
 
@@ -324,16 +392,19 @@ class PanopticStats(StateAlgebra):
         *,
         ignore_classes: Sequence[int] = (),
         category_names: Sequence[str] | None = None,
+        instance_metrics: Sequence[str] = (),
     ) -> PanopticStats:
         """The identity of :meth:`merge` (no batch axis)."""
+        metrics = PAIR_METRICS + _check_instance_metrics(instance_metrics)
         c = v.check_num_classes(num_classes)
         return cls(
             counts=_counts.zeros((3, c)),
-            sums=jnp.zeros((len(PAIR_METRICS), c), v.float_dtype()),
+            sums=jnp.zeros((len(metrics), c), v.float_dtype()),
             overflow=_counts.zeros((c,)),
             num_classes=c,
             ignore_classes=tuple(ignore_classes),
             category_names=None if category_names is None else tuple(category_names),
+            metrics=metrics,
         )
 
     # -- constructors ---------------------------------------------------------------------
@@ -349,6 +420,8 @@ class PanopticStats(StateAlgebra):
         threshold: float = 0.5,
         strict: bool = True,
         max_segments: int = 64,
+        instance_metrics: Sequence[str] = (),
+        spacing: Any = None,
     ) -> PanopticStats:
         """Match instance maps the user already has (one category).
 
@@ -358,8 +431,8 @@ class PanopticStats(StateAlgebra):
         Args:
           pred_instances: integer ``[batch, *spatial]`` predicted instance ids.
           label_instances: integer ``[batch, *spatial]`` reference instance ids.
-          matching, match_metric, threshold, strict, max_segments: as in
-            :meth:`from_semantic`.
+          matching, match_metric, threshold, strict, max_segments,
+            instance_metrics, spacing: as in :meth:`from_semantic`.
 
         Returns:
           A per-image state, batch shape ``[batch]``, one category.
@@ -384,11 +457,20 @@ class PanopticStats(StateAlgebra):
                 "`pred_instances` must have a batch axis, [batch, *spatial]; "
                 f"got shape {tuple(pred.shape)}."
             )
-        opts = _check_options(matching, match_metric, threshold, strict, max_segments)
+        opts = _check_options(
+            matching,
+            match_metric,
+            threshold,
+            strict,
+            max_segments,
+            instance_metrics,
+            spacing,
+            pred.ndim - 1,
+        )
         counts, sums, overflow = _instances_core(
             pred[:, None], ref[:, None], opts=opts, checking=_checked.enabled()
         )
-        return _assemble(counts, sums, overflow, (0,), 1, (), None)
+        return _assemble(counts, sums, overflow, (0,), 1, (), None, opts)
 
     @classmethod
     def from_semantic(
@@ -406,6 +488,8 @@ class PanopticStats(StateAlgebra):
         ignore_index: Any = None,
         include_background: bool = False,
         max_segments: int = 64,
+        instance_metrics: Sequence[str] = (),
+        spacing: Any = None,
     ) -> PanopticStats:
         """Match the connected components of each class (or region) mask.
 
@@ -437,6 +521,12 @@ class PanopticStats(StateAlgebra):
           include_background: score class 0 as a category too (default ``False``:
             it is left out of averages and forms no instances).
           max_segments: static cap on segments per image and category (default 64).
+          instance_metrics: distances of matched pairs to sum too: ``"hd95"``,
+            ``"assd"`` with medpy's definitions, as panoptica computes them (border
+            elements by erosion; HD95 the 95th percentile of both directed distance
+            sets pooled; ASSD the mean of the two directed means). Each costs two
+            distance transforms per ``max_segments`` slot, image and category.
+          spacing: element spacing, one float per spatial axis (distances only).
 
         Returns:
           A per-image state, batch shape ``[batch]``, ``C`` categories (or one
@@ -452,7 +542,16 @@ class PanopticStats(StateAlgebra):
             )
         c = v.check_num_classes(num_classes)
         conn = check_connectivity(connectivity, preds.ndim - 1)
-        opts = _check_options(matching, match_metric, threshold, strict, max_segments)
+        opts = _check_options(
+            matching,
+            match_metric,
+            threshold,
+            strict,
+            max_segments,
+            instance_metrics,
+            spacing,
+            preds.ndim - 1,
+        )
         ignored = v.normalize_ignore_index(ignore_index)
         include_background = v.check_bool("include_background", include_background)
         if regions is None:
@@ -477,7 +576,9 @@ class PanopticStats(StateAlgebra):
             opts=opts,
             checking=_checked.enabled(),
         )
-        return _assemble(counts, sums, overflow, columns, len(groups), tuple(sorted(skip)), names)
+        return _assemble(
+            counts, sums, overflow, columns, len(groups), tuple(sorted(skip)), names, opts
+        )
 
     # -- the Statistics protocol -------------------------------------------------------
 
@@ -511,15 +612,50 @@ class PanopticStats(StateAlgebra):
         return _counts.to_float(self.overflow)
 
     def pair_sum(self, metric: str) -> jax.Array:
-        """Sum over matched pairs of ``metric`` (``"iou"`` or ``"dice"``), ``[..., C]``."""
-        metric = v.check_choice("metric", metric, PAIR_METRICS)
-        return self.sums[..., PAIR_METRICS.index(metric), :]
+        """Sum over matched pairs of ``metric`` (``"iou"``, ``"dice"`` or an
+        ``instance_metrics`` entry of the constructor), ``[..., C]``."""
+        metric = v.check_choice("metric", metric, self.metrics)
+        return self.sums[..., self.metrics.index(metric), :]
 
 
 # -- constructor helpers -----------------------------------------------------------------
 
 
-def _check_options(matching, match_metric, threshold, strict, max_segments) -> tuple:
+def _check_instance_metrics(instance_metrics: Any) -> tuple[str, ...]:
+    if isinstance(instance_metrics, str):
+        instance_metrics = (instance_metrics,)
+    out = tuple(instance_metrics)
+    for m in out:
+        v.check_choice("instance_metrics", m, INSTANCE_METRICS)
+    if len(set(out)) != len(out):
+        raise ValueError(f"`instance_metrics` has repeated entries: {out}.")
+    return out
+
+
+def _check_spacing(spacing: Any, ndim: int) -> tuple[float, ...] | None:
+    if spacing is None:
+        return None
+    sp = tuple(float(x) for x in np.atleast_1d(np.asarray(spacing, np.float64)))
+    if len(sp) == 1:
+        sp = sp * ndim
+    if len(sp) != ndim or not all(x > 0 and math.isfinite(x) for x in sp):
+        raise ValueError(
+            f"`spacing` must be {ndim} positive finite numbers (one per spatial axis); "
+            f"got {spacing!r}."
+        )
+    return sp
+
+
+def _check_options(
+    matching,
+    match_metric,
+    threshold,
+    strict,
+    max_segments,
+    instance_metrics=(),
+    spacing=None,
+    ndim=2,
+) -> tuple:
     matching = v.check_choice("matching", matching, MATCHINGS)
     match_metric = v.check_choice("match_metric", match_metric, PAIR_METRICS)
     threshold = v.check_nonnegative("threshold", threshold)
@@ -534,6 +670,8 @@ def _check_options(matching, match_metric, threshold, strict, max_segments) -> t
         ("threshold", threshold),
         ("strict", strict),
         ("num_segments", int(max_segments)),
+        ("instance_metrics", _check_instance_metrics(instance_metrics)),
+        ("spacing", _check_spacing(spacing, ndim)),
     )
 
 
@@ -600,7 +738,7 @@ def _instances_core(pred, ref, *, opts, checking):
     return _counts_of(seg[:, :k], seg[:, k:], num[:, :k], num[:, k:], opts, checking)
 
 
-def _assemble(counts, sums, overflow, columns, c, ignore, names) -> PanopticStats:
+def _assemble(counts, sums, overflow, columns, c, ignore, names, opts) -> PanopticStats:
     """Per-image ``[B, K, ...]`` results of the scored columns -> a state with ``c`` categories."""
     if len(columns) != c:
         cols = np.asarray(columns, np.int32)
@@ -615,6 +753,7 @@ def _assemble(counts, sums, overflow, columns, c, ignore, names) -> PanopticStat
         num_classes=c,
         ignore_classes=ignore,
         category_names=names,
+        metrics=PAIR_METRICS + dict(opts)["instance_metrics"],
     )
 
 
@@ -634,7 +773,7 @@ def _score(
     *,
     average: str | None,
     empty: float,
-    pool: tuple[jax.Array, jax.Array] | None = None,
+    zero: float = 0.0,
 ) -> jax.Array:
     """Per-category ``num / den`` with the empty rule of the chain, then the class average.
 
@@ -650,9 +789,11 @@ def _score(
     if average == "micro":
         pooled = [jnp.sum(jnp.where(include, x, 0.0), -1) for x in (num, den, tp + fp + fn)]
         is_empty = pooled[2] == 0
-        return cw_.class_scores(pooled[0], pooled[1], is_empty, smooth=0.0, empty=float(empty))[0]
+        out = cw_.class_scores(pooled[0], pooled[1], is_empty, smooth=0.0, empty=float(empty))[0]
+        return jnp.where((pooled[1] == 0) & ~is_empty, zero, out)
     is_empty = cw_.empty_classes(tp, fp, fn, soft=False)
     scores, left_out = cw_.class_scores(num, den, is_empty, smooth=0.0, empty=float(empty))
+    scores = jnp.where((den == 0) & ~is_empty, zero, scores)
     return cw_.class_average(scores, include & ~left_out, average=average, support=tp + fn)
 
 
@@ -705,7 +846,10 @@ def segmentation_quality(
 
     Args:
       state: a :class:`PanopticStats`.
-      metric: ``"iou"`` (default) or ``"dice"``.
+      metric: ``"iou"`` (default), ``"dice"``, or a distance the state was built
+        with (``instance_metrics``: ``"hd95"``, ``"assd"``; panoptica's
+        ``sq_hd95`` / ``sq_assd``). A distance with segments but no match is ``+inf``
+        (panoptica's ASSD rule).
       average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
       empty: value of a category with no segments.
 
@@ -723,7 +867,8 @@ def segmentation_quality(
       Kirillov et al., "Panoptic Segmentation", CVPR 2019.
     """
     state = _check_state(state)
-    return _score(state, state.pair_sum(metric), state.tp, average=average, empty=empty)
+    zero = math.inf if metric in INSTANCE_METRICS else 0.0
+    return _score(state, state.pair_sum(metric), state.tp, average=average, empty=empty, zero=zero)
 
 
 def panoptic_quality(
@@ -758,6 +903,7 @@ def panoptic_quality(
       Kirillov et al., "Panoptic Segmentation", CVPR 2019.
     """
     state = _check_state(state)
+    metric = v.check_choice("metric", metric, PAIR_METRICS)
     tp, fp, fn = state.tp, state.fp, state.fn
     return _score(state, state.pair_sum(metric), tp + 0.5 * (fp + fn), average=average, empty=empty)
 
@@ -773,12 +919,13 @@ def lesion_wise(
     """Lesion-wise score ``(sum over matched pairs of metric + fill * (fp + fn)) / (tp + fp + fn)``.
 
     Every unmatched lesion, predicted or missed, scores ``fill``: BraTS 2023's
-    lesion-wise Dice is ``metric="dice", fill=0``. A category with no lesion at all
+    lesion-wise Dice is ``metric="dice", fill=0`` and its HD95 ``metric="hd95",
+    fill=374`` (a state built with ``instance_metrics=("hd95",)``). A category with no lesion at all
     scores ``empty`` (NaN by default; BraTS scores it 1 for Dice).
 
     Args:
       state: a :class:`PanopticStats`.
-      metric: ``"dice"`` (default) or ``"iou"``.
+      metric: ``"dice"`` (default), ``"iou"``, or an ``instance_metrics`` entry.
       fill: score of each unmatched lesion (default 0).
       average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
       empty: value of a category with no lesions.

@@ -94,15 +94,28 @@ def make_cases(shape, n, seed):
 # -- panoptica ---------------------------------------------------------------------------
 
 
-def _evaluator(matcher, backend):
+def _evaluator(matcher, backend, distances=False):
     from panoptica import ConnectedComponentsInstanceApproximator, InputType, Panoptica_Evaluator
     from panoptica.metrics import Metric
+    from panoptica.utils.edge_case_handling import (
+        EdgeCaseHandler,
+        EdgeCaseResult,
+        MetricZeroTPEdgeCaseHandling,
+    )
 
+    metrics = [Metric.IOU, Metric.DSC] + ([Metric.HD95, Metric.ASSD] if distances else [])
+    # panoptica's default handler has no zero-TP rule for HD95 (it raises); give it
+    # the one its default gives ASSD: NaN without instances, else +inf
+    rules = EdgeCaseHandler().listmetric_zeroTP_handling
+    rules[Metric.HD95] = MetricZeroTPEdgeCaseHandling(
+        no_instances_result=EdgeCaseResult.NAN, default_result=EdgeCaseResult.INF
+    )
     return Panoptica_Evaluator(
         expected_input=InputType.SEMANTIC,
         instance_approximator=ConnectedComponentsInstanceApproximator(cca_backend=backend),
         instance_matcher=matcher,
-        instance_metrics=[Metric.IOU, Metric.DSC],
+        edge_case_handler=EdgeCaseHandler(listmetric_zeroTP_handling=rules),
+        instance_metrics=metrics,
         global_metrics=[],
         verbose=False,
         log_times=False,
@@ -112,8 +125,8 @@ def _evaluator(matcher, backend):
 KEYS = ("tp", "fp", "fn", "rq", "sq", "pq", "sq_dsc", "pq_dsc")
 
 
-def panoptica_values(evaluator, pred, ref):
-    """``[n, 8]`` panoptica's values, one binary image at a time."""
+def panoptica_values(evaluator, pred, ref, spacing=None, keys=KEYS):
+    """``[n, len(keys)]`` panoptica's values, one binary image at a time."""
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -121,11 +134,11 @@ def panoptica_values(evaluator, pred, ref):
             res = next(
                 iter(
                     evaluator.evaluate(
-                        p.astype(np.uint8), r.astype(np.uint8), verbose=False
+                        p.astype(np.uint8), r.astype(np.uint8), voxelspacing=spacing, verbose=False
                     ).values()
                 )
             )
-            rows.append([float(getattr(res, k)) for k in KEYS])
+            rows.append([float(getattr(res, k)) for k in keys])
     return np.array(rows)
 
 
@@ -171,14 +184,26 @@ def _matcher(name):
     }
 
 
-def _check(state, column, pred, ref, matcher, backend):
+def _check(state, column, pred, ref, matcher, backend, spacing=None):
     from panoptica.utils.constants import CCABackend
 
-    evaluator = _evaluator(_matcher(matcher)[0], getattr(CCABackend, backend))
-    want = panoptica_values(evaluator, pred, ref)
+    distances = spacing is not None
+    evaluator = _evaluator(_matcher(matcher)[0], getattr(CCABackend, backend), distances)
+    keys = KEYS + (("sq_hd95", "sq_assd") if distances else ())
+    want = panoptica_values(evaluator, pred, ref, spacing, keys)
     assert float(state.num_overflow.sum()) == 0
     got = jaxseg_values(state, column)
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(got, want[:, :8], rtol=0, atol=1e-6, equal_nan=True)
+    if distances:
+        sq = [
+            np.asarray(jaxseg.segmentation_quality(state, metric=m, average=None))[:, column]
+            for m in ("hd95", "assd")
+        ]
+        # float32 distances and sums (panoptica: float64): relative 5e-6
+        np.testing.assert_allclose(
+            np.stack(sq, 1), want[:, 8:], rtol=5e-6, atol=1e-6, equal_nan=True
+        )
+        assert np.isfinite(want[:, 8:]).sum() > 20 and np.isinf(want[:, 8:]).any()
 
 
 def _labelled(masks, connectivity):
@@ -187,19 +212,22 @@ def _labelled(masks, connectivity):
 
 
 @pytest.mark.parametrize(
-    ("shape", "n", "connectivity", "backend", "semantic", "instances"),
+    ("shape", "n", "connectivity", "backend", "semantic", "instances", "spacing"),
     [
         # 2-D: panoptica's default backend (SciPy, 4-connectivity)
-        ((14, 14), 100, 1, "scipy", "naive>=", ("naive>", "bipartite-iou")),
-        # 3-D: panoptica's default backend (cc3d, 26-connectivity), BraTS' matching
-        ((8, 8, 8), 60, 3, "cc3d", "bipartite-dice", ("naive>=",)),
+        ((14, 14), 100, 1, "scipy", "naive>=", ("naive>", "bipartite-iou"), None),
+        # 3-D: panoptica's default backend (cc3d, 26-connectivity), BraTS' matching,
+        # anisotropic spacing, HD95 / ASSD
+        ((8, 8, 8), 60, 3, "cc3d", "bipartite-dice", ("naive>=",), (1.0, 2.0, 0.7)),
     ],
 )
-def test_parity_with_panoptica(shape, n, connectivity, backend, semantic, instances):
+def test_parity_with_panoptica(shape, n, connectivity, backend, semantic, instances, spacing):
     """from_semantic (jaxseg's components) with one matching, and from_instances on
     SciPy's components with the others, against panoptica's semantic evaluation:
     tp, fp, fn, rq, sq, pq, sq_dsc, pq_dsc to 1e-6 (100 + 3 * 8 structured cases
-    and 160 generated ones, each under 1 to 3 matchings)."""
+    and 160 generated ones, each under 1 to 3 matchings); in 3-D with anisotropic
+    spacing also sq_hd95 and sq_assd (medpy's definitions) to a relative 5e-6
+    (float32)."""
     pred, ref = make_cases(shape, n, seed=len(shape))
 
     def run(p, r, pi, ri):
@@ -209,6 +237,8 @@ def test_parity_with_panoptica(shape, n, connectivity, backend, semantic, instan
             num_classes=2,
             connectivity=connectivity,
             max_segments=32,
+            instance_metrics=("hd95", "assd") if spacing else (),
+            spacing=spacing,
             **_matcher(semantic)[1],
         )
         inst = [
@@ -219,7 +249,7 @@ def test_parity_with_panoptica(shape, n, connectivity, backend, semantic, instan
 
     pi, ri = _labelled(pred, connectivity), _labelled(ref, connectivity)
     sem, inst = jax.jit(run)(pred, ref, pi, ri)
-    _check(sem, 1, pred, ref, semantic, backend)
+    _check(sem, 1, pred, ref, semantic, backend, spacing)
     for state, m in zip(inst, instances, strict=True):
         _check(state, 0, pred, ref, m, backend)
 
