@@ -33,7 +33,7 @@ from jaxseg import _validation as v
 
 ArrayLike = jax.typing.ArrayLike
 
-DEFINITIONS = ("monai", "deepmind")
+DEFINITIONS = ("monai", "deepmind", "medpy")
 _INF_BITS = 0x7F800000  # bit pattern of float32 +inf
 
 
@@ -525,7 +525,7 @@ def _percentile(d: jax.Array, w: jax.Array, q: float, definition: str) -> jax.Ar
 
 def _directed(src_mask, dst_mask, spacing, definition):
     """Weights of ``src``'s surface points and their distance to ``dst``'s surface."""
-    if definition == "monai":
+    if definition in ("monai", "medpy"):
         src_w = edge_voxels(src_mask).astype(jnp.float32)
         dst_surface = edge_voxels(dst_mask)
     else:
@@ -567,13 +567,42 @@ def _hd_one(pm, lm, *, spacing, definition, percentile, directed):
             return jnp.max(jnp.where(w > 0, d, jnp.float32(0)))
         return _percentile(d, w, percentile, definition)
 
-    value = one_way(pm, lm)
-    if not directed:
-        value = jnp.maximum(value, one_way(lm, pm))
+    if definition == "medpy" and percentile is not None and not directed:
+        value = medpy_hd_assd(pm, lm, spacing, percentile)[0]  # both directions pooled
+    else:
+        value = one_way(pm, lm)
+        if not directed:
+            value = jnp.maximum(value, one_way(lm, pm))
     return _empty_rule(n_p, n_l, value, jnp.inf)
 
 
+def medpy_hd_assd(pm, lm, spacing, percentile=95.0):
+    """medpy's (and panoptica's) pooled HD percentile and ASSD of two non-empty masks.
+
+    Edge voxels as MONAI's; ``d_pl`` the distances from the prediction's edges to the
+    label's, ``d_lp`` the other way. ``HD_q = percentile(concat(d_pl, d_lp), q)``
+    (linear interpolation) and ``ASSD = (mean(d_pl) + mean(d_lp)) / 2``: two distance
+    transforms for both.
+    """
+    d_pl, w_p = _directed(pm, lm, spacing, "medpy")
+    d_lp, w_l = _directed(lm, pm, spacing, "medpy")
+    d, w = (
+        jnp.concatenate([d_pl.ravel(), d_lp.ravel()]),
+        jnp.concatenate([w_p.ravel(), w_l.ravel()]),
+    )
+    if percentile == 0:  # NumPy's 0th percentile is the minimum (MONAI reads 0 as the maximum)
+        hd = jnp.min(jnp.where(w > 0, d, jnp.inf))
+    else:
+        hd = _percentile(d, w, percentile, "monai")
+    mean_pl = jnp.sum(d_pl * w_p) / jnp.maximum(jnp.sum(w_p), 1)
+    mean_lp = jnp.sum(d_lp * w_l) / jnp.maximum(jnp.sum(w_l), 1)
+    return hd, 0.5 * (mean_pl + mean_lp)
+
+
 def _asd_one(pm, lm, *, spacing, definition, symmetric):
+    if definition == "medpy" and symmetric:  # the mean of the two directed means
+        value = medpy_hd_assd(pm, lm, spacing)[1]
+        return _empty_rule(jnp.sum(pm), jnp.sum(lm), value, jnp.inf)
     d_pl, w_p = _directed(pm, lm, spacing, definition)
     num, den = jnp.sum(d_pl * w_p), jnp.sum(w_p)
     if symmetric:
@@ -660,8 +689,11 @@ _SHARED_ARGS = """predictions: predicted class ids, int ``[batch, *spatial]`` (2
       num_classes: ``C``; the class masks are ``predictions == c`` and ``labels == c``.
       spacing: voxel size per spatial axis (a number or one per axis, each in
         ``[1e-12, 1e12]``); default 1.
-      definition: ``"monai"`` (edge voxels, equal to MONAI's ``compute_*``) or
-        ``"deepmind"`` (surfels weighted by area, Nikolov et al. 2021).
+      definition: ``"monai"`` (edge voxels, equal to MONAI's ``compute_*``),
+        ``"deepmind"`` (surfels weighted by area, Nikolov et al. 2021) or
+        ``"medpy"`` (MONAI's edge voxels; a symmetric HD percentile pools both
+        directed distance sets, a symmetric ASD is the mean of the two directed
+        means: medpy's ``hd95`` / ``assd``, panoptica's HD95 / ASSD).
       ignore_index: label id(s) whose pixels are left out (predictions there are
         not counted); an ignored id inside ``[0, C)`` gives NaN for that class.
       include_background: ``False`` reports class 0 as NaN."""

@@ -34,6 +34,7 @@ from jaxseg import _checked, _counts
 from jaxseg import _classwise as cw_
 from jaxseg import _validation as v
 from jaxseg._components import check_connectivity, connected_components
+from jaxseg._distance import medpy_hd_assd
 from jaxseg._state import FLOAT, LIMBS, StateAlgebra, _static
 
 ArrayLike = jax.typing.ArrayLike
@@ -190,57 +191,6 @@ def match(
     return chosen & candidate
 
 
-def _border(mask: jax.Array) -> jax.Array:
-    """Elements of ``mask`` with a face neighbour outside it or outside the array
-    (``mask`` XOR its erosion by SciPy's connectivity-1 structure, border value 0)."""
-    eroded = mask
-    for axis in range(mask.ndim):
-        pad = [(0, 0)] * mask.ndim
-        pad[axis] = (1, 1)
-        padded = jnp.pad(mask, pad)
-        n = mask.shape[axis]
-        eroded = eroded & lax.slice_in_dim(padded, 0, n, axis=axis)
-        eroded = eroded & lax.slice_in_dim(padded, 2, n + 2, axis=axis)
-    return mask & ~eroded
-
-
-def _percentile(values: jax.Array, valid: jax.Array, q: float) -> jax.Array:
-    """NumPy's linear-interpolation percentile of the ``valid`` entries of a flat array."""
-    x = jnp.sort(jnp.where(valid, values, jnp.inf))
-    n = jnp.sum(valid, dtype=jnp.int32)
-    pos = (q / 100.0) * (jnp.maximum(n, 1) - 1).astype(x.dtype)
-    lo = jnp.floor(pos).astype(jnp.int32)
-    hi = jnp.minimum(lo + 1, jnp.maximum(n - 1, 0))
-    out = x[lo] + (x[hi] - x[lo]) * (pos - lo.astype(x.dtype))
-    return jnp.where(n > 0, jnp.where(hi == lo, x[lo], out), jnp.nan)
-
-
-def medpy_distances(
-    ref: jax.Array, pred: jax.Array, spacing: tuple[float, ...] | None
-) -> tuple[jax.Array, jax.Array]:
-    """HD95 and ASSD of two boolean masks, medpy's (and panoptica's) definitions.
-
-    Border elements are each mask XOR its erosion (connectivity 1, outside the
-    array counts as background); ``d_pa`` are the distances from the prediction's
-    border elements to the nearest reference border element, ``d_ap`` the other way.
-    ``HD95 = percentile(concat(d_pa, d_ap), 95)`` (linear interpolation) and
-    ``ASSD = (mean(d_pa) + mean(d_ap)) / 2``.
-    """
-    from jaxseg._distance import distance_transform
-
-    br, bp = _border(ref), _border(pred)
-    to_ref = distance_transform(br, spacing=spacing)
-    to_pred = distance_transform(bp, spacing=spacing)
-    d = jnp.concatenate([to_ref.reshape(-1), to_pred.reshape(-1)])
-    valid = jnp.concatenate([bp.reshape(-1), br.reshape(-1)])
-    hd95 = _percentile(d, valid, 95.0)
-    n_p = jnp.sum(bp, dtype=jnp.int32).astype(d.dtype)
-    n_r = jnp.sum(br, dtype=jnp.int32).astype(d.dtype)
-    mean_pa = jnp.sum(jnp.where(bp, to_ref, 0.0)) / jnp.maximum(n_p, 1)
-    mean_ap = jnp.sum(jnp.where(br, to_pred, 0.0)) / jnp.maximum(n_r, 1)
-    return hd95, 0.5 * (mean_pa + mean_ap)
-
-
 def segment_counts(
     pred: jax.Array,
     ref: jax.Array,
@@ -280,9 +230,12 @@ def segment_counts(
         matched = chosen.any(1)
         col = jnp.argmax(chosen, 1)
 
+        grid = spacing if spacing is not None else (1.0,) * pred.ndim
+
         def pair(r, p, ok):
             a, b = (ref == r + 1) & ok, (pred == p + 1) & ok
-            return medpy_distances(a, b, spacing)
+            # medpy's definitions, as panoptica's HD95 and ASSD
+            return medpy_hd_assd(b, a, grid)
 
         hd95, assd = jax.vmap(pair)(jnp.arange(cap), col, matched)
         values = {"hd95": hd95, "assd": assd}
