@@ -3,12 +3,16 @@
 Everything here has static shapes and runs under ``jit`` and ``vmap`` on the
 accelerator: no host callback and no SciPy.
 
-* :func:`distance_transform` is separable and exact: one linear pass along the
-  first axis (nearest ``True`` to the left and right by cumulative max / min of
+* :func:`distance_transform` is separable and exact: one linear pass along one
+  axis (nearest ``True`` to the left and right by cumulative max / min of
   indices), then along each further axis the exact lower envelope
-  ``g(i) = min_j f(j) + (s (i - j))^2`` by brute-force min-plus over the line.
-  XLA fuses the ``[..., n, n]`` broadcast into the reduction, so memory stays
-  ``O(N)``; the measurements behind the choice are in ``docs/benchmarks.md``.
+  ``g(i) = min_j f(j) + (s (i - j))^2``. Short axes (and non-CPU backends) take
+  the brute-force min-plus over the whole line, which XLA fuses into one
+  reduction (memory ``O(N)``, work ``O(N n)``). Axes of 64 or more on CPU take
+  a windowed min-plus, ``|i - j| <= R / s``, with ``R`` an upper bound on every
+  distance read off a 4x-coarser grid: work ``O(N R)``, exact because no
+  minimiser of a distance ``<= R`` lies further away. The measurements behind
+  the choice are in ``docs/benchmarks.md`` (D1).
 * Surface metrics reduce *weighted* distance maps: a weight per grid point (1 on
   an edge voxel for ``definition="monai"``, the surfel area for ``"deepmind"``)
   and the distance from that point to the other surface. Percentiles are exact
