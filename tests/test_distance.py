@@ -257,6 +257,10 @@ def test_three_hd95_definitions_worked_example():
     monai = float(ours["monai", "hd95"][row, 1])
     deepmind = float(ours["deepmind", "hd95"][row, 1])
     medpy = _medpy_hd95(pred[0] == 1, label[0] == 1)
+    ours_medpy = jaxseg.hausdorff_distance(
+        pred, label, num_classes=2, percentile=95, definition="medpy"
+    )
+    np.testing.assert_allclose(float(ours_medpy[0, 1]), medpy, rtol=1e-6)
     if pytest.importorskip("monai"):
         np.testing.assert_allclose(
             monai, R.monai_metric("hd", pred, label, 2, percentile=95)[0, 1], rtol=1e-6
@@ -367,7 +371,7 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="`percentile`"):
         jaxseg.hausdorff_distance(p, p, num_classes=2, percentile=101)
     with pytest.raises(ValueError, match="`definition`"):
-        jaxseg.hausdorff_distance(p, p, num_classes=2, definition="medpy")
+        jaxseg.hausdorff_distance(p, p, num_classes=2, definition="scipy")
     with pytest.raises(ValueError, match="`tolerance`"):
         jaxseg.surface_dice(p, p, num_classes=2, tolerance=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="same shape"):
