@@ -365,13 +365,28 @@ def test_from_instances_any_ids_and_overflow():
 
 
 def test_lesion_wise_brats_formula():
-    pred = np.array([[1, 1, 1, 0, 2, 0, 3, 0, 0, 0], [0] * 10])
-    ref = np.array([[1, 1, 0, 0, 2, 0, 0, 0, 4, 4], [0] * 10])
-    s = jaxseg.PanopticStats.from_instances(pred, ref)  # tp 2 (Dice 0.8, 1), fp 1, fn 1
+    """BraTS 2023 lesion-wise Dice (fill 0) and HD95 (fill 374), by hand and with
+    panoptica's medpy HD95 of the matched pairs."""
+    from panoptica.metrics.hausdorff_distance import _compute_hausdorff_distance95
+
+    row_p = [1, 1, 1, 0, 2, 0, 3, 0, 0, 0]
+    row_r = [1, 1, 0, 0, 2, 0, 0, 0, 4, 4]
+    pred = np.array([[row_p] * 3, [[0] * 10] * 3])  # [2, 3, 10]: lesions are columns
+    ref = np.array([[row_r] * 3, [[0] * 10] * 3])
+    s = jaxseg.PanopticStats.from_instances(pred, ref, instance_metrics=("hd95",), spacing=2.0)
+    # tp 2 (Dice 0.8 and 1), fp 1, fn 1
     assert float(jaxseg.lesion_wise(s)[0]) == pytest.approx(1.8 / 4)
     assert float(jaxseg.lesion_wise(s, metric="iou", fill=1.0)[0]) == pytest.approx(
         (2 / 3 + 1 + 2) / 4
     )
+    hd = [
+        _compute_hausdorff_distance95(ref[0] == r, pred[0] == p, voxelspacing=(2.0, 2.0))
+        for r, p in ((1, 1), (2, 2))
+    ]
+    assert hd[0] > 0
+    want = (sum(hd) + 374 * 2) / 4
+    assert float(jaxseg.lesion_wise(s, metric="hd95", fill=374.0)[0]) == pytest.approx(want)
+    assert float(jaxseg.segmentation_quality(s, metric="hd95")[0]) == pytest.approx(sum(hd) / 2)
     assert math.isnan(float(jaxseg.lesion_wise(s)[1]))  # no lesion at all
     assert float(jaxseg.lesion_wise(s, empty=1.0)[1]) == 1.0
     # dataset level: pooled over images by `reduce`
