@@ -691,18 +691,29 @@ def _instances_core(pred, ref, *, opts, checking):
     return _counts_of(seg[:, :k], seg[:, k:], num[:, :k], num[:, k:], opts, checking)
 
 
-def _assemble(counts, sums, overflow, columns, c, ignore, names, opts) -> PanopticStats:
-    """Per-image ``[B, K, ...]`` results of the scored columns -> a state with ``c`` categories."""
+@functools.partial(jax.jit, static_argnames=("columns", "c"))
+def _leaves(counts, sums, overflow, *, columns, c):
+    """Per-image ``[B, K, ...]`` results of the scored columns -> the state's leaves."""
     if len(columns) != c:
         cols = np.asarray(columns, np.int32)
         b = counts.shape[0]
         counts = jnp.zeros((b, c, 3), counts.dtype).at[:, cols].set(counts)
         sums = jnp.zeros((b, c, sums.shape[-1]), sums.dtype).at[:, cols].set(sums)
         overflow = jnp.zeros((b, c), overflow.dtype).at[:, cols].set(overflow)
+    return (
+        _counts.from_int(jnp.swapaxes(counts, 1, 2)),
+        jnp.swapaxes(sums, 1, 2).astype(v.float_dtype()),
+        _counts.from_int(overflow),
+    )
+
+
+def _assemble(counts, sums, overflow, columns, c, ignore, names, opts) -> PanopticStats:
+    """A state with ``c`` categories from the results of the scored ``columns``."""
+    counts, sums, overflow = _leaves(counts, sums, overflow, columns=tuple(columns), c=c)
     return PanopticStats(
-        counts=_counts.from_int(jnp.swapaxes(counts, 1, 2)),
-        sums=jnp.swapaxes(sums, 1, 2).astype(v.float_dtype()),
-        overflow=_counts.from_int(overflow),
+        counts=counts,
+        sums=sums,
+        overflow=overflow,
         num_classes=c,
         ignore_classes=ignore,
         category_names=names,
