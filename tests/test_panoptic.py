@@ -467,3 +467,63 @@ def test_distance_definition_medpy_against_panoptica():
             np.testing.assert_allclose([hd[i, c], assd[i, c]], [want_hd, want_assd], rtol=2e-6)
             checked += 1
     assert checked > 30
+
+
+def test_brats_gli_configuration():
+    """brats-evaluation's bundled `gli` configuration (panoptica, six regions incl. the
+    wt / tc merges, Dice > 1e-6 bipartite matching, 26-connected components), whose
+    lesion-wise means are panoptica's sq_dsc and sq_hd95: equal on 16 generated volumes."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("brats_evaluation")
+    if spec is None:
+        pytest.skip("brats-evaluation is not installed (the `parity` extra)")
+    from panoptica import Panoptica_Evaluator
+
+    config = Path(spec.submodule_search_locations[0]) / "configs" / "config_gli.yaml"
+    evaluator = Panoptica_Evaluator.load_from_config(config)
+    regions = {"snfh": (2,), "et": (3,), "netc": (1,), "rc": (4,), "tc": (1, 3), "wt": (1, 2, 3)}
+    rng = np.random.default_rng(12)
+    ref = np.stack([ndimage.median_filter(rng.integers(0, 5, (8, 8, 8)), 3) for _ in range(16)])
+    pred = np.where(rng.random(ref.shape) < 0.08, rng.integers(0, 5, ref.shape), ref)
+    pred[0] = 0  # an empty prediction
+    s = jaxseg.PanopticStats.from_semantic(
+        pred,
+        ref,
+        num_classes=5,
+        connectivity=3,
+        matching="bipartite",
+        match_metric="dice",
+        threshold=1e-6,
+        strict=False,
+        regions=regions,
+        instance_metrics=("hd95",),
+        max_segments=32,
+    )
+    assert float(s.num_overflow.sum()) == 0
+    ours = {
+        "tp": s.tp,
+        "fp": s.fp,
+        "fn": s.fn,
+        "rq": jaxseg.recognition_quality(s, average=None),
+        "sq_dsc": jaxseg.segmentation_quality(s, metric="dice", average=None),
+        "pq_dsc": jaxseg.panoptic_quality(s, metric="dice", average=None),
+        "sq_hd95": jaxseg.segmentation_quality(s, metric="hd95", average=None),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(len(ref)):
+            results = evaluator.evaluate(
+                pred[i].astype(np.uint8), ref[i].astype(np.uint8), verbose=False
+            )
+            for k, name in enumerate(regions):
+                res = results[name]
+                for key, value in ours.items():
+                    np.testing.assert_allclose(
+                        float(value[i, k]),
+                        float(getattr(res, key)),
+                        rtol=5e-6,
+                        atol=1e-5 if key == "sq_hd95" else 1e-6,  # float32 distances
+                        err_msg=f"image {i}, region {name}, {key}",
+                    )
