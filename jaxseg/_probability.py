@@ -644,9 +644,9 @@ def expected_calibration_error(
       >>> labels = jnp.array([0, 0, 1, 1])
       >>> h = jaxseg.ProbabilityHistogram.from_probabilities(probs, labels, num_bins=5)
       >>> jaxseg.expected_calibration_error(h, mode="top_label")
-      Array(0.14999998, dtype=float32)
+      Array(0.15, dtype=float32)
       >>> jaxseg.expected_calibration_error(h, average=None)
-      Array([0.29999998, 0.29999998], dtype=float32)
+      Array([0.3, 0.3], dtype=float32)
 
     References:
       Naeini et al., "Obtaining Well Calibrated Probabilities Using Bayesian
