@@ -1,9 +1,7 @@
 """jaxseg.flax.StateMetric (one NNX adapter for every state) and the examples of docs/flax.md."""
 
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +14,6 @@ optax = pytest.importorskip("optax")
 import jaxseg  # noqa: E402
 from jaxseg.flax import StateMetric  # noqa: E402
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "flax.md"
 C = 3
 IGNORE = 255
 
@@ -161,41 +158,3 @@ def test_flax_not_imported_by_jaxseg():
     code = "import sys, jaxseg; print('flax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-
-
-def _doc_blocks():
-    text = DOC.read_text()
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
-
-
-def test_docs_example_trains_and_evaluates(capsys):
-    blocks = _doc_blocks()
-    assert len(blocks) == 3
-    ns: dict = {}
-    # user code runs with JAX's default promotion (optax's Adam mixes int and float)
-    with jax.numpy_dtype_promotion("standard"):
-        exec(compile(blocks[0], str(DOC), "exec"), ns)
-    metric, model = ns["metric"], ns["model"]
-    assert isinstance(metric, StateMetric)
-    assert float(jaxseg.iou(metric.state, average="macro")) > 0.9
-    # the padded copies were masked out: the counts are those of the 13 images
-    images, labels = ns["eval_images"], ns["eval_labels"]
-    ref = _reference([(np.asarray(model(images)), labels, np.ones(labels.shape, bool))])
-    np.testing.assert_array_equal(metric.state.to_numpy(), ref)
-    assert ref.sum() == 13 * 15 * 16  # every labelled pixel once (row 0 is ignored)
-    with jax.numpy_dtype_promotion("standard"):
-        exec(compile(blocks[1], str(DOC), "exec"), ns)
-    images, labels = ns["images"], ns["labels"]
-    ref = _reference([(np.asarray(model(images)), labels, np.ones(labels.shape, bool))])
-    np.testing.assert_array_equal(ns["metric"].state.to_numpy(), ref)
-    assert "mIoU" in capsys.readouterr().out
-
-
-def test_docs_clu_example_counts_every_pixel(capsys):
-    pytest.importorskip("clu.metrics")
-    ns: dict = {}
-    exec(compile(_doc_blocks()[2], str(DOC), "exec"), ns)
-    state, channel_state = ns["state"], ns["channel_state"]
-    assert state.confusion.to_numpy().sum() == 3 * 4 * 8 * 8
-    assert channel_state.channels.to_numpy().sum() == 3 * 4 * 8 * 8 * 2  # pixels x channels
-    assert "768 1536" in capsys.readouterr().out
