@@ -1,4 +1,4 @@
-"""jaxseg.flax.StateMetric (one NNX adapter for every state) and the examples of docs/flax.md."""
+"""jaxseg.flax.StateMetric: one NNX adapter for every state (docs/flax.md runs in test_docs)."""
 
 import subprocess
 import sys
