@@ -341,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     code = _main(argv)
     if argv is None:
-        _end_process(code)
+        _end_process(code, now=code == EXIT_INTERRUPTED)
     return code
 
 
@@ -376,8 +376,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_ERROR
 
 
-def _end_process(code: int) -> None:
-    """``os._exit(code)`` after flushing, while a ``jaxseg-`` worker thread is still alive.
+def _end_process(code: int, *, now: bool = False) -> None:
+    """``os._exit(code)`` after flushing, while a ``jaxseg-`` worker thread is still alive
+    (or at once with ``now``: after Ctrl-C).
 
     A worker may be inside JAX (compiling or running a distance metric). The
     normal interpreter exit then runs JAX's clean-up and the C++ destructors
@@ -385,8 +386,12 @@ def _end_process(code: int) -> None:
     the intended status. Ending without that finalisation is safe here: every
     output file is written completely (rename of a finished temporary file)
     before the command returns, or not at all, and the workers write nothing.
+    After Ctrl-C the interrupt may have cut an import or a library call short
+    anywhere (BLAS or XLA threads half started), so the process never runs the
+    interpreter's finalisation then.
     """
-    if not any(t.name.startswith("jaxseg-") and t.is_alive() for t in threading.enumerate()):
+    alive = any(t.name.startswith("jaxseg-") and t.is_alive() for t in threading.enumerate())
+    if not (now or alive):
         return
     for stream in (sys.stdout, sys.stderr):
         try:
