@@ -376,14 +376,18 @@ def test_interrupt_gives_130_and_one_line(tmp_path, capsys, small, monkeypatch):
 def test_broken_pipe_and_sigint_in_a_real_process(tmp_path, small):
     cmd = [sys.executable, "-m", "jaxseg", "evaluate", *map(str, small)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=_fresh_signals
+    )
     proc.stdout.close()  # the reader is gone before the first line (| head -0)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == ""  # quiet, as other tools
     # Ctrl-C while a reading thread is blocked (a FIFO with no writer): exit at once
     os.mkfifo(tmp_path / "pred" / "2007_000009.png")
     os.mkfifo(tmp_path / "SegmentationClass" / "2007_000009.png")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=_fresh_signals
+    )
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -535,3 +539,13 @@ def test_boundary_iou_metric_on_png(tmp_path, capsys):
         pred, label, num_classes=2, metrics=("boundary_iou",), ignore_index=255
     )["boundary_iou"]
     np.testing.assert_allclose([r["boundary_iou"] for r in report["classes"]], want, rtol=1e-6)
+
+
+def _fresh_signals() -> None:
+    """In the child before exec: SIGINT unblocked and at its default, as a shell starts it.
+
+    A test process may hold SIGINT blocked or ignored (set by a library in a
+    thread that started it); a child inherits that and could never see Ctrl-C.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

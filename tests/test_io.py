@@ -409,7 +409,9 @@ def test_sigint_during_distance_metrics_exits_130_cleanly(tmp_path):
            "--metrics", "hd95,assd", "--json", str(out)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
     for delay in (3.0, 4.5):
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=_fresh_signals
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
@@ -428,3 +430,13 @@ def test_bad_file_met_during_distance_metrics_exits_2_in_a_real_process(tmp_path
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr[-500:]
     assert str(p / "004.png") in _one_line(proc.stderr)
+
+
+def _fresh_signals() -> None:
+    """In the child before exec: SIGINT unblocked and at its default, as a shell starts it.
+
+    A test process may hold SIGINT blocked or ignored (set by a library in a
+    thread that started it); a child inherits that and could never see Ctrl-C.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
