@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._panoptic import PanopticStats as PanopticStats
     from jaxseg._panoptic import lesion_wise as lesion_wise
     from jaxseg._panoptic import panoptic_quality as panoptic_quality
+    from jaxseg._panoptic import panoptic_summary as panoptic_summary
     from jaxseg._panoptic import recognition_quality as recognition_quality
     from jaxseg._panoptic import segmentation_quality as segmentation_quality
     from jaxseg._probability import ProbabilityHistogram as ProbabilityHistogram
@@ -85,6 +86,7 @@ _SOURCES = {
     "PanopticStats": "jaxseg._panoptic",
     "lesion_wise": "jaxseg._panoptic",
     "panoptic_quality": "jaxseg._panoptic",
+    "panoptic_summary": "jaxseg._panoptic",
     "recognition_quality": "jaxseg._panoptic",
     "segmentation_quality": "jaxseg._panoptic",
     "cross_entropy_loss": "jaxseg._cross_entropy",

@@ -65,17 +65,25 @@ def overlaps(pred: jax.Array, ref: jax.Array, num_segments: int) -> jax.Array:
     return table.reshape(s, s)
 
 
-def pair_scores(table: jax.Array) -> dict[str, jax.Array]:
-    """IoU and Dice of every (reference, prediction) pair ``[S, S]`` from :func:`overlaps`."""
-    f = v.float_dtype()
+def pair_scores(table: jax.Array, *, exclude_void: bool = False) -> dict[str, jax.Array]:
+    """IoU and Dice of every (reference, prediction) pair ``[S, S]`` from :func:`overlaps`.
+
+    With ``exclude_void`` the prediction's overlap with the reference's row 0
+    (VOID) is left out of its area, so of the union (panopticapi's rule). A NumPy
+    table gives NumPy float64 scores (the host path), a JAX one JAX scores.
+    """
+    xp = cw_.array_module(table)
+    f = np.float64 if xp is np else v.float_dtype()
     inter = table[1:, 1:].astype(f)
     area_ref = table[1:, :].sum(1).astype(f)[:, None]
     area_pred = table[:, 1:].sum(0).astype(f)[None, :]
+    if exclude_void:
+        area_pred = area_pred - table[:1, 1:].astype(f)
     union = area_ref + area_pred - inter
     total = area_ref + area_pred
     return {
-        "iou": jnp.where(inter > 0, inter / jnp.where(union > 0, union, 1), 0.0),
-        "dice": jnp.where(inter > 0, 2 * inter / jnp.where(total > 0, total, 1), 0.0),
+        "iou": xp.where(inter > 0, inter / xp.where(union > 0, union, 1), 0.0),
+        "dice": xp.where(inter > 0, 2 * inter / xp.where(total > 0, total, 1), 0.0),
     }
 
 
@@ -245,10 +253,12 @@ def segment_counts(
     return jnp.stack([tp, num_pred - tp, num_ref - tp]), sums, overflow
 
 
-def _compact(ids: jax.Array, cap: int) -> tuple[jax.Array, jax.Array]:
+def _compact(ids: jax.Array, cap: int, *, details: bool = False) -> tuple[jax.Array, ...]:
     """Renumber the distinct non-zero ids of an instance map ``1..n`` in increasing order.
 
-    Returns the map (ids past the ``cap``-th distinct one become ``cap + 1``) and ``n``.
+    Returns the map (ids past the ``cap``-th distinct one become ``cap + 1``) and ``n``;
+    with ``details`` also the ids of segments ``1..cap`` (``[cap]``, 0 past ``n``), the
+    sorted ids and the mask of the first occurrence of each distinct non-zero id.
     """
     flat = ids.reshape(-1)
     order = jnp.sort(flat)
@@ -262,7 +272,336 @@ def _compact(ids: jax.Array, cap: int) -> tuple[jax.Array, jax.Array]:
     hit = rank <= keys.shape[0]
     hit = hit & (keys[jnp.minimum(rank - 1, keys.shape[0] - 1)] == flat)
     out = jnp.where(flat == 0, 0, jnp.where(hit & (rank <= cap), rank, cap + 1))
+    if details:
+        n = min(cap, keys.shape[0])
+        kept = jnp.zeros(cap, flat.dtype).at[:n].set(keys[:n])
+        kept = jnp.where(jnp.arange(cap) < count, kept, 0)
+        return out.reshape(ids.shape), count, kept, order, first
     return out.reshape(ids.shape), count
+
+
+# -- panopticapi's rules on one image's segment-overlap table ---------------------------
+
+
+def panoptic_rules(
+    table: Any,
+    ref_cat: Any,
+    ref_ok: Any,
+    ref_crowd: Any,
+    crowd_pick: Any,
+    pred_cat: Any,
+    pred_ok: Any,
+    num_categories: int,
+) -> tuple[Any, Any]:
+    """One image's per-category ``(tp, fp, fn)`` and pair sums from a segment-overlap table.
+
+    ``table[r, p]`` (``[R + 1, P + 1]``, as :func:`overlaps`) counts the pixels of
+    reference segment ``r`` and predicted segment ``p``; row 0 is the reference's
+    VOID. Per segment: its category index ``*_cat`` (``0..K-1``), whether it is
+    scored (``*_ok``: present, of a known category), whether a reference segment
+    is a crowd region, and which crowd regions count for the false-positive rule
+    (``crowd_pick``). panopticapi's rules:
+
+    * a pair of one category, the reference not a crowd, matches when
+      ``IoU > 0.5`` with the union leaving out the prediction's overlap with VOID
+      (unique: :func:`match` with ``threshold=0.5``);
+    * an unmatched non-crowd reference segment is a false negative;
+    * an unmatched predicted segment is a false positive unless more than half of
+      it lies in VOID plus a picked crowd region of its category.
+
+    NumPy inputs compute on the host (``int64`` counts, float64 sums: the same
+    arithmetic as panopticapi), JAX inputs under ``jit``. Returns ``counts
+    [3, K]`` (rows tp, fp, fn) and ``sums [2, K]`` (IoU, Dice of matched pairs).
+    """
+    xp = cw_.array_module(table, ref_cat, pred_cat)
+    ints = np.int64 if xp is np else jnp.int32
+    scores = pair_scores(table, exclude_void=True)
+    same = (ref_cat[:, None] == pred_cat[None, :]) & ~ref_crowd[:, None]
+    scores = {m: xp.where(same, x, 0.0) for m, x in scores.items()}
+    chosen = match(
+        scores,
+        ref_ok & ~ref_crowd,
+        pred_ok,
+        matching="threshold",
+        match_metric="iou",
+        threshold=0.5,
+        strict=True,
+    )
+    ref_matched, pred_matched = chosen.any(1), chosen.any(0)
+    inter = table[1:, 1:]
+    crowd = crowd_pick[:, None] & (ref_cat[:, None] == pred_cat[None, :])
+    lost = table[0, 1:] + xp.sum(xp.where(crowd, inter, 0), 0)  # VOID + crowd of the category
+    area = xp.sum(table[:, 1:], 0)
+    ignored = 2 * lost > area  # (VOID + crowd) / area > 0.5, in integers
+
+    def per_category(cat, values):
+        if xp is np:
+            return np.bincount(cat, weights=values, minlength=num_categories)
+        return jnp.zeros(num_categories, values.dtype).at[cat].add(values, mode="drop")
+
+    fp = pred_ok & ~(pred_matched | ignored)
+    flags = [ref_ok & ref_matched, ref_ok & ~ref_matched & ~ref_crowd]
+    counts = [per_category(c, f.astype(ints)) for c, f in ((ref_cat, flags[0]), (pred_cat, fp))]
+    counts = xp.stack([*counts, per_category(ref_cat, flags[1].astype(ints))]).astype(ints)
+    sums = xp.stack(
+        [
+            per_category(
+                ref_cat, xp.where(ref_ok, xp.sum(xp.where(chosen, scores[m], 0.0), 1), 0.0)
+            )
+            for m in PAIR_METRICS
+        ]
+    )
+    return counts, sums
+
+
+def _check_categories(categories: Any) -> tuple[tuple[int, ...], tuple[str, ...], tuple[bool, ...]]:
+    """COCO ``[{id, name, isthing}, ...]`` -> (ids, names, things), in the given order."""
+    if isinstance(categories, Mapping):  # panopticapi's {id: {...}} form
+        categories = list(categories.values())
+    if (
+        isinstance(categories, str | bytes)
+        or not isinstance(categories, Sequence)
+        or not categories
+    ):
+        raise TypeError(
+            "`categories` must be a non-empty list of COCO categories "
+            f"{{'id': int, 'name': str, 'isthing': 0 | 1}}; got {categories!r}."
+        )
+    ids, names, things = [], [], []
+    for i, cat in enumerate(categories):
+        if not isinstance(cat, Mapping) or "id" not in cat or "isthing" not in cat:
+            raise TypeError(
+                f"`categories[{i}]` must be a mapping with 'id' and 'isthing'; got {cat!r}."
+            )
+        cid, thing = cat["id"], cat["isthing"]
+        if isinstance(cid, bool) or not isinstance(cid, int | np.integer) or cid < 0:
+            raise ValueError(f"`categories[{i}]['id']` must be an int >= 0; got {cid!r}.")
+        if thing not in (0, 1):  # also True / False
+            raise ValueError(f"`categories[{i}]['isthing']` must be 0 or 1; got {thing!r}.")
+        ids.append(int(cid))
+        names.append(str(cat.get("name", cid)))
+        things.append(bool(thing))
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"`categories` has repeated ids: {dup}.")
+    return tuple(ids), tuple(names), tuple(things)
+
+
+def _check_divisor(label_divisor: Any) -> int:
+    if isinstance(label_divisor, bool) or not isinstance(label_divisor, int | np.integer):
+        raise TypeError(f"`label_divisor` must be a positive int; got {label_divisor!r}.")
+    if label_divisor < 1:
+        raise ValueError(f"`label_divisor` must be at least 1; got {label_divisor}.")
+    return int(label_divisor)
+
+
+def _unknown_ids(ids: np.ndarray, name: str, cat_ids: tuple[int, ...], divisor: int) -> None:
+    """Host check: every non-zero id's category ``id // divisor`` is in ``categories``."""
+    seen = np.unique(ids)
+    seen = seen[seen != 0]
+    bad = seen[~np.isin(seen // divisor, np.asarray(cat_ids, np.int64))]
+    if bad.size:
+        raise ValueError(
+            f"`{name}` holds ids whose category (id // label_divisor = id // {divisor}) is "
+            f"not in `categories`: ids {bad[:5].tolist()} (categories "
+            f"{sorted(set((bad // divisor).tolist()))[:5]}); known categories: {list(cat_ids)}."
+        )
+
+
+def _category_index(cat: Any, cat_ids: tuple[int, ...]) -> tuple[Any, Any]:
+    """``(index into categories, known)`` of category ids, for NumPy or JAX arrays."""
+    xp = cw_.array_module(cat)
+    lut = np.full(max(cat_ids) + 2, -1, np.int32)  # the last entry: ids out of range
+    lut[list(cat_ids)] = np.arange(len(cat_ids))
+    out_of_range = (cat < 0) | (cat > max(cat_ids))
+    index = xp.asarray(lut)[xp.where(out_of_range, len(lut) - 1, cat)]
+    return xp.maximum(index, 0), index >= 0
+
+
+def _panoptic_image(pred, ref, cat_ids, things, divisor, cap, checking):
+    """One image under ``jit``: id maps -> ``(counts [3, K], sums [2, K], overflow [K])``."""
+    k = len(cat_ids)
+    thing = jnp.asarray(np.asarray(things, bool))
+
+    def segments(ids, is_ref):
+        seg, n, kept, order, first = _compact(ids, cap, details=True)
+        ok = jnp.arange(1, cap + 1) <= n
+        cat, known = _category_index(kept // divisor, cat_ids)
+        crowd = thing[cat] & (kept % divisor == 0) & known & ok & is_ref
+        # segments past the cap, per category (from every distinct id, sorted)
+        all_cat, all_known = _category_index(order // divisor, cat_ids)
+        rank = jnp.cumsum(first)
+        past = first & (rank > cap) & all_known
+        if is_ref:
+            past_crowd = past & thing[all_cat] & (order % divisor == 0)
+        else:
+            past_crowd = jnp.zeros_like(past)
+        over = jnp.zeros(k, jnp.int32).at[all_cat].add(past.astype(jnp.int32))
+        over_crowd = jnp.zeros(k, jnp.int32).at[all_cat].add(past_crowd.astype(jnp.int32))
+        unknown = jnp.sum(first & ~all_known, dtype=jnp.int32)
+        # slot cap + 1 collects the segments past the cap: present in the areas, never scored
+        return seg, cat, ok & known, crowd, over, over_crowd, unknown
+
+    seg_p, cat_p, ok_p, _, over_p, _, unknown_p = segments(pred, False)
+    seg_r, cat_r, ok_r, crowd_r, over_r, crowd_over_r, unknown_r = segments(ref, True)
+    table = overlaps(seg_p, seg_r, cap + 1)
+    bucket = jnp.zeros(1, bool)
+    pad = lambda x, value=0: jnp.concatenate([x, jnp.full(1, value, x.dtype)])  # noqa: E731
+    counts, sums = panoptic_rules(
+        table,
+        pad(cat_r),
+        jnp.concatenate([ok_r, bucket]),
+        jnp.concatenate([crowd_r, bucket]),
+        jnp.concatenate([crowd_r, bucket]),
+        pad(cat_p),
+        jnp.concatenate([ok_p, bucket]),
+        k,
+    )
+    # segments past the cap take no part in the matching: predicted ones are false
+    # positives, non-crowd reference ones false negatives
+    counts = counts + jnp.stack([jnp.zeros_like(over_p), over_p, over_r - crowd_over_r])
+    if checking:
+        checkify.check(
+            unknown_p == 0,
+            "jaxseg: `pred_ids` holds {count} segment id(s) whose category "
+            f"(id // {divisor}) is not in `categories`.",
+            count=unknown_p,
+        )
+        checkify.check(
+            unknown_r == 0,
+            "jaxseg: `label_ids` holds {count} segment id(s) whose category "
+            f"(id // {divisor}) is not in `categories`.",
+            count=unknown_r,
+        )
+    return counts, sums, over_p + over_r
+
+
+@functools.partial(jax.jit, static_argnames=("cat_ids", "things", "divisor", "cap", "checking"))
+def _panoptic_core(pred, ref, *, cat_ids, things, divisor, cap, checking):
+    one = lambda p, r: _panoptic_image(p, r, cat_ids, things, divisor, cap, checking)  # noqa: E731
+    counts, sums, overflow = jax.vmap(one)(pred, ref)
+    if checking:
+        checkify.check(
+            ~jnp.any(overflow > 0),
+            f"jaxseg: {{count}} segment(s) past `max_segments={cap}` were left out of the "
+            "matching (counted as unmatched); raise `max_segments`.",
+            count=jnp.sum(overflow),
+        )
+    return (
+        _counts.from_int(counts),
+        sums.astype(v.float_dtype()),
+        _counts.from_int(overflow),
+    )
+
+
+def _host_segments(ids, segments, name, divisor, cat_ids, things, is_ref):
+    """Host: a map's segments in order -> (slot map, category index, ok, crowd, crowd_pick)."""
+    present = np.unique(ids)
+    present = present[present != 0]
+    if segments is None:
+        _unknown_ids(present, name, cat_ids, divisor)
+        seg_ids = present
+        cat = seg_ids // divisor
+        cat_index, _ = _category_index(cat, cat_ids)
+        crowd = np.asarray(things, bool)[cat_index] & (seg_ids % divisor == 0) & is_ref
+        pick = crowd.copy()
+    else:
+        seg_ids = np.asarray(list(segments), np.int64)
+        info = [segments[i] for i in segments]
+        cat = np.asarray([c[0] if is_ref else c for c in info], np.int64).reshape(-1)
+        crowd = np.asarray([bool(c[1]) if is_ref else False for c in info], bool).reshape(-1)
+        missing = present[~np.isin(present, seg_ids)]
+        if missing.size:
+            raise ValueError(
+                f"`{name}` holds segment ids that are not in its segment list: "
+                f"{missing[:5].tolist()}."
+            )
+        cat_index, known = _category_index(cat, cat_ids)
+        if not known.all():
+            raise ValueError(
+                f"`{name}`: segments {seg_ids[~known][:5].tolist()} have categories "
+                f"{cat[~known][:5].tolist()} that are not in `categories`."
+            )
+        # panopticapi keeps one crowd region per category: the last one listed
+        pick = np.zeros(len(seg_ids), bool)
+        last = {
+            int(c): j
+            for j, (c, w) in enumerate(zip(cat.tolist(), crowd.tolist(), strict=True))
+            if w
+        }
+        pick[list(last.values())] = True
+    order = np.argsort(seg_ids, kind="stable")
+    pos = np.searchsorted(seg_ids[order], ids)
+    slot = np.where(ids == 0, 0, order[np.clip(pos, 0, max(len(seg_ids) - 1, 0))] + 1)
+    ok = np.ones(len(seg_ids), bool)
+    return slot, cat_index, ok, crowd, pick
+
+
+def panoptic_image_counts(
+    pred_ids: Any,
+    label_ids: Any,
+    *,
+    categories: Any,
+    label_divisor: int = 1000,
+    pred_segments: Mapping[int, int] | None = None,
+    label_segments: Mapping[int, tuple[int, bool]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image on the host, in NumPy: per-category ``(tp, fp, fn)`` and pair sums.
+
+    The per-image step of :meth:`PanopticStats.from_panoptic` without JAX (no
+    compilation, any image size), with panopticapi's arithmetic: ``int64`` counts,
+    float64 IoU of each matched pair as ``intersection / union`` of integers.
+
+    Args:
+      pred_ids: integer ``[H, W]`` predicted segment ids; 0 is VOID.
+      label_ids: integer ``[H, W]`` reference segment ids; 0 is VOID.
+      categories: COCO categories ``[{id, name, isthing}, ...]`` (their order is the
+        order of the result's columns), or panopticapi's ``{id: {...}}``.
+      label_divisor: with no segment lists, a segment's category is
+        ``id // label_divisor`` and a thing segment with ``id % label_divisor == 0``
+        is a crowd region of the reference.
+      pred_segments: COCO ``segments_info`` of the prediction as ``{id: category_id}``
+        (then ids are arbitrary, e.g. RGB-encoded).
+      label_segments: the reference's ``{id: (category_id, iscrowd)}``, in the
+        order of its ``segments_info`` (of several crowd regions of one category
+        the last one counts, as in panopticapi). Listed segments absent from the
+        image are unmatched (false negatives unless crowd).
+
+    Returns:
+      ``counts int64 [3, K]`` (rows tp, fp, fn) and ``sums float64 [2, K]`` (sums of
+      the matched pairs' IoU and Dice), ``K = len(categories)``.
+
+    Raises:
+      ValueError: an id whose category is not in ``categories``, or (with segment
+        lists) an id in the image missing from its list; the message names
+        ``pred_ids`` or ``label_ids``.
+    """
+    cat_ids, _, things = _check_categories(categories)
+    divisor = _check_divisor(label_divisor)
+    pred = np.asarray(pred_ids).astype(np.int64, copy=False)
+    ref = np.asarray(label_ids).astype(np.int64, copy=False)
+    if pred.shape != ref.shape:
+        raise ValueError(
+            f"`pred_ids` and `label_ids` must have the same shape; got {pred.shape} "
+            f"and {ref.shape}."
+        )
+    if pred.dtype.kind not in "iu" and np.asarray(pred_ids).dtype.kind not in "iu":
+        raise TypeError("`pred_ids` must hold integer ids.")
+    if label_segments is not None:
+        label_segments = {int(i): (int(c[0]), bool(c[1])) for i, c in label_segments.items()}
+    if pred_segments is not None:
+        pred_segments = {int(i): int(c) for i, c in pred_segments.items()}
+    slot_p, cat_p, ok_p, _, _ = _host_segments(
+        pred, pred_segments, "pred_ids", divisor, cat_ids, things, False
+    )
+    slot_r, cat_r, ok_r, crowd_r, pick_r = _host_segments(
+        ref, label_segments, "label_ids", divisor, cat_ids, things, True
+    )
+    num_p, num_r = len(cat_p) + 1, len(cat_r) + 1
+    table = np.bincount((slot_r * num_p + slot_p).reshape(-1), minlength=num_r * num_p).reshape(
+        num_r, num_p
+    )
+    return panoptic_rules(table, cat_r, ok_r, crowd_r, pick_r, cat_p, ok_p, len(cat_ids))
 
 
 # -- the state ---------------------------------------------------------------------------
@@ -313,7 +652,10 @@ class PanopticStats(StateAlgebra):
       num_classes: ``C``, the number of categories (classes, or regions).
       ignore_classes: categories left out of averages (ignored ids; class 0
         unless ``include_background=True``).
-      category_names: region names, or ``None`` for classes (static).
+      category_names: region or category names, or ``None`` for classes (static).
+      category_ids: the COCO category ids of :meth:`from_panoptic`, else ``None``.
+      things: per category, whether it is a thing category (:meth:`from_panoptic`),
+        else ``None``; selects ``subset="things" | "stuff"`` in the scores.
 
     References:
       Kirillov et al., "Panoptic Segmentation", CVPR 2019;
@@ -328,6 +670,8 @@ class PanopticStats(StateAlgebra):
     ignore_classes: tuple[int, ...] = _static(())
     category_names: tuple[str, ...] | None = _static(None)
     metrics: tuple[str, ...] = _static(PAIR_METRICS)
+    category_ids: tuple[int, ...] | None = _static(None)
+    things: tuple[bool, ...] | None = _static(None)
     exclusive: ClassVar[bool] = False
 
     def _trailing_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -533,6 +877,104 @@ class PanopticStats(StateAlgebra):
             counts, sums, overflow, columns, len(groups), tuple(sorted(skip)), names, opts
         )
 
+    @classmethod
+    def from_panoptic(
+        cls,
+        pred_ids: ArrayLike,
+        label_ids: ArrayLike,
+        *,
+        categories: Any,
+        label_divisor: int = 1000,
+        max_segments: int = 256,
+    ) -> PanopticStats:
+        """Panoptic id maps scored with panopticapi's rules (COCO, Cityscapes).
+
+        A segment id is ``category * label_divisor + instance``; 0 is VOID. In a
+        thing category, instance 0 of the reference is a crowd region (Cityscapes'
+        ``instanceIds`` with crowd ids ``c`` written as ``c * 1000``, i.e.
+        ``np.where(ids < 1000, ids * 1000, ids)``); stuff segments may use any
+        instance. Per image and category, panopticapi's rules (Kirillov et al.):
+
+        * a predicted and a reference segment of one category match when
+          ``IoU > 0.5``, the union leaving out the prediction's overlap with VOID
+          (the match is then unique);
+        * crowd regions never match, and are not false negatives;
+        * an unmatched predicted segment lying more than half in VOID plus the
+          crowd region of its category is not a false positive;
+        * the scores leave out categories with ``tp + fp + fn = 0`` (NaN).
+
+        ``subset="things" | "stuff"`` in :func:`panoptic_quality` etc. averages over
+        thing or stuff categories; :func:`panoptic_summary` gives panopticapi's
+        All / Things / Stuff / per-category table.
+
+        Args:
+          pred_ids: integer ``[batch, *spatial]`` predicted segment ids.
+          label_ids: integer ``[batch, *spatial]`` reference segment ids.
+          categories: COCO categories ``[{"id": int, "name": str, "isthing": 0 | 1},
+            ...]``; the state's categories follow this order.
+          label_divisor: ids per category (default 1000, Cityscapes').
+          max_segments: static cap on distinct segment ids per map and image
+            (default 256). Segments past it take no part in the matching: they are
+            false positives (predicted) or negatives (reference, unless crowd), and
+            are counted in ``overflow`` (an error under :func:`jaxseg.checked`).
+
+        Returns:
+          A per-image state, batch shape ``[batch]``, ``K = len(categories)``
+          categories; the IoU sums are in the float dtype (float32 unless x64).
+
+        Raises:
+          ValueError: an id whose category ``id // label_divisor`` is not in
+            ``categories``, naming ``pred_ids`` or ``label_ids`` (on concrete
+            inputs; under ``jit`` such segments are left out, and
+            :func:`jaxseg.checked` raises).
+
+        Examples:
+          >>> import jax.numpy as jnp, jaxseg
+          >>> cats = [{"id": 1, "name": "road", "isthing": 0},
+          ...         {"id": 2, "name": "car", "isthing": 1}]
+          >>> ref = jnp.array([[[1000, 1000, 2001, 2001, 2000, 0]]])  # 2000: crowd, 0: VOID
+          >>> pred = jnp.array([[[1000, 2005, 2005, 2005, 2006, 2007]]])
+          >>> s = jaxseg.PanopticStats.from_panoptic(pred, ref, categories=cats)
+          >>> s.tp  # car 2005 matches 2001: IoU 2/3; road: IoU 1/2 is no match
+          Array([[0., 1.]], dtype=float32)
+          >>> s.fp  # 2006 lies in the crowd region, 2007 in VOID: no false positives
+          Array([[1., 0.]], dtype=float32)
+          >>> jaxseg.panoptic_quality(s.reduce(), average=None)  # car: IoU 2/3
+          Array([0.        , 0.6666667], dtype=float32)
+        """
+        cat_ids, names, things = _check_categories(categories)
+        divisor = _check_divisor(label_divisor)
+        pred = v.check_int_labels(v.as_int_array(pred_ids, "pred_ids"), "pred_ids")
+        ref = v.check_int_labels(v.as_int_array(label_ids, "label_ids"), "label_ids")
+        v.check_same_shape("pred_ids", pred, "label_ids", ref)
+        if pred.ndim < 2:
+            raise ValueError(
+                "`pred_ids` must have a batch axis, [batch, *spatial]; "
+                f"got shape {tuple(pred.shape)}."
+            )
+        cap = _check_options("threshold", "iou", 0.5, True, max_segments)[4][1]
+        for x, name in ((pred_ids, "pred_ids"), (label_ids, "label_ids")):
+            if not isinstance(x, jax.core.Tracer):  # concrete input: a named error now
+                _unknown_ids(np.asarray(x), name, cat_ids, divisor)
+        counts, sums, overflow = _panoptic_core(
+            pred,
+            ref,
+            cat_ids=cat_ids,
+            things=things,
+            divisor=divisor,
+            cap=cap,
+            checking=_checked.enabled(),
+        )
+        return cls(
+            counts=counts,
+            sums=sums,
+            overflow=overflow,
+            num_classes=len(cat_ids),
+            category_names=names,
+            category_ids=cat_ids,
+            things=things,
+        )
+
     # -- the Statistics protocol -------------------------------------------------------
 
     def to_numpy(self) -> np.ndarray:
@@ -724,45 +1166,135 @@ def _assemble(counts, sums, overflow, columns, c, ignore, names, opts) -> Panopt
 # -- scores -----------------------------------------------------------------------------
 
 
-def _check_state(state: Any) -> PanopticStats:
-    if not isinstance(state, PanopticStats):
+@dataclasses.dataclass(frozen=True)
+class HostPanopticStats:
+    """Exact host form of :class:`PanopticStats`: ``int64`` counts, float64 pair sums.
+
+    Every object score (:func:`panoptic_quality`, ...) and :func:`panoptic_summary`
+    accepts it and computes in NumPy float64 (panopticapi's arithmetic). Built by
+    :func:`host_state` from summed :func:`panoptic_image_counts`, or by
+    :func:`panoptic_summary` from a state.
+    """
+
+    counts: np.ndarray  # int64 [..., 3, C]: tp, fp, fn
+    sums: np.ndarray  # float64 [..., M, C]
+    num_classes: int
+    ignore_classes: tuple[int, ...] = ()
+    category_names: tuple[str, ...] | None = None
+    metrics: tuple[str, ...] = PAIR_METRICS
+    category_ids: tuple[int, ...] | None = None
+    things: tuple[bool, ...] | None = None
+
+    tp = property(lambda self: self.counts[..., 0, :].astype(np.float64))
+    fp = property(lambda self: self.counts[..., 1, :].astype(np.float64))
+    fn = property(lambda self: self.counts[..., 2, :].astype(np.float64))
+    tn = property(lambda self: np.zeros(self.counts[..., 0, :].shape))
+    counted_classes = property(lambda self: v.counted_mask(self.num_classes, self.ignore_classes))
+
+    def pair_sum(self, metric: str) -> np.ndarray:
+        metric = v.check_choice("metric", metric, self.metrics)
+        return self.sums[..., self.metrics.index(metric), :]
+
+    @classmethod
+    def of(cls, state: PanopticStats) -> HostPanopticStats:
+        """The dataset state on the host (a batched state is reduced first)."""
+        if state.batch_shape:
+            state = state.reduce()
+        return cls(
+            counts=state.to_numpy(),
+            sums=np.asarray(state.sums, np.float64),
+            num_classes=state.num_classes,
+            ignore_classes=state.ignore_classes,
+            category_names=state.category_names,
+            metrics=state.metrics,
+            category_ids=state.category_ids,
+            things=state.things,
+        )
+
+
+def host_state(counts: Any, sums: Any, categories: Any) -> HostPanopticStats:
+    """Host state from summed :func:`panoptic_image_counts` results of one dataset.
+
+    Args:
+      counts: ``int64 [3, K]`` (tp, fp, fn), e.g. summed over images.
+      sums: ``float64 [2, K]`` pair sums (IoU, Dice).
+      categories: the COCO categories the counts were computed with.
+    """
+    cat_ids, names, things = _check_categories(categories)
+    counts = np.asarray(counts, np.int64)
+    sums = np.asarray(sums, np.float64)
+    k = len(cat_ids)
+    if counts.shape[-2:] != (3, k) or sums.shape[-2:] != (len(PAIR_METRICS), k):
+        raise ValueError(
+            f"`counts` must be [..., 3, {k}] and `sums` [..., {len(PAIR_METRICS)}, {k}]; "
+            f"got {counts.shape} and {sums.shape}."
+        )
+    return HostPanopticStats(counts, sums, k, (), names, PAIR_METRICS, cat_ids, things)
+
+
+SUBSETS = ("all", "things", "stuff")
+
+
+def _check_state(state: Any) -> PanopticStats | HostPanopticStats:
+    if not isinstance(state, PanopticStats | HostPanopticStats):
         raise TypeError(f"`state` must be a PanopticStats; got {type(state).__name__}.")
     return state
 
 
+def _subset_mask(state: Any, subset: str) -> np.ndarray:
+    subset = v.check_choice("subset", subset, SUBSETS)
+    if subset == "all":
+        return np.ones(state.num_classes, bool)
+    if state.things is None:
+        raise ValueError(
+            f"`subset={subset!r}` needs thing / stuff categories: a state from "
+            "`PanopticStats.from_panoptic`."
+        )
+    things = np.asarray(state.things, bool)
+    return things if subset == "things" else ~things
+
+
 def _score(
-    state: PanopticStats,
+    state: PanopticStats | HostPanopticStats,
     num: jax.Array,
     den: jax.Array,
     *,
     average: str | None,
     empty: float,
     zero: float = 0.0,
+    subset: str = "all",
 ) -> jax.Array:
     """Per-category ``num / den`` with the empty rule of the chain, then the class average.
 
     A category is empty when ``tp + fp + fn == 0`` (score ``empty``, NaN by default,
     left out of averages); a zero denominator otherwise scores 0. ``"micro"`` pools
-    ``num`` and ``den`` over the included categories first.
+    ``num`` and ``den`` over the included categories first. ``subset`` keeps the
+    thing or stuff categories only.
     """
     average = v.check_average(average)
     if isinstance(empty, bool) or not isinstance(empty, int | float):
         raise TypeError(f"`empty` must be a number or NaN; got {empty!r}.")
     tp, fp, fn = state.tp, state.fp, state.fn
-    include = cw_.include_mask(state.counted_classes, tp.shape)
+    xp = cw_.array_module(tp)
+    counted = np.asarray(state.counted_classes, bool) & _subset_mask(state, subset)
+    include = cw_.include_mask(counted, tp.shape)
     if average == "micro":
-        pooled = [jnp.sum(jnp.where(include, x, 0.0), -1) for x in (num, den, tp + fp + fn)]
+        pooled = [xp.sum(xp.where(include, x, 0.0), -1) for x in (num, den, tp + fp + fn)]
         is_empty = pooled[2] == 0
         out = cw_.class_scores(pooled[0], pooled[1], is_empty, smooth=0.0, empty=float(empty))[0]
-        return jnp.where((pooled[1] == 0) & ~is_empty, zero, out)
+        return xp.where((pooled[1] == 0) & ~is_empty, zero, out)
     is_empty = cw_.empty_classes(tp, fp, fn, soft=False)
     scores, left_out = cw_.class_scores(num, den, is_empty, smooth=0.0, empty=float(empty))
-    scores = jnp.where((den == 0) & ~is_empty, zero, scores)
+    scores = xp.where((den == 0) & ~is_empty, zero, scores)
     return cw_.class_average(scores, include & ~left_out, average=average, support=tp + fn)
 
 
 def recognition_quality(
-    state: PanopticStats, *, average: str | None = "macro", empty: float = math.nan
+    state: PanopticStats,
+    *,
+    average: str | None = "macro",
+    empty: float = math.nan,
+    subset: str = "all",
 ) -> jax.Array:
     """Recognition quality ``RQ = tp / (tp + fp/2 + fn/2)``, the detection F1.
 
@@ -775,6 +1307,8 @@ def recognition_quality(
       average: ``None`` (per category ``[..., C]``), ``"micro"`` (pool the counts
         over categories), ``"macro"`` (default) or ``"weighted"`` (by ``tp + fn``).
       empty: value of a category with no segments.
+      subset: ``"all"`` (default), ``"things"`` or ``"stuff"``: the categories
+        averaged (a state from :meth:`PanopticStats.from_panoptic`).
 
     Returns:
       float ``[..., C]`` for ``average=None``, else the state's batch shape.
@@ -791,7 +1325,7 @@ def recognition_quality(
     """
     state = _check_state(state)
     tp, fp, fn = state.tp, state.fp, state.fn
-    return _score(state, tp, tp + 0.5 * (fp + fn), average=average, empty=empty)
+    return _score(state, tp, tp + 0.5 * (fp + fn), average=average, empty=empty, subset=subset)
 
 
 def segmentation_quality(
@@ -800,6 +1334,7 @@ def segmentation_quality(
     metric: str = "iou",
     average: str | None = "macro",
     empty: float = math.nan,
+    subset: str = "all",
 ) -> jax.Array:
     """Segmentation quality ``SQ = sum over matched pairs of metric / tp``.
 
@@ -816,6 +1351,8 @@ def segmentation_quality(
         (panoptica's ASSD rule).
       average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
       empty: value of a category with no segments.
+      subset: ``"all"`` (default), ``"things"`` or ``"stuff"``: the categories
+        averaged (a state from :meth:`PanopticStats.from_panoptic`).
 
     Returns:
       float ``[..., C]`` for ``average=None``, else the state's batch shape.
@@ -832,7 +1369,15 @@ def segmentation_quality(
     """
     state = _check_state(state)
     zero = math.inf if metric in INSTANCE_METRICS else 0.0
-    return _score(state, state.pair_sum(metric), state.tp, average=average, empty=empty, zero=zero)
+    return _score(
+        state,
+        state.pair_sum(metric),
+        state.tp,
+        average=average,
+        empty=empty,
+        zero=zero,
+        subset=subset,
+    )
 
 
 def panoptic_quality(
@@ -841,6 +1386,7 @@ def panoptic_quality(
     metric: str = "iou",
     average: str | None = "macro",
     empty: float = math.nan,
+    subset: str = "all",
 ) -> jax.Array:
     """Panoptic quality ``PQ = SQ * RQ = sum over matched pairs of IoU / (tp + fp/2 + fn/2)``.
 
@@ -852,6 +1398,8 @@ def panoptic_quality(
       metric: ``"iou"`` (default) or ``"dice"``.
       average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
       empty: value of a category with no segments.
+      subset: ``"all"`` (default), ``"things"`` or ``"stuff"``: the categories
+        averaged (a state from :meth:`PanopticStats.from_panoptic`).
 
     Returns:
       float ``[..., C]`` for ``average=None``, else the state's batch shape.
@@ -869,7 +1417,87 @@ def panoptic_quality(
     state = _check_state(state)
     metric = v.check_choice("metric", metric, PAIR_METRICS)
     tp, fp, fn = state.tp, state.fp, state.fn
-    return _score(state, state.pair_sum(metric), tp + 0.5 * (fp + fn), average=average, empty=empty)
+    return _score(
+        state,
+        state.pair_sum(metric),
+        tp + 0.5 * (fp + fn),
+        average=average,
+        empty=empty,
+        subset=subset,
+    )
+
+
+def panoptic_summary(state: PanopticStats, *, empty: float = math.nan) -> dict[str, Any]:
+    """panopticapi's result: PQ, SQ and RQ over all, thing and stuff categories, and per category.
+
+    Computed on the host in float64 from the exact counts (a batched state is
+    reduced first): per category ``PQ = sum_IoU / (tp + fp/2 + fn/2)``,
+    ``SQ = sum_IoU / tp`` (0 without a match), ``RQ = tp / (tp + fp/2 + fn/2)``;
+    each group's value is the mean over its categories with ``tp + fp + fn > 0``
+    (``n`` of them), as panopticapi's ``pq_average``. With float32 pair sums the
+    per-pair IoU carries float32 rounding; a state built under x64, or
+    :func:`host_state` from :func:`panoptic_image_counts`, matches panopticapi to
+    float64 rounding.
+
+    Args:
+      state: a :class:`PanopticStats` from :meth:`PanopticStats.from_panoptic`, or
+        its host form from :func:`host_state` (another :class:`PanopticStats` has
+        no thing / stuff categories: ``Things`` and ``Stuff`` are left out).
+      empty: per-category value of a category with no segments (panopticapi
+        writes 0 there; it is left out of every mean either way). A group with no
+        category to average is NaN (where panopticapi divides by zero).
+
+    Returns:
+      ``{"All": {"pq", "sq", "rq", "n"}, "Things": {...}, "Stuff": {...},
+      "per_class": {category id: {"pq", "sq", "rq"}}}`` with Python floats.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxseg
+      >>> cats = [{"id": 1, "name": "road", "isthing": 0},
+      ...         {"id": 2, "name": "car", "isthing": 1}]
+      >>> ref = jnp.array([[[1000, 1000, 1000, 2001, 2001, 2001]]])
+      >>> pred = jnp.array([[[1000, 1000, 1000, 2001, 2001, 0]]])
+      >>> s = jaxseg.PanopticStats.from_panoptic(pred, ref, categories=cats)
+      >>> r = jaxseg.panoptic_summary(s)
+      >>> round(r["Things"]["pq"], 4), r["Stuff"]["pq"], r["All"]["n"]
+      (0.6667, 1.0, 2)
+
+    References:
+      Kirillov et al., "Panoptic Segmentation", CVPR 2019; panopticapi's
+      ``pq_compute`` (as shipped in cityscapesScripts).
+    """
+    state = _check_state(state)
+    host = state if isinstance(state, HostPanopticStats) else HostPanopticStats.of(state)
+    if host.counts.ndim != 2:
+        raise ValueError(f"`state` must be one dataset state; got counts {host.counts.shape}.")
+    groups = [("All", "all")] + (
+        [("Things", "things"), ("Stuff", "stuff")] * (host.things is not None)
+    )
+    tp, fp, fn = host.tp, host.fp, host.fn
+    counted = host.counted_classes & (tp + fp + fn > 0)
+    scores = {
+        "pq": panoptic_quality(host, average=None, empty=empty),
+        "sq": segmentation_quality(host, average=None, empty=empty),
+        "rq": recognition_quality(host, average=None, empty=empty),
+    }
+    out: dict[str, Any] = {}
+    for name, subset in groups:
+        row = {
+            k: float(f(host, subset=subset))
+            for k, f in (
+                ("pq", panoptic_quality),
+                ("sq", segmentation_quality),
+                ("rq", recognition_quality),
+            )
+        }
+        row["n"] = int(np.sum(counted & _subset_mask(host, subset)))
+        out[name] = row
+    ids = host.category_ids if host.category_ids is not None else tuple(range(host.num_classes))
+    out["per_class"] = {
+        cid: {k: float(x[j]) if host.counted_classes[j] else math.nan for k, x in scores.items()}
+        for j, cid in enumerate(ids)
+    }
+    return out
 
 
 def lesion_wise(
@@ -879,6 +1507,7 @@ def lesion_wise(
     fill: float = 0.0,
     average: str | None = "macro",
     empty: float = math.nan,
+    subset: str = "all",
 ) -> jax.Array:
     """Lesion-wise score ``(sum over matched pairs of metric + fill * (fp + fn)) / (tp + fp + fn)``.
 
@@ -893,6 +1522,8 @@ def lesion_wise(
       fill: score of each unmatched lesion (default 0).
       average: ``None``, ``"micro"``, ``"macro"`` (default) or ``"weighted"``.
       empty: value of a category with no lesions.
+      subset: ``"all"`` (default), ``"things"`` or ``"stuff"``: the categories
+        averaged (a state from :meth:`PanopticStats.from_panoptic`).
 
     Returns:
       float ``[..., C]`` for ``average=None``, else the state's batch shape.
@@ -913,4 +1544,5 @@ def lesion_wise(
         raise TypeError(f"`fill` must be a number; got {fill!r}.")
     tp, fp, fn = state.tp, state.fp, state.fn
     num = state.pair_sum(metric) + float(fill) * (fp + fn)
-    return _score(state, num, tp + fp + fn, average=average, empty=empty)
+    return _score(state, num, tp + fp + fn, average=average, empty=empty, subset=subset)
+
