@@ -345,6 +345,9 @@ class Options:
     num_bins: int | None = None
     prob_pattern: str | None = None
     independent: bool = False
+    connectivity: int | None = None
+    matching: str | None = None
+    regions: str | None = None
 
 
 @dataclasses.dataclass
@@ -382,7 +385,7 @@ def _inputs(opts: Options, pairs: Sequence[_io.Pair]) -> Iterable[tuple[str, Any
 
 
 def _evaluate_pair(
-    pair: _io.Pair, counter: Counter, opts: Options, distances: Sequence[str]
+    pair: _io.Pair, counter: Counter, opts: Options, distances: Sequence[str], objects: Any = None
 ) -> Result:
     try:
         label = _io.read_label_map(pair.label, max_pixels=opts.max_pixels)
@@ -402,6 +405,8 @@ def _evaluate_pair(
             )
         counts = counter.count(pair, pred.values, label.values)
         extra = _distances(pair, counter, opts, distances, pred, label) if distances else {}
+        if objects is not None:
+            extra["objects"] = _objects(pair, counter, objects, pred, label)
         return Result(pair, counts, extra)
     except _io.InputError as e:
         return Result(pair, error=e)
@@ -433,6 +438,21 @@ def _distances(
         include_background=opts.include_background,
     )
     return {m: out[m] for m in distances}
+
+
+def _objects(
+    pair: _io.Pair, counter: Counter, objects: Any, pred: _io.LabelArray, label: _io.LabelArray
+) -> Any:
+    """The object state of one pair (:mod:`jaxseg._evaluate_objects`)."""
+    from jaxseg import _evaluate_objects
+
+    objects.check_ndim(label.values.ndim, pair.label)
+    return _evaluate_objects.pair_state(
+        counter._map(pred.values, is_label=False),
+        counter._map(label.values, is_label=True),
+        objects,
+        spacing=label.spacing,
+    )
 
 
 def _progress(total: int, quiet: bool) -> Any:
@@ -539,6 +559,16 @@ def run(opts: Options, out: Any = None) -> int:
     if _probability_options(opts):
         return _run_probabilities(opts, out, t0, label_map, c, tuple(ignore), names, outputs)
     per_class = c > PER_CLASS_ABOVE
+    from jaxseg import _evaluate_objects
+
+    objects = _evaluate_objects.setup(
+        opts.metrics,
+        c,
+        connectivity=opts.connectivity,
+        matching=opts.matching,
+        regions=opts.regions,
+        ignore=ignore,
+    )
     if opts.plot and per_class:
         raise _io.InputError(
             None,
@@ -589,11 +619,11 @@ def run(opts: Options, out: Any = None) -> int:
     total = np.zeros((4, c) if per_class else (c, c + 1), np.int64)
     image_names: list[str] = []
     image_counts: list[np.ndarray] = []
-    extras: dict[str, list[np.ndarray]] = {m: [] for m in distances}
+    extras: dict[str, list[Any]] = {m: [] for m in (*distances, *(["objects"] * bool(objects)))}
     progress = _progress(len(pairs), opts.quiet)
 
     def work(pair: _io.Pair) -> Result:
-        return _evaluate_pair(pair, counter, opts, distances)
+        return _evaluate_pair(pair, counter, opts, distances, objects)
 
     try:
         for result in _stream(pairs, work, jobs, window):
@@ -661,6 +691,9 @@ def run(opts: Options, out: Any = None) -> int:
         from jaxseg import _evaluate_distance
 
         _evaluate_distance.add_to_report(report, distance_values, scored=scored_classes)
+    object_values = None
+    if objects is not None:
+        object_values = _evaluate_objects.add_to_report(report, extras["objects"], objects)
     report["skipped"] = [{"file": e.path, "reason": e.message} for e in skipped]
     report["num_skipped"] = len(skipped)
 
@@ -674,7 +707,11 @@ def run(opts: Options, out: Any = None) -> int:
         rendered.append(
             (
                 opts.per_image,
-                _report.per_image_csv_bytes(image_names, names, per_image, distance_values),
+                _report.per_image_csv_bytes(image_names, names, per_image, distance_values)
+                if object_values is None
+                else _evaluate_objects.per_image_csv_bytes(
+                    image_names, names, per_image, distance_values, object_values, objects
+                ),
             )
         )
     if opts.plot:
@@ -696,6 +733,7 @@ def run(opts: Options, out: Any = None) -> int:
         ),
         _report.format_table(report),
         _report.format_summary(report),
+        _evaluate_objects.format_objects(report) if objects is not None else "",
         *(f"wrote {p}" for p, _ in rendered if p != "-"),
     ]
     text.write("\n".join(line for line in lines if line) + "\n")

@@ -36,6 +36,9 @@ class Metric:
     reports the mean of the finite values with the NaN and infinite cases counted.
     Metrics of probability maps set ``probability``: they come from one
     :class:`jaxseg.ProbabilityHistogram` of the dataset (:mod:`jaxseg._evaluate_probability`).
+    Object metrics set ``objects``: connected components of each class (or
+    region) matched one to one, per image, in one :class:`jaxseg.PanopticStats`
+    (:mod:`jaxseg._evaluate_objects`).
     """
 
     name: str
@@ -43,6 +46,7 @@ class Metric:
     per_class: Callable[[HostStats], np.ndarray] | None = None
     distance: bool = False
     probability: bool = False
+    objects: bool = False
 
 
 #: ``--metrics`` names. A distance metric is one more entry with ``distance=True``.
@@ -61,6 +65,12 @@ METRICS: dict[str, Metric] = {
         Metric("assd", "ASSD", distance=True),
         Metric("nsd", "NSD", distance=True),
         Metric("boundary_iou", "BIoU", distance=True),
+        Metric("pq", "PQ", objects=True),
+        Metric("sq", "SQ", objects=True),
+        Metric("rq", "RQ", objects=True),
+        Metric("instance_f1", "Inst. F1", objects=True),
+        Metric("lesion_dice", "L.Dice", objects=True),
+        Metric("lesion_hd95", "L.HD95", objects=True),
         Metric("ece", "ECE", probability=True),
         Metric("auroc", "AUROC", probability=True),
         Metric("ap", "AP", probability=True),

@@ -198,6 +198,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerance", type=_positive_float, default=None, help="surface tolerance (same unit)"
     )
     g = ev.add_argument_group(
+        "objects (--metrics pq,sq,rq,instance_f1,lesion_dice,lesion_hd95: connected "
+        "components of each foreground class, matched per image)"
+    )
+    g.add_argument(
+        "--connectivity",
+        type=int,
+        default=None,
+        metavar="K",
+        help="neighbours of a component, 1..ndim: 1 = 4 (2-D) / 6 (3-D) neighbours (default), "
+        "ndim = 8 / 26 (BraTS: 3)",
+    )
+    g.add_argument(
+        "--matching",
+        choices=("threshold", "bipartite"),
+        default=None,
+        help="'threshold': pairs with IoU > 0.5 (default, unique); 'bipartite': the "
+        "maximum-weight one-to-one matching of Dice >= 1e-6 (BraTS)",
+    )
+    g.add_argument(
+        "--regions",
+        metavar="NAME=ID,..[:NAME=ID,..]",
+        default=None,
+        help="score groups of classes as one mask each instead of the classes, e.g. "
+        "wt=1,2,3:tc=1,3:et=3 (BraTS)",
+    )
+    g = ev.add_argument_group(
         "probability maps (--metrics ece,auroc,ap: .npy or NIfTI float arrays [..., C], "
         "channels last)"
     )
@@ -319,6 +345,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         num_bins=args.bins,
         prob_pattern=args.prob_pattern,
         independent=args.independent,
+        connectivity=args.connectivity,
+        matching=args.matching,
+        regions=args.regions,
     )
     return _evaluate.run(opts)
 
