@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxseg import _counts, _kernels
+from jaxseg import _counts
 from jaxseg import _validation as v
-from jaxseg._state import LIMBS, _configured, _static, _StatRows
+from jaxseg._state import LIMBS, _configured, _static, _StatRows, argmax_of_logits, label_maps
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -130,12 +130,11 @@ class BoundaryStats(_StatRows):
     def empty(cls, num_classes: int, *, ignore_index: Any = None) -> BoundaryStats:
         """The identity of :meth:`merge`: all counts zero."""
         c = v.check_num_classes(num_classes)
-        ignored = v.normalize_ignore_index(ignore_index)
-        return cls(
+        return cls._from_limbs(
+            c,
+            v.normalize_ignore_index(ignore_index),
             counts=_counts.zeros((4, c)),
             invalid=_counts.zeros(()),
-            num_classes=c,
-            ignore_classes=v.class_ids_in_range(ignored, c),
         )
 
     @classmethod
@@ -168,9 +167,7 @@ class BoundaryStats(_StatRows):
           A state with counts ``[4, C]`` (leading axes pooled).
         """
         c = v.check_num_classes(num_classes)
-        preds = v.check_int_labels(v.as_int_array(preds, "preds"), "preds")
-        labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
-        v.check_same_shape("preds", preds, "labels", labels)
+        preds, labels = label_maps(preds, labels)
         k = _check_spatial_dims(spatial_dims)
         if labels.ndim < k:
             axes = "[..., H, W]" if k == 2 else "[..., D, H, W]"
@@ -181,11 +178,8 @@ class BoundaryStats(_StatRows):
         *depth, h, w = labels.shape[-k:]
         d = band_width(h, w, float(ratio), *depth)
         counts, invalid = _band_counts(preds, labels, c, d, ignored, mask, spatial_dims=k)
-        return cls(
-            counts=_counts.from_int(counts),
-            invalid=_counts.from_int(invalid),
-            num_classes=c,
-            ignore_classes=v.class_ids_in_range(ignored, c),
+        return cls._from_limbs(
+            c, ignored, counts=_counts.from_int(counts), invalid=_counts.from_int(invalid)
         )
 
     @classmethod
@@ -200,13 +194,11 @@ class BoundaryStats(_StatRows):
         spatial_dims: int = 2,
     ) -> BoundaryStats:
         """:meth:`from_predictions` of ``argmax(logits, -1)``; ``logits [..., H, W, C]``."""
-        logits = v.check_logits(jnp.asarray(logits))
-        labels = v.check_int_labels(v.as_int_array(labels, "labels"))
-        v.check_labels_for_logits(logits, labels)
+        preds, labels, c = argmax_of_logits(logits, labels)
         return cls.from_predictions(
-            _kernels.argmax_classes(logits),
+            preds,
             labels,
-            num_classes=logits.shape[-1],
+            num_classes=c,
             dilation_ratio=dilation_ratio,
             ignore_index=ignore_index,
             where=where,

@@ -328,6 +328,22 @@ class StateAlgebra:
         return v.counted_mask(self.num_classes, self.ignore_classes)
 
 
+def label_maps(preds: ArrayLike, labels: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Integer ``preds`` and ``labels`` checked for dtype and equal shape."""
+    preds = v.check_int_labels(v.as_int_array(preds, "preds"), "preds")
+    labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
+    v.check_same_shape("preds", preds, "labels", labels)
+    return preds, labels
+
+
+def argmax_of_logits(logits: ArrayLike, labels: ArrayLike) -> tuple[jax.Array, jax.Array, int]:
+    """``(argmax(logits, -1), labels, C)`` after checking ``logits [..., C]`` against ``labels``."""
+    logits = v.check_logits(jnp.asarray(logits))
+    labels = v.check_int_labels(v.as_int_array(labels, "labels"))
+    v.check_labels_for_logits(logits, labels)
+    return _kernels.argmax_classes(logits), labels, logits.shape[-1]
+
+
 class _CountAlgebra(StateAlgebra):
     """Exact pixel-count states (limb leaves, an ``invalid`` count), scored by mIoU."""
 
@@ -337,6 +353,15 @@ class _CountAlgebra(StateAlgebra):
     def num_invalid(self) -> jax.Array:
         """Pixels whose label was outside the valid range and not ignored (float)."""
         return _counts.to_float(self.invalid)  # type: ignore[attr-defined]
+
+    @classmethod
+    def _from_limbs(cls, num_classes: int, ignored: tuple[int, ...], **limbs: jax.Array) -> Self:
+        """A state of ``num_classes`` classes from its limb leaves; ``ignored`` normalised ids."""
+        return cls(
+            **limbs,
+            num_classes=num_classes,
+            ignore_classes=v.class_ids_in_range(ignored, num_classes),
+        )
 
     # -- CLU metric protocol ---------------------------------------------------
 
@@ -429,13 +454,12 @@ class ConfusionMatrix(_CountAlgebra):
     def empty(cls, num_classes: int, *, ignore_index: Any = None) -> ConfusionMatrix:
         """The identity of :meth:`merge`: all counts zero."""
         c = v.check_num_classes(num_classes)
-        ignored = v.normalize_ignore_index(ignore_index)
-        return cls(
+        return cls._from_limbs(
+            c,
+            v.normalize_ignore_index(ignore_index),
             counts=_counts.zeros((c, c)),
             invalid=_counts.zeros(()),
             void=_counts.zeros((c,)),
-            num_classes=c,
-            ignore_classes=v.class_ids_in_range(ignored, c),
         )
 
     @classmethod
@@ -462,20 +486,18 @@ class ConfusionMatrix(_CountAlgebra):
           A state with counts ``[C, C]`` (no batch axis; ``vmap`` to get one).
         """
         c = v.check_num_classes(num_classes)
-        preds = v.check_int_labels(v.as_int_array(preds, "preds"), "preds")
-        labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
-        v.check_same_shape("preds", preds, "labels", labels)
+        preds, labels = label_maps(preds, labels)
         ignored = v.normalize_ignore_index(ignore_index)
         mask = v.broadcast_where(where, labels.shape)
         counts, void, invalid = _kernels.confusion_counts(
             preds, labels, num_classes=c, ignore_index=ignored, where=mask
         )
-        return cls(
+        return cls._from_limbs(
+            c,
+            ignored,
             counts=_counts.from_int(counts),
             invalid=_counts.from_int(invalid),
             void=_counts.from_int(void),
-            num_classes=c,
-            ignore_classes=v.class_ids_in_range(ignored, c),
         )
 
     @classmethod
@@ -498,16 +520,9 @@ class ConfusionMatrix(_CountAlgebra):
         Returns:
           A state with counts ``[C, C]``.
         """
-        logits = v.check_logits(jnp.asarray(logits))
-        labels = v.check_int_labels(v.as_int_array(labels, "labels"))
-        v.check_labels_for_logits(logits, labels)
-        preds = _kernels.argmax_classes(logits)
+        preds, labels, c = argmax_of_logits(logits, labels)
         return cls.from_predictions(
-            preds,
-            labels,
-            num_classes=logits.shape[-1],
-            ignore_index=ignore_index,
-            where=where,
+            preds, labels, num_classes=c, ignore_index=ignore_index, where=where
         )
 
     @classmethod
@@ -1241,12 +1256,11 @@ class ClassCounts(_CountAlgebra):
     def empty(cls, num_classes: int, *, ignore_index: Any = None) -> ClassCounts:
         """The identity of :meth:`merge`: all counts zero."""
         c = v.check_num_classes(num_classes)
-        ignored = v.normalize_ignore_index(ignore_index)
-        return cls(
+        return cls._from_limbs(
+            c,
+            v.normalize_ignore_index(ignore_index),
             counts=_counts.zeros((4, c)),
             invalid=_counts.zeros(()),
-            num_classes=c,
-            ignore_classes=v.class_ids_in_range(ignored, c),
         )
 
     @classmethod
@@ -1276,19 +1290,14 @@ class ClassCounts(_CountAlgebra):
           A state with counts ``[4, C]`` (no batch axis; ``vmap`` to get one).
         """
         c = v.check_num_classes(num_classes)
-        preds = v.check_int_labels(v.as_int_array(preds, "preds"), "preds")
-        labels = v.check_int_labels(v.as_int_array(labels, "labels"), "labels")
-        v.check_same_shape("preds", preds, "labels", labels)
+        preds, labels = label_maps(preds, labels)
         ignored = v.normalize_ignore_index(ignore_index)
         mask = v.broadcast_where(where, labels.shape)
         counts, invalid = _kernels.class_counts(
             preds, labels, num_classes=c, ignore_index=ignored, where=mask
         )
-        return cls(
-            counts=_counts.from_int(counts),
-            invalid=_counts.from_int(invalid),
-            num_classes=c,
-            ignore_classes=v.class_ids_in_range(ignored, c),
+        return cls._from_limbs(
+            c, ignored, counts=_counts.from_int(counts), invalid=_counts.from_int(invalid)
         )
 
     @classmethod
@@ -1311,12 +1320,9 @@ class ClassCounts(_CountAlgebra):
         Returns:
           A state with counts ``[4, C]``.
         """
-        logits = v.check_logits(jnp.asarray(logits))
-        labels = v.check_int_labels(v.as_int_array(labels, "labels"))
-        v.check_labels_for_logits(logits, labels)
-        preds = _kernels.argmax_classes(logits)
+        preds, labels, c = argmax_of_logits(logits, labels)
         return cls.from_predictions(
-            preds, labels, num_classes=logits.shape[-1], ignore_index=ignore_index, where=where
+            preds, labels, num_classes=c, ignore_index=ignore_index, where=where
         )
 
     @classmethod
