@@ -99,8 +99,30 @@ def build_parser() -> argparse.ArgumentParser:
             "name in the two folders and their sub-folders, with exact confusion counts."
         ),
     )
-    ev.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted label maps")
-    ev.add_argument("label_dir", metavar="LABEL_DIR", help="folder of true label maps")
+    ev.add_argument(
+        "pred_dir", metavar="PRED_DIR", nargs="?", help="folder of predicted label maps"
+    )
+    ev.add_argument("label_dir", metavar="LABEL_DIR", nargs="?", help="folder of true label maps")
+    g = ev.add_argument_group(
+        "panoptic segmentation (COCO panoptic format, also Cityscapes' panoptic layout)"
+    )
+    g.add_argument(
+        "--panoptic",
+        nargs=2,
+        metavar=("PRED_JSON", "GT_JSON"),
+        help="score COCO panoptic JSON + PNG folders with panopticapi's rules instead of "
+        "PRED_DIR LABEL_DIR; categories come from GT_JSON",
+    )
+    g.add_argument(
+        "--pred-folder",
+        metavar="DIR",
+        help="PNGs of PRED_JSON (default: the folder named like PRED_JSON without .json)",
+    )
+    g.add_argument(
+        "--gt-folder",
+        metavar="DIR",
+        help="PNGs of GT_JSON (default: the folder named like GT_JSON without .json)",
+    )
     g = ev.add_argument_group("classes")
     g.add_argument(
         "--num-classes",
@@ -314,6 +336,11 @@ def _join_negative_values(argv: Sequence[str]) -> list[str]:
 def _evaluate(args: argparse.Namespace) -> int:
     from jaxseg import _evaluate, _io
 
+    if args.panoptic or args.pred_folder or args.gt_folder:
+        return _evaluate_panoptic(args)
+    if args.pred_dir is None or args.label_dir is None:
+        raise _io.InputError(None, "give PRED_DIR and LABEL_DIR (or --panoptic PRED_JSON GT_JSON)")
+
     include_background = args.include_background
     if include_background is None:
         include_background = not args.binary
@@ -350,6 +377,38 @@ def _evaluate(args: argparse.Namespace) -> int:
         regions=args.regions,
     )
     return _evaluate.run(opts)
+
+
+def _evaluate_panoptic(args: argparse.Namespace) -> int:
+    from jaxseg import _evaluate_panoptic, _io
+
+    if not args.panoptic:
+        raise _io.InputError(None, "--pred-folder and --gt-folder go with --panoptic")
+    if args.pred_dir is not None:
+        raise _io.InputError(
+            None, "--panoptic takes no PRED_DIR LABEL_DIR: the JSON files name the PNGs"
+        )
+    defaults = build_parser().parse_args(["evaluate", "--panoptic", "p", "g"])
+    kept = {"panoptic", "pred_folder", "gt_folder", "json", "csv", "jobs", "batch_size"}
+    kept |= {"max_pixels", "quiet", "command", "pred_dir", "label_dir"}
+    other = [k for k, v in vars(args).items() if k not in kept and v != getattr(defaults, k)]
+    if other:
+        flag = "--" + other[0].replace("_", "-")
+        raise _io.InputError(None, f"{flag} does not apply to --panoptic")
+    return _evaluate_panoptic.run(
+        _evaluate_panoptic.Options(
+            pred_json=args.panoptic[0],
+            gt_json=args.panoptic[1],
+            pred_folder=args.pred_folder,
+            gt_folder=args.gt_folder,
+            json=args.json,
+            csv=args.csv,
+            jobs=args.jobs or 0,
+            batch_size=args.batch_size or 0,
+            max_pixels=args.max_pixels or _io.DEFAULT_MAX_PIXELS,
+            quiet=args.quiet,
+        )
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
