@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._losses import tversky_loss as tversky_loss
     from jaxseg._lovasz import lovasz_hinge_loss as lovasz_hinge_loss
     from jaxseg._lovasz import lovasz_softmax_loss as lovasz_softmax_loss
+    from jaxseg._panoptic import InstanceIoUStats as InstanceIoUStats
     from jaxseg._panoptic import PanopticStats as PanopticStats
     from jaxseg._panoptic import lesion_wise as lesion_wise
     from jaxseg._panoptic import panoptic_quality as panoptic_quality
@@ -83,6 +84,7 @@ _SOURCES = {
     "surface_dice": "jaxseg._distance",
     "checked": "jaxseg._checked",
     "connected_components": "jaxseg._components",
+    "InstanceIoUStats": "jaxseg._panoptic",
     "PanopticStats": "jaxseg._panoptic",
     "lesion_wise": "jaxseg._panoptic",
     "panoptic_quality": "jaxseg._panoptic",

@@ -348,6 +348,8 @@ class Options:
     connectivity: int | None = None
     matching: str | None = None
     regions: str | None = None
+    instances: str | None = None
+    instance_pattern: str | None = None
 
 
 @dataclasses.dataclass
@@ -385,7 +387,12 @@ def _inputs(opts: Options, pairs: Sequence[_io.Pair]) -> Iterable[tuple[str, Any
 
 
 def _evaluate_pair(
-    pair: _io.Pair, counter: Counter, opts: Options, distances: Sequence[str], objects: Any = None
+    pair: _io.Pair,
+    counter: Counter,
+    opts: Options,
+    distances: Sequence[str],
+    objects: Any = None,
+    iiou: Any = None,
 ) -> Result:
     try:
         label = _io.read_label_map(pair.label, max_pixels=opts.max_pixels)
@@ -407,6 +414,8 @@ def _evaluate_pair(
         extra = _distances(pair, counter, opts, distances, pred, label) if distances else {}
         if objects is not None:
             extra["objects"] = _objects(pair, counter, objects, pred, label)
+        if iiou is not None:  # Cityscapes iIoU terms (jaxseg._evaluate_iiou)
+            extra["iiou"] = iiou.terms(pair, pred.values, label.values, opts.max_pixels)
         return Result(pair, counts, extra)
     except _io.InputError as e:
         return Result(pair, error=e)
@@ -556,6 +565,9 @@ def run(opts: Options, out: Any = None) -> int:
         if path
     ]
     _io.check_outputs(outputs)
+    from jaxseg import _evaluate_iiou
+
+    iiou = _evaluate_iiou.setup(opts, label_map)
     if _probability_options(opts):
         return _run_probabilities(opts, out, t0, label_map, c, tuple(ignore), names, outputs)
     per_class = c > PER_CLASS_ABOVE
@@ -604,6 +616,8 @@ def run(opts: Options, out: Any = None) -> int:
             None, f"no pairs of label maps found in {opts.pred_dir} and {opts.label_dir}"
         )
     _io.check_outputs_not_inputs(outputs, _inputs(opts, pairs))
+    if iiou is not None:
+        _io.check_outputs_not_inputs(outputs, iiou.inputs(pairs))
 
     counter = Counter(
         c,
@@ -620,10 +634,12 @@ def run(opts: Options, out: Any = None) -> int:
     image_names: list[str] = []
     image_counts: list[np.ndarray] = []
     extras: dict[str, list[Any]] = {m: [] for m in (*distances, *(["objects"] * bool(objects)))}
+    if iiou is not None:
+        extras["iiou"] = []
     progress = _progress(len(pairs), opts.quiet)
 
     def work(pair: _io.Pair) -> Result:
-        return _evaluate_pair(pair, counter, opts, distances, objects)
+        return _evaluate_pair(pair, counter, opts, distances, objects, iiou)
 
     try:
         for result in _stream(pairs, work, jobs, window):
@@ -694,6 +710,8 @@ def run(opts: Options, out: Any = None) -> int:
     object_values = None
     if objects is not None:
         object_values = _evaluate_objects.add_to_report(report, extras["objects"], objects)
+    if iiou is not None:
+        iiou.add_to_report(report, extras["iiou"])
     report["skipped"] = [{"file": e.path, "reason": e.message} for e in skipped]
     report["num_skipped"] = len(skipped)
 
@@ -734,6 +752,7 @@ def run(opts: Options, out: Any = None) -> int:
         _report.format_table(report),
         _report.format_summary(report),
         _evaluate_objects.format_objects(report) if objects is not None else "",
+        _evaluate_iiou.format_lines(report),
         *(f"wrote {p}" for p, _ in rendered if p != "-"),
     ]
     text.write("\n".join(line for line in lines if line) + "\n")

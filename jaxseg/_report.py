@@ -198,6 +198,7 @@ def format_table(report: dict[str, Any]) -> str:
     keys = [m for m in report.get("metrics", DEFAULT_METRICS) if METRICS[m].per_class]
     keys += [k for k in report.get("extra_columns", ())]
     keys += list(report.get("probability_columns", ()))
+    keys += list(report.get("instance_columns", ()))  # iIoU (jaxseg._evaluate_iiou)
     titles = {**{m.name: m.title for m in METRICS.values()}, **report.get("titles", {})}
     width = max([5, *(len(r["name"]) for r in report["classes"])])
     head = f"{'class':<{width}}" + "".join(f"  {titles[k]:>7}" for k in keys) + f"  {'Support':>13}"
@@ -344,6 +345,7 @@ def csv_bytes(report: dict[str, Any]) -> bytes:
     keys = [m for m in report.get("metrics", DEFAULT_METRICS) if METRICS[m].per_class]
     keys += list(report.get("extra_columns", ()))
     keys += list(report.get("probability_columns", ()))
+    keys += list(report.get("instance_columns", ()))
     tail = ["support"] + (["void_predictions"] if "probability_columns" not in report else [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

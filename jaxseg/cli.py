@@ -189,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="look into sub-folders (default)",
     )
     g.add_argument(
+        "--instances",
+        metavar="GT_INSTANCE_DIR",
+        help="folder of Cityscapes gtFine instanceIds maps: adds the class and category iIoU "
+        "(needs --label-map cityscapes)",
+    )
+    g.add_argument(
+        "--instance-pattern",
+        metavar="PATTERN",
+        help="instance map file names (default '{name}_gtFine_instanceIds.png')",
+    )
+    g.add_argument(
         "--max-pixels",
         type=_positive_int,
         default=None,
@@ -372,6 +383,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         num_bins=args.bins,
         prob_pattern=args.prob_pattern,
         independent=args.independent,
+        instances=args.instances,
+        instance_pattern=args.instance_pattern,
         connectivity=args.connectivity,
         matching=args.matching,
         regions=args.regions,
