@@ -738,8 +738,6 @@ def run(opts: Options, out: Any = None) -> int:
     for path, data in rendered:
         _io.write_output(path, data)
 
-    to_stdout = any(p in ("-", "/dev/stdout") for p, _ in rendered)
-    text = out if not to_stdout else sys.stderr
     lines = [
         f"evaluated {len(image_names)} image pairs, {report['num_pixels']:,} pixels "
         f"in {time.perf_counter() - t0:.1f} s",
@@ -755,6 +753,22 @@ def run(opts: Options, out: Any = None) -> int:
         _evaluate_iiou.format_lines(report),
         *(f"wrote {p}" for p, _ in rendered if p != "-"),
     ]
+    return _summary(out, rendered, lines, skipped)
+
+
+#: Exit status when ``--skip-bad`` left files out (the results are complete otherwise).
+EXIT_SKIPPED = 3
+
+
+def _summary(
+    out: Any, rendered: Sequence[tuple[str, bytes]], lines: list[str], skipped: list[Any]
+) -> int:
+    """Print the summary ``lines`` and the skipped files; the exit status.
+
+    The summary goes to ``out``, or to stderr when an output went to stdout.
+    """
+    to_stdout = any(p in ("-", "/dev/stdout") for p, _ in rendered)
+    text = out if not to_stdout else sys.stderr
     text.write("\n".join(line for line in lines if line) + "\n")
     text.flush()
     if skipped:
@@ -766,10 +780,6 @@ def run(opts: Options, out: Any = None) -> int:
             print(f"  {e}", file=sys.stderr)
         return EXIT_SKIPPED
     return 0
-
-
-#: Exit status when ``--skip-bad`` left files out (the results are complete otherwise).
-EXIT_SKIPPED = 3
 
 
 # -- probability maps -------------------------------------------------------------
@@ -969,8 +979,6 @@ def _run_probabilities(
     for path, data in rendered:
         _io.write_output(path, data)
 
-    to_stdout = any(p in ("-", "/dev/stdout") for p, _ in rendered)
-    text = out if not to_stdout else sys.stderr
     lines = [
         f"evaluated {len(image_names)} probability maps, {report['num_pixels']:,} pixels "
         f"in {time.perf_counter() - t0:.1f} s ({num_bins} bins, "
@@ -979,14 +987,4 @@ def _run_probabilities(
         _report.format_probability_summary(report),
         *(f"wrote {p}" for p, _ in rendered if p != "-"),
     ]
-    text.write("\n".join(line for line in lines if line) + "\n")
-    text.flush()
-    if skipped:
-        print(
-            f"jaxseg evaluate: skipped {len(skipped)} bad file(s); the results leave them out:",
-            file=sys.stderr,
-        )
-        for e in skipped:
-            print(f"  {e}", file=sys.stderr)
-        return EXIT_SKIPPED
-    return 0
+    return _summary(out, rendered, lines, skipped)
