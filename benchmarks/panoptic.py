@@ -15,7 +15,7 @@ boundaries, jittered instances, some missed, split, relabelled or invented.
 Both tools run as fresh processes (imports included) on the same cores, timed by
 wall clock, alternating round by round; cityscapesScripts' own
 ``evalPanopticSemanticLabeling`` runs its pool of ``cpu_count()`` processes, jaxseg
-its reading threads. Before timing, the two results are checked equal (PQ, SQ, RQ
+as many reading threads (``--jobs``). Before timing, the two results are checked equal (PQ, SQ, RQ
 of All / Things / Stuff and per category, to 1e-12). Target: jaxseg ≥ 3× faster.
 
 ``python -m benchmarks.panoptic [--quick | --tiny] [--out DIR]``; writes
@@ -273,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--tiny", action="store_true", help="3 pairs of 64x128, 1 round")
     parser.add_argument("--out", default="benchmark-results", help="folder for the results")
     parser.add_argument("--reps", type=int, default=None, help="rounds (default 3)")
-    parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="generate into DIR and keep it (reused when it holds the pairs)",
+    )
     args = parser.parse_args(argv)
     n, h, w, reps = (
         (3, 64, 128, 1)
@@ -298,12 +302,21 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"pairs": n, "shape": [h, w], "reps": reps, "cpus": os.cpu_count()}
     try:
         t0 = time.perf_counter()
-        paths = make_dataset(tmp, n, h, w)
+        gt_json = tmp / "gtFine" / "cityscapes_panoptic_val.json"
+        if (
+            args.keep
+            and gt_json.exists()
+            and len(json.loads(gt_json.read_text())["annotations"]) == n
+        ):
+            paths = {"gt_json": gt_json, "pred_json": tmp / "results" / gt_json.name}  # reuse
+        else:
+            paths = make_dataset(tmp, n, h, w)
         report["generate_s"] = time.perf_counter() - t0
         ours_json, theirs_json = tmp / "jaxseg.json", tmp / "cityscapes.json"
         cmds = {
             "jaxseg": [py, "-m", "jaxseg", "evaluate", "--panoptic", str(paths["pred_json"]),
-                       str(paths["gt_json"]), "--json", str(ours_json), "-q"],
+                       str(paths["gt_json"]), "--json", str(ours_json), "-q",
+                       "--jobs", str(os.cpu_count() or 1)],
         }  # fmt: skip
         if have_cs:
             cmds["cityscapesScripts"] = [

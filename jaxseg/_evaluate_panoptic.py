@@ -113,10 +113,6 @@ class Result:
 # -- the JSON files ------------------------------------------------------------------
 
 
-def _image_key(image_id: Any) -> Any:
-    return image_id  # ints and strings compare as they are written (COCO ints, Cityscapes names)
-
-
 def _describe(image_id: Any) -> str:
     return json.dumps(image_id)
 
@@ -153,7 +149,8 @@ def load(path: str, folder: str | None, *, option: str, ground_truth: bool) -> P
         val = obj[key]
         if not isinstance(val, kinds) or (isinstance(val, bool) and bool not in kinds):
             names = " or ".join(
-                {int: "an integer", str: "a string", list: "a list"}[k] for k in kinds
+                {int: "an integer", bool: "a boolean", str: "a string", list: "a list"}[k]
+                for k in kinds
             )
             raise bad(f"{where}: {key!r} is {json.dumps(val)[:40]}, not {names}")
         return val
@@ -167,7 +164,7 @@ def load(path: str, folder: str | None, *, option: str, ground_truth: bool) -> P
             if cid in categories:
                 raise bad(f"{where}: category id {cid} is listed twice")
             isthing = field(cat, "isthing", (int, bool), where)
-            if isthing not in (0, 1):
+            if isthing not in (0, 1):  # True and False too
                 raise bad(f"{where}: 'isthing' is {json.dumps(isthing)}, not 0 or 1")
             name = cat.get("name", str(cid))
             categories[cid] = Category(cid, str(name), bool(isthing))
@@ -180,7 +177,7 @@ def load(path: str, folder: str | None, *, option: str, ground_truth: bool) -> P
         image_id = field(ann, "image_id", (int, str), where)
         where = f"image_id {_describe(image_id)}"
         file_name = field(ann, "file_name", (str,), where)
-        key = _image_key(image_id)
+        key = image_id  # COCO's integers or Cityscapes' names, compared as written
         if key in annotations:
             raise bad(f"{where} has two annotations")
         segments: dict[int, tuple[int, bool]] = {}
@@ -193,7 +190,7 @@ def load(path: str, folder: str | None, *, option: str, ground_truth: bool) -> P
                 raise bad(f"{where}: segment id {sid} is listed twice in segments_info")
             cat = field(seg, "category_id", (int,), at)
             crowd = seg.get("iscrowd", 0) if ground_truth else 0
-            if crowd not in (0, 1) or (isinstance(crowd, bool) is False and type(crowd) is not int):
+            if type(crowd) not in (int, bool) or crowd not in (0, 1):
                 raise bad(f"{at}: 'iscrowd' is {json.dumps(crowd)}, not 0 or 1")
             segments[sid] = (cat, bool(crowd))
         annotations[key] = Annotation(image_id, file_name, root / file_name, segments)

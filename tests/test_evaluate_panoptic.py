@@ -229,6 +229,16 @@ BAD = {
         lambda p: _edit_json(p, lambda d: _first_segment(d).update(id="7")),
         "'id' is \"7\", not an integer",
     ),
+    "isthing not a flag": (
+        "gt_json",
+        lambda p: _edit_json(p, lambda d: d["categories"][0].update(isthing="yes")),
+        "'isthing' is \"yes\", not an integer or a boolean",
+    ),
+    "iscrowd not a flag": (
+        "gt_json",
+        lambda p: _edit_json(p, lambda d: _first_segment(d).update(iscrowd=2)),
+        "'iscrowd' is 2, not 0 or 1",
+    ),
     "duplicate segment id": (
         "gt_json",
         lambda p: _edit_json(
