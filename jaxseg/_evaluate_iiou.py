@@ -119,19 +119,28 @@ class InstanceIoU:
         }
 
 
+def _allowed(ids: np.ndarray) -> np.ndarray:
+    """An id below 1000, or ``class * 1000 + k`` of an instance class or of a class not
+    evaluated: the ids cityscapesScripts reads without failing."""
+    known = np.isin(ids // 1000, (*_iiou.CITYSCAPES_AVG_CLASS_SIZE, *_iiou.CITYSCAPES_IGNORED))
+    return (ids < 1000) | known
+
+
+_ALLOWED_16 = _allowed(np.arange(1 << 16))
+
+
 def _check_instance_ids(path: Path, inst: np.ndarray) -> None:
     """Ids ``class * 1000 + k`` must name an instance class (or one not evaluated)."""
-    s = _iiou.CITYSCAPES
-    ids = np.unique(inst[inst >= 1000]) if inst.size else inst[:0]
-    cls = ids // 1000
-    known = cls < s.num_classes
-    ok = known.copy()
-    ok[known] = np.isin(cls[known], (*_iiou.CITYSCAPES_AVG_CLASS_SIZE, *_iiou.CITYSCAPES_IGNORED))
-    if not ok.all():
-        bad = int(ids[~ok][0])
+    if inst.dtype == np.uint16 or inst.dtype == np.uint8:
+        bad = inst[~_ALLOWED_16[inst]]
+    else:
+        ids = np.unique(inst)
+        bad = ids[~_allowed(ids.astype(np.int64))]
+    if bad.size:
+        first = int(bad.ravel()[0])
         raise _io.InputError(
             path,
-            f"instance id {bad}: labelId {bad // 1000} is not a Cityscapes class with "
+            f"instance id {first}: labelId {first // 1000} is not a Cityscapes class with "
             "instances (ids are labelId * 1000 + k)",
         )
 

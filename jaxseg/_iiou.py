@@ -157,34 +157,71 @@ def image_terms(
     classes then the categories (float64 on the host), ``fp`` the exact false
     positive counts (``int64`` on the host, ``int32`` on the device). Inputs are
     flat integer arrays of one image; ``valid`` (optional, boolean) leaves
-    pixels out of everything.
+    pixels out of everything. On the host only the pixels with an instance id
+    (``>= label_divisor``) are gathered for the instance sums.
     """
     xp = array_module(pred, label, instances, valid)
-    c, d, k = s.num_classes, s.label_divisor, len(s.category_names)
-    n = c * d
     itype = np.int64 if xp is np else jnp.int32
     ftype = np.float64 if xp is np else float_dtype
-    pred, label, instances = (xp.asarray(a).astype(itype) for a in (pred, label, instances))
-    ok = xp.ones(pred.shape, bool) if valid is None else valid
-    cat = xp.asarray(np.array((*s.category_of, -1), np.int64)).astype(itype)
-    sizes = xp.asarray(np.array((*s.class_sizes, 0.0)))
-    if xp is not np:
-        sizes = sizes.astype(ftype)
+    pred, label, instances = (xp.asarray(a) for a in (pred, label, instances))
+    fp = _false_positives(xp, _table(xp, pred, label, s, valid, itype), s)
+    if xp is np:
+        keep = instances >= s.label_divisor
+        if valid is not None:
+            keep &= valid
+        sel = np.flatnonzero(keep)
+        pred, instances = pred[sel], instances[sel]
+    elif valid is not None:
+        instances = xp.where(valid, instances, -1)
+    return _instance_sums(xp, pred.astype(itype), instances.astype(itype), s, ftype), fp
 
-    # false positives: valid labelled pixels of another class (category) predicted as this one
-    lab_ok = ok & (label >= 0) & (label < c)
-    for i in s.ignore_classes:
-        lab_ok = lab_ok & (label != i)
-    pred_in = (pred >= 0) & (pred < c)
-    catp = cat[xp.where(pred_in, pred, c)]
-    catl = cat[xp.where(lab_ok, label, c)]
-    fp_cls = _bincount(xp, xp.where(lab_ok & pred_in & (label != pred), pred, c), c + 1)[:c]
-    fp_cat = _bincount(xp, xp.where(lab_ok & (catp >= 0) & (catl != catp), catp, k), k + 1)[:k]
 
+def _table(xp: Any, pred: Any, label: Any, s: Settings, valid: Any, itype: Any) -> Any:
+    """Counts ``[C + 1, C + 1]``: rows valid labels (row ``C``: ignored or out of range),
+    columns predictions (column ``C``: void)."""
+    c = s.num_classes
+    row_of = np.arange(c + 1)
+    row_of[list(s.ignore_classes)] = c
+    if xp is np and valid is None and label.dtype == pred.dtype == np.uint8 and c < 256:
+        # 8-bit maps on the host: one bincount of label << 8 | pred, folded by two tables
+        code = label.astype(np.intp) << 8
+        code |= pred
+        joint = np.bincount(code, minlength=1 << 16)
+        ids = np.minimum(np.arange(256), c)
+        cells = row_of[ids][:, None] * (c + 1) + ids[None, :]
+        return np.bincount(cells.ravel(), joint, (c + 1) ** 2).astype(np.int64).reshape(c + 1, -1)
+    label, pred = label.astype(itype), pred.astype(itype)
+    rows = xp.asarray(row_of.astype(itype))[xp.where((label >= 0) & (label < c), label, c)]
+    if valid is not None:
+        rows = xp.where(valid, rows, c)
+    cols = xp.where((pred >= 0) & (pred < c), pred, c)
+    return _bincount(xp, rows * (c + 1) + cols, (c + 1) ** 2).reshape(c + 1, c + 1)
+
+
+def _false_positives(xp: Any, table: Any, s: Settings) -> Any:
+    """``fp [C + K]``: valid pixels of another class (of a class outside the category)
+    predicted as the class (as a class of the category)."""
+    c = s.num_classes
+    m = table[:c, :c]
+    fp_cls = m.sum(0) - xp.diagonal(m)
+    member = np.arange(len(s.category_names))[:, None] == np.array(s.category_of)[None, :]
+    a = xp.asarray(member.astype(np.int64)).astype(m.dtype)  # [K, C]
+    into = m @ a.T  # [C, K]: pixels of label class r predicted into category g
+    fp_cat = into.sum(0) - xp.sum(a.T * into, axis=0)
+    return xp.concatenate([fp_cls, fp_cat])
+
+
+def _instance_sums(xp: Any, pred: Any, instances: Any, s: Settings, ftype: Any) -> Any:
+    """Weighted ``[2, C + K]`` of the pixels given (flat predictions and instance ids)."""
+    c, d, k = s.num_classes, s.label_divisor, len(s.category_names)
+    n = c * d
+    cat = xp.asarray(np.array((*s.category_of, -1))).astype(pred.dtype)
+    sizes = xp.asarray(np.array((*s.class_sizes, 0.0))).astype(ftype)
+    catp = cat[xp.where((pred >= 0) & (pred < c), pred, c)]
     # instances: ids class * d + j of classes with an average size
     in_range = (instances >= d) & (instances < n)
     cls = xp.where(in_range, instances // d, c)
-    is_inst = ok & in_range & (sizes[cls] > 0)
+    is_inst = in_range & (sizes[cls] > 0)
     key = xp.where(is_inst, instances, n)
     size = _bincount(xp, key, n + 1)[:n].reshape(c, d)
     hit_cls = is_inst & (pred == cls)
@@ -197,15 +234,11 @@ def image_terms(
     terms = [
         xp.sum(t.astype(ftype) * w, axis=-1) for t in (tp_cls, size - tp_cls, tp_cat, size - tp_cat)
     ]
-    member = xp.asarray(np.arange(k)[:, None] == np.array(s.category_of)[None, :])
-    member = member.astype(ftype)
-    weighted = xp.stack(
-        [
-            xp.concatenate([terms[0], member @ terms[2]]),
-            xp.concatenate([terms[1], member @ terms[3]]),
-        ]
+    member = np.arange(k)[:, None] == np.array(s.category_of)[None, :]
+    a = xp.asarray(member.astype(np.float64)).astype(ftype)
+    return xp.stack(
+        [xp.concatenate([terms[0], a @ terms[2]]), xp.concatenate([terms[1], a @ terms[3]])]
     )
-    return weighted, xp.concatenate([fp_cls, fp_cat])
 
 
 @dataclasses.dataclass(frozen=True)
