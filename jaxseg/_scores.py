@@ -34,6 +34,7 @@ host in float64 and give NumPy values; JAX statistics give JAX arrays.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,16 @@ def _class_weights(class_weights: Any, num_classes: int, xp: Any) -> Any:
     return cw
 
 
+def _setup(stats: Stats, class_weights: Any, include_background: bool) -> tuple[Any, ...]:
+    """``tp, fp, fn, tn``, checked class weights, the included-class mask, array module."""
+    tp, fp, fn, tn, counted, xp = _stats_of(stats)
+    cw = _class_weights(class_weights, tp.shape[-1], xp)
+    include = cw_.include_mask(
+        counted, tp.shape, class_weights=cw, include_background=include_background
+    )
+    return tp, fp, fn, tn, cw, include, xp
+
+
 def _check_empty(empty: Any) -> float:
     if isinstance(empty, bool) or not isinstance(empty, int | float):
         raise TypeError(f"`empty` must be a number or NaN; got {empty!r}.")
@@ -127,22 +138,17 @@ def _check_empty(empty: Any) -> float:
 def _reduce(
     stats: Stats,
     terms: Terms,
-    *,
     average: str | None,
     empty: float,
-    smooth: Any = 0.0,
-    class_weights: Any = None,
-    include_background: bool = True,
+    smooth: Any,
+    class_weights: Any,
+    include_background: bool,
 ) -> jax.Array:
     """The chain: statistics -> per-class ratio (smooth, empty rule) -> class average."""
     average = v.check_average(average)
     empty = _check_empty(empty)
     smooth = v.check_nonnegative("smooth", smooth)
-    tp, fp, fn, tn, counted, xp = _stats_of(stats)
-    cw = _class_weights(class_weights, tp.shape[-1], xp)
-    include = cw_.include_mask(
-        counted, tp.shape, class_weights=cw, include_background=include_background
-    )
+    tp, fp, fn, tn, cw, include, _ = _setup(stats, class_weights, include_background)
     soft = cw_.is_soft(stats)
     if average == "micro":
         return cw_.micro(
@@ -211,15 +217,7 @@ def iou(
       Jaccard, "The distribution of the flora in the alpine zone", 1912;
       Everingham et al., "The PASCAL Visual Object Classes Challenge", IJCV 2010.
     """
-    return _reduce(
-        stats,
-        iou_terms,
-        average=average,
-        empty=empty,
-        smooth=smooth,
-        class_weights=class_weights,
-        include_background=include_background,
-    )
+    return _reduce(stats, iou_terms, average, empty, smooth, class_weights, include_background)
 
 
 def dice(
@@ -259,15 +257,7 @@ def dice(
       Dice, "Measures of the amount of ecologic association between species", 1945;
       Sørensen, 1948.
     """
-    return _reduce(
-        stats,
-        dice_terms,
-        average=average,
-        empty=empty,
-        smooth=smooth,
-        class_weights=class_weights,
-        include_background=include_background,
-    )
+    return _reduce(stats, dice_terms, average, empty, smooth, class_weights, include_background)
 
 
 def fbeta(
@@ -307,15 +297,8 @@ def fbeta(
       van Rijsbergen, "Information Retrieval", 1979.
     """
     beta = v.check_nonnegative("beta", beta)
-    return _reduce(
-        stats,
-        lambda *s: fbeta_terms(*s, beta=beta),
-        average=average,
-        empty=empty,
-        smooth=smooth,
-        class_weights=class_weights,
-        include_background=include_background,
-    )
+    terms = functools.partial(fbeta_terms, beta=beta)
+    return _reduce(stats, terms, average, empty, smooth, class_weights, include_background)
 
 
 def tversky(
@@ -359,15 +342,8 @@ def tversky(
     """
     alpha = v.check_nonnegative("alpha", alpha)
     beta = v.check_nonnegative("beta", beta)
-    return _reduce(
-        stats,
-        lambda *s: tversky_terms(*s, alpha=alpha, beta=beta),
-        average=average,
-        empty=empty,
-        smooth=smooth,
-        class_weights=class_weights,
-        include_background=include_background,
-    )
+    terms = functools.partial(tversky_terms, alpha=alpha, beta=beta)
+    return _reduce(stats, terms, average, empty, smooth, class_weights, include_background)
 
 
 def precision(
@@ -399,14 +375,7 @@ def precision(
       >>> jaxseg.precision(cm, average=None)
       Array([1.        , 0.33333334, 0.        ], dtype=float32)
     """
-    return _reduce(
-        stats,
-        precision_terms,
-        average=average,
-        empty=empty,
-        class_weights=class_weights,
-        include_background=include_background,
-    )
+    return _reduce(stats, precision_terms, average, empty, 0.0, class_weights, include_background)
 
 
 def recall(
@@ -436,14 +405,7 @@ def recall(
       >>> jaxseg.recall(cm, average=None)
       Array([1., 1., 0.], dtype=float32)
     """
-    return _reduce(
-        stats,
-        recall_terms,
-        average=average,
-        empty=empty,
-        class_weights=class_weights,
-        include_background=include_background,
-    )
+    return _reduce(stats, recall_terms, average, empty, 0.0, class_weights, include_background)
 
 
 def specificity(
@@ -476,14 +438,7 @@ def specificity(
       >>> jaxseg.specificity(cm, average=None)
       Array([1.       , 0.3333333, 1.       ], dtype=float32)
     """
-    return _reduce(
-        stats,
-        specificity_terms,
-        average=average,
-        empty=empty,
-        class_weights=class_weights,
-        include_background=include_background,
-    )
+    return _reduce(stats, specificity_terms, average, empty, 0.0, class_weights, include_background)
 
 
 def negative_predictive_value(
@@ -515,14 +470,7 @@ def negative_predictive_value(
       >>> jaxseg.negative_predictive_value(cm, average=None)
       Array([1. , 1. , 0.5], dtype=float32)
     """
-    return _reduce(
-        stats,
-        npv_terms,
-        average=average,
-        empty=empty,
-        class_weights=class_weights,
-        include_background=include_background,
-    )
+    return _reduce(stats, npv_terms, average, empty, 0.0, class_weights, include_background)
 
 
 def balanced_accuracy(
@@ -566,11 +514,7 @@ def balanced_accuracy(
     average = v.check_average(average)
     if average == "micro":
         raise ValueError('`average` of balanced_accuracy must be None, "macro" or "weighted".')
-    tp, fp, fn, tn, counted, xp = _stats_of(stats)
-    cw = _class_weights(class_weights, tp.shape[-1], xp)
-    include = cw_.include_mask(
-        counted, tp.shape, class_weights=cw, include_background=include_background
-    )
+    tp, fp, fn, tn, cw, include, xp = _setup(stats, class_weights, include_background)
     floor = cw_.MIN_MASS if cw_.is_soft(stats) else 0
     has_positives = (tp + fn) > floor
     per_class = cw_.ratio(tp, tp + fn, skip=~has_positives)
@@ -672,11 +616,7 @@ def _agreement(
 ) -> Any:
     """Shared body of :func:`matthews_corrcoef` and :func:`cohen_kappa`."""
     v.check_choice("average", average, CORRELATION_AVERAGES)
-    tp, fp, fn, tn, counted, xp = _stats_of(stats)
-    cw = _class_weights(class_weights, tp.shape[-1], xp)
-    include = cw_.include_mask(
-        counted, tp.shape, class_weights=cw, include_background=include_background
-    )
+    tp, fp, fn, tn, cw, include, xp = _setup(stats, class_weights, include_background)
     if average == "multiclass":
         if not getattr(stats, "exclusive", True):
             raise ValueError(
@@ -942,11 +882,7 @@ def generalized_dice(
     """
     empty = _check_empty(empty)
     smooth = v.check_nonnegative("smooth", smooth)
-    tp, fp, fn, tn, counted, xp = _stats_of(stats)
-    cw = _class_weights(class_weights, tp.shape[-1], xp)
-    include = cw_.include_mask(
-        counted, tp.shape, class_weights=cw, include_background=include_background
-    )
+    tp, fp, fn, tn, cw, include, xp = _setup(stats, class_weights, include_background)
     soft = cw_.is_soft(stats)
     support = tp + fn
     if xp is not np:
