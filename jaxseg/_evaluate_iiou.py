@@ -4,12 +4,19 @@ Each pair's ground-truth instance map (``gtFine_instanceIds``, found by
 ``--instance-pattern`` under ``--instances``) is read in the same worker
 thread as its label map, and the pair's iIoU terms are computed by the one
 implementation in :mod:`jaxseg._iiou`, in NumPy: exact integer sizes, hits and
-false positives, float64 weights ``avgClassSize / |instance|``. The terms are
-summed over the pairs in the order of the pairs (sorted by name), and scored
-by the score chain (``iou`` of the weighted statistics), as cityscapesScripts'
-``evaluateImgLists`` with ``evalInstLevelScore=True`` scores them: the class
-iIoU over the eight evaluated instance classes, the category iIoU over human
-and vehicle, NaN for a class with nothing to score, means over the rest.
+false positives, float64 weights ``w_i = avgClassSize / |i|``.
+
+Summation order: each instance's ``tp_i * w_i`` and ``fn_i * w_i`` are formed
+as cityscapesScripts forms them (the same float64 operations, so the same
+values); per image they are summed per class over the instance ids (NumPy's
+pairwise sum), then the images are added in the order of the pairs (sorted by
+name). cityscapesScripts adds the same values one instance at a time in the
+order of its image list; the two sums differ by rounding only (a few units of
+1e-16 relative), and the tests require 1e-12. The sums are scored by the score
+chain (``iou`` of the weighted statistics), as ``evaluateImgLists`` with
+``evalInstLevelScore=True`` scores them: the class iIoU over the eight evaluated
+instance classes, the category iIoU over human and vehicle, NaN for a class with
+nothing to score, means over the rest.
 
 The terms are computed in Cityscapes labelIds, what cityscapesScripts reads:
 predictions are mapped back from trainIds under ``--no-map-predictions``
@@ -63,9 +70,10 @@ class InstanceIoU:
     def inputs(self, pairs: Sequence[_io.Pair]) -> Iterable[tuple[str, Any]]:
         """The instance maps a run reads (no output may name one of them)."""
         for pair in pairs:
-            found = self.files.get(pair.name)
-            if found is not None:
-                yield "an instance map", found
+            try:
+                yield "an instance map", self.path(pair)
+            except _io.InputError:  # missing: reported when the pair is read
+                continue
 
     def terms(
         self, pair: _io.Pair, pred: np.ndarray, label: np.ndarray, max_pixels: int

@@ -157,7 +157,7 @@ def test_cli_and_api_equal_cityscapes_scripts(tmp_path, capsys, monkeypatch):
     images = _dataset(0)
     pairs = _write(tmp_path, images)
     ref = _cityscapes_scripts(pairs, monkeypatch)
-    assert not math.isnan(ref["averageScoreInstClasses"])
+    assert not any(math.isnan(ref["classInstScores"][n]) for n in NAMES.values())
     out = tmp_path / "r.json"
     rc = main(_argv(tmp_path, "--json", out, "--csv", tmp_path / "r.csv"))
     text, err = capsys.readouterr()
@@ -234,7 +234,7 @@ def _prepare(tmp_path, n=3):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "no-label-map", "pattern-alone", "bad-id", "shape"],
+    ["missing", "no-label-map", "pattern-alone", "bad-id", "shape", "output-is-input"],
 )
 def test_cli_errors_name_the_file(tmp_path, capsys, case):
     _prepare(tmp_path)
@@ -255,13 +255,20 @@ def test_cli_errors_name_the_file(tmp_path, capsys, case):
         inst = np.asarray(Image.open(inst_files[0])).copy()
         inst[0, 0] = 7001
         Image.fromarray(inst).save(inst_files[0])
-    else:
+    elif case == "shape":
         Image.fromarray(np.zeros((8, 8), np.uint16)).save(inst_files[0])
+    else:  # an output naming an instance map is refused: inputs are never overwritten
+        argv[argv.index("--json") + 1] = str(inst_files[0])
+    before = inst_files[-1].read_bytes(), inst_files[0].exists() and inst_files[0].read_bytes()
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and expect in err, err
     assert not (tmp_path / "r.json").exists()
+    assert before == (
+        inst_files[-1].read_bytes(),
+        inst_files[0].exists() and inst_files[0].read_bytes(),
+    )
 
 
 def test_state_algebra():
