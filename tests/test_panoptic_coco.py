@@ -271,6 +271,12 @@ def test_errors_name_the_argument():
         _panoptic.panoptic_image_counts(good[0], bad[0], categories=cats)
     with pytest.raises(ValueError, match=r"`pred_ids`.*segment list"):
         _panoptic.panoptic_image_counts(good[0], good[0], categories=cats, pred_segments={1000: 1})
+    with pytest.raises(ValueError, match=r"`pred_ids`.*absent"):
+        _panoptic.panoptic_image_counts(
+            good[0], good[0], categories=cats, pred_segments={1000: 1, 2001: 2, 2002: 2}
+        )
+    with pytest.raises(TypeError, match="`label_ids`"):
+        _panoptic.panoptic_image_counts(good[0], good[0] * 1.0, categories=cats)
     with pytest.raises(ValueError, match="repeated ids"):
         jaxseg.PanopticStats.from_panoptic(good, good, categories=cats + cats[:1])
     with pytest.raises(TypeError, match="`categories\\[0\\]`"):
