@@ -536,8 +536,11 @@ def _host_segments(ids, segments, name, divisor, cat_ids, things, is_ref):
         }
         pick[list(last.values())] = True
     order = np.argsort(seg_ids, kind="stable")
-    pos = np.searchsorted(seg_ids[order], ids)
-    slot = np.where(ids == 0, 0, order[np.clip(pos, 0, max(len(seg_ids) - 1, 0))] + 1)
+    if len(seg_ids):
+        pos = np.minimum(np.searchsorted(seg_ids[order], ids), len(seg_ids) - 1)
+        slot = np.where(ids == 0, 0, order[pos] + 1)
+    else:  # no segment: VOID only
+        slot = np.zeros(ids.shape, np.int64)
     ok = np.ones(len(seg_ids), bool)
     return slot, cat_index, ok, crowd, pick
 

@@ -57,6 +57,22 @@ def crafted_case() -> pl.PanopticCase:
     return pl.PanopticCase("lindau_000099_000019", label, pred)
 
 
+def degenerate_cases() -> list[pl.PanopticCase]:
+    """A reference all VOID (every prediction lies in VOID: no FP), a prediction all
+    VOID (every reference segment a FN), and one stuff category on both sides."""
+    void = np.zeros((24, 40), np.int64)
+    some = np.full((24, 40), 21000, np.int64)
+    some[5:9, 3:8] = 24001
+    some[10:12, 20:30] = 26000
+    return [
+        pl.PanopticCase("munster_000097_000019", void, some),
+        pl.PanopticCase("munster_000098_000019", some, void),
+        pl.PanopticCase(
+            "munster_000099_000019", np.full_like(void, 23000), np.full_like(void, 23000)
+        ),
+    ]
+
+
 def _quiet(fn, *args):
     with contextlib.redirect_stdout(io.StringIO()):
         return fn(*args)
@@ -122,9 +138,10 @@ def _assert_summary(ours, ref, tol):
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """36 pairs (35 random + the crafted one), written twice: with some crowd regions
-    split into two COCO segments of one category (``coco``) and without (``ids``)."""
-    cases = [*pl.random_cases(35, seed=7), crafted_case()]
+    """36 pairs (32 random, the crafted one, 3 degenerate ones), written twice: with
+    some crowd regions split into two COCO segments of one category (``coco``) and
+    without (``ids``)."""
+    cases = [*pl.random_cases(32, seed=7), crafted_case(), *degenerate_cases()]
     assert sum(bool(c.split_crowd) for c in cases) >= 5
     split = pl.write_cityscapes_panoptic(tmp_path_factory.mktemp("coco"), cases, seed=1)
     plain = [pl.PanopticCase(c.name, c.label_ids, c.pred_ids) for c in cases]
@@ -151,6 +168,10 @@ def test_host_path_equals_cityscapes_scripts_on_coco_files(folders):
     for cid, (tp, fp, fn) in {7: (1, 0, 0), 24: (1, 1, 0), 26: (1, 2, 1)}.items():
         expected[:, CAT_IDS.index(cid)] = (tp, fp, fn)
     np.testing.assert_array_equal(crafted, expected)
+    void_label, void_pred, one_stuff = (ours[c.name][0] for c in degenerate_cases())
+    assert not void_label.any()  # predictions all in VOID: ignored
+    assert void_pred[2].sum() == 2 and not void_pred[:2].any()  # crowd: no FN
+    assert one_stuff[0].sum() == 1 and not one_stuff[1:].any()
 
 
 def test_one_crowd_region_per_category(folders):
