@@ -52,7 +52,7 @@ def branching_mask(size: int = 96) -> np.ndarray:
 
 def topology_figure(out: Path) -> None:
     import jax.numpy as jnp
-    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.colors import ListedColormap, TwoSlopeNorm
 
     import jaxseg
     from jaxseg._report import _new_figure
@@ -68,8 +68,8 @@ def topology_figure(out: Path) -> None:
     axes = fig.subplots(1, 3)
     ax = axes[0]
     ax.imshow(mask, cmap="Greys", vmin=0, vmax=2.5, interpolation="nearest")
-    ys, xs = np.nonzero(skeleton)
-    ax.scatter(xs, ys, s=2.5, c="tab:red", marker="s", linewidths=0)
+    red = ListedColormap(["tab:red"])
+    ax.imshow(np.ma.masked_where(~skeleton, skeleton), cmap=red, interpolation="nearest")
     ax.set_title(f"mask and skeletonize(mask)\n({int(skeleton.sum())} skeleton pixels)")
     ax = axes[1]
     im = ax.imshow(np.where(mask, inside, np.nan), cmap="viridis", interpolation="nearest")
