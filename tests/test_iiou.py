@@ -272,8 +272,8 @@ def test_cli_errors_name_the_file(tmp_path, capsys, case):
 
 
 def test_state_algebra():
-    """Split batches merge to the whole, in any order, with ``empty`` as identity; the
-    device terms (float32) equal the host terms (float64) of each image."""
+    """Split batches merge to the whole, in any order, with ``empty`` as identity; vmapped
+    images equal the batch; the device terms (float32) equal the host terms (float64)."""
     images = [tuple(a[:24, :48] for a in im) for im in _dataset(2)[:4]]
     label, inst, pred = (np.stack(a).astype(np.int32) for a in zip(*images, strict=True))
     whole = jaxseg.InstanceIoUStats.cityscapes(pred, label, inst)
@@ -297,6 +297,10 @@ def test_state_algebra():
         np.testing.assert_allclose(whole.weighted[n], w64, rtol=1e-6)
         np.testing.assert_array_equal(whole.fp_to_numpy()[n], fp64)
     assert total.weighted[0, 26] > 0 and total.fp_to_numpy()[26] > 0  # cars were counted
+    one = jax.vmap(lambda p, l, i: jaxseg.InstanceIoUStats.cityscapes(p[None], l[None], i[None]))
+    mapped = one(pred, label, inst)  # vmapped single images: batch shape (4, 1)
+    np.testing.assert_allclose(mapped.weighted[:, 0], whole.weighted, rtol=1e-6)
+    np.testing.assert_array_equal(mapped.fp_to_numpy()[:, 0], whole.fp_to_numpy())
 
 
 def test_bad_arguments():
