@@ -207,9 +207,12 @@ def test_one_crowd_region_per_category(folders):
 
 
 def test_from_panoptic_equals_host_path_and_cityscapes_scripts(folders):
-    """The jitted ``from_panoptic`` on id maps (one compilation, two halves merged) has
-    the host path's counts exactly and its IoU sums to float32 rounding; the host path
-    on id maps equals cityscapesScripts to 1e-12."""
+    """The jitted ``from_panoptic`` on id maps (one compilation, two halves merged;
+    a ``psum`` over the batch equals ``reduce``) has the host path's counts exactly
+    and its IoU sums to float32 rounding; the host path on id maps equals
+    cityscapesScripts to 1e-12."""
+    import jax
+
     cases, _, paths = folders
     _, ref = _cityscapes_scripts(paths)
     host = [
@@ -227,6 +230,8 @@ def test_from_panoptic_equals_host_path_and_cityscapes_scripts(folders):
     per_image = np.concatenate([h.to_numpy() for h in halves])
     np.testing.assert_array_equal(per_image, np.stack([c for c, _ in host]))
     state = halves[0].reduce().merge(halves[1].reduce())
+    summed = jax.vmap(lambda x: x.psum("batch"), axis_name="batch")(halves[1])
+    np.testing.assert_array_equal(summed.to_numpy()[0], halves[1].reduce().to_numpy())
     np.testing.assert_array_equal(state.to_numpy(), counts)
     np.testing.assert_allclose(np.asarray(state.sums), sums, rtol=2e-6)
     assert not np.asarray(state.num_overflow).any()
