@@ -17,7 +17,7 @@ from jax import lax
 from jaxseg import _validation as v
 from jaxseg._classwise import safe_power
 from jaxseg._fused import cross_entropy_sums
-from jaxseg._loss_inputs import float_logits, pool_axes, prepare_targets
+from jaxseg._loss_inputs import dense_targets, loss_inputs
 from jaxseg._soft import sanitize_class_ids
 
 ArrayLike = jax.typing.ArrayLike
@@ -49,11 +49,10 @@ def _softmax_terms(
     label_smoothing: Any,
     gamma: Any,
 ) -> jax.Array:
-    x = float_logits(logits)
+    x, cw, axes, ignored = loss_inputs(
+        logits, axis=axis, ignore_index=ignore_index, class_weights=class_weights
+    )
     c = x.shape[-1]
-    cw = v.check_class_weights(class_weights, c)
-    axes = pool_axes(axis, x.ndim - 1)
-    ignored = v.normalize_ignore_index(ignore_index)
     labels = v.as_int_array(labels, "labels")
     no_focal = isinstance(gamma, int | float) and gamma == 0
     smoothed = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
@@ -76,9 +75,7 @@ def _softmax_terms(
         per_pixel = a_y * safe_power(-jnp.expm1(-q), gamma) * q
         norm = jnp.where(valid, a_y, 0.0)
         return _pool(jnp.where(valid, per_pixel, 0.0), norm, axes)
-    y, valid, _ = prepare_targets(
-        x, v.as_int_array(labels, "labels"), exclusive=True, ignore_index=ignored, where=where
-    )
+    y, valid = dense_targets(x, labels, exclusive=True, ignored=ignored, where=where)
     logp = jax.nn.log_softmax(x, axis=-1)
     w = jnp.broadcast_to(jnp.ones((c,), jnp.float32) if cw is None else cw, x.shape)
     norm = jnp.sum(y * w, axis=-1)  # weight of each valid pixel (w_y for int labels)
@@ -276,14 +273,10 @@ def sigmoid_focal_loss(
         alpha = v.check_nonnegative("alpha", alpha)
         if isinstance(alpha, int | float) and alpha > 1:
             raise ValueError(f"`alpha` must be in [0, 1] or None; got {alpha!r}.")
-    x = float_logits(logits)
-    c = x.shape[-1]
-    cw = v.check_class_weights(class_weights, c)
-    axes = pool_axes(axis, x.ndim - 1)
-    ignored = v.normalize_ignore_index(ignore_index)
-    y, valid, _ = prepare_targets(
-        x, v.as_int_array(labels, "labels"), exclusive=False, ignore_index=ignored, where=where
+    x, cw, axes, ignored = loss_inputs(
+        logits, axis=axis, ignore_index=ignore_index, class_weights=class_weights
     )
+    y, valid = dense_targets(x, labels, exclusive=False, ignored=ignored, where=where)
     log_p, log_q = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
     bce = -(y * log_p + (1.0 - y) * log_q)
     p = jnp.exp(log_p)

@@ -19,7 +19,7 @@ from jax import lax
 
 from jaxseg import _classwise as cw_
 from jaxseg import _validation as v
-from jaxseg._loss_inputs import float_logits, pool_axes, prepare_targets
+from jaxseg._loss_inputs import dense_targets, loss_inputs
 
 ArrayLike = jax.typing.ArrayLike
 LOVASZ_CLASSES = ("present", "all")
@@ -111,15 +111,11 @@ def lovasz_softmax_loss(
       neural networks", CVPR 2018.
     """
     v.check_choice("classes", classes, LOVASZ_CLASSES)
-    x = float_logits(logits)
-    c = x.shape[-1]
-    nd = x.ndim - 1
-    cw = v.check_class_weights(class_weights, c)
-    axes = pool_axes(axis, nd)
-    ignored = v.normalize_ignore_index(ignore_index)
-    y, valid, _ = prepare_targets(
-        x, v.as_int_array(labels, "labels"), exclusive=True, ignore_index=ignored, where=where
+    x, cw, axes, ignored = loss_inputs(
+        logits, axis=axis, ignore_index=ignore_index, class_weights=class_weights
     )
+    c, nd = x.shape[-1], x.ndim - 1
+    y, valid = dense_targets(x, labels, exclusive=True, ignored=ignored, where=where)
     p = jax.nn.softmax(x, axis=-1)
     valid_c = jnp.broadcast_to(valid[..., None], x.shape)
     errors = jnp.where(valid_c, jnp.abs(y - p), 0.0)
@@ -178,15 +174,11 @@ def lovasz_hinge_loss(
     References:
       Berman, Rannen Triki & Blaschko, CVPR 2018.
     """
-    x = float_logits(logits)
-    c = x.shape[-1]
-    nd = x.ndim - 1
-    cw = v.check_class_weights(class_weights, c)
-    axes = pool_axes(axis, nd)
-    ignored = v.normalize_ignore_index(ignore_index)
-    y, valid, _ = prepare_targets(
-        x, v.as_int_array(labels, "labels"), exclusive=False, ignore_index=ignored, where=where
+    x, cw, axes, ignored = loss_inputs(
+        logits, axis=axis, ignore_index=ignore_index, class_weights=class_weights
     )
+    c, nd = x.shape[-1], x.ndim - 1
+    y, valid = dense_targets(x, labels, exclusive=False, ignored=ignored, where=where)
     errors = jnp.where(valid, 1.0 - x * (2.0 * y - 1.0), 0.0)
     e, g, ok = (_group_last(a, axes, nd) for a in (errors, y, valid))
     per_class = _lovasz_dot(e, g, ok, hinge=True)
