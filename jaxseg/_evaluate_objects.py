@@ -239,28 +239,16 @@ def _value(x: float) -> float | str | None:
 
 @functools.cache
 def _program() -> Any:
-    """One jitted program for every score of the run (eager scoring compiled op by op)."""
+    """One jitted program for every score of the run (eager scoring compiles op by op)."""
     import jax
-
-    import jaxseg
 
     @functools.partial(jax.jit, static_argnames="metrics")
     def run(batched: Any, metrics: tuple[str, ...]) -> dict[str, Any]:
         dataset = batched.reduce()
-        out = {}
-        for m in metrics:
-            per_image = _scores(batched, m, None)  # [N, K]
-            cases = jaxseg.DistanceStats.from_values(per_image)
-            out[m] = {
-                "per_image": per_image,
-                "pooled": _scores(dataset, m, None),
-                "macro": _scores(dataset, m, "macro"),
-                "case_mean": cases.compute(),
-                "finite": cases.num_finite,
-                "nan": cases.num_nan,
-                "inf": cases.num_inf,
-            }
-        return out
+        return {
+            m: (_scores(batched, m, None), _scores(dataset, m, None), _scores(dataset, m, "macro"))
+            for m in metrics
+        }
 
     return run
 
@@ -279,7 +267,10 @@ def add_to_report(
     import jax
 
     batched = jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *states)
-    got = jax.tree.map(np.asarray, _program()(batched, objects.metrics))
+    # instance_f1 is the recognition quality: computed once
+    scored = tuple(dict.fromkeys("rq" if m == "instance_f1" else m for m in objects.metrics))
+    got = jax.tree.map(np.asarray, _program()(batched, scored))
+    got["instance_f1"] = got.get("rq")
     counted = np.ones(batched.num_classes, bool)
     counted[list(batched.ignore_classes)] = False
     counts = batched.to_numpy()  # int64 [N, 3, K]
@@ -320,17 +311,25 @@ def add_to_report(
         )
         section["categories"].append(entry)
     for m in objects.metrics:
-        g = got[m]
-        per_image[m] = g["per_image"].astype(np.float64)
+        values, pooled, macro = got[m]
+        per_image[m] = values.astype(np.float64)
+        cases = {
+            "finite": np.isfinite(values).sum(0),
+            "nan": np.isnan(values).sum(0),
+            "inf": np.isinf(values).sum(0),
+        }
+        finite = np.where(np.isfinite(values), values, 0.0)
+        with np.errstate(invalid="ignore"):
+            case_mean = finite.sum(0, dtype=np.float64) / cases["finite"]  # NaN: no finite case
         for entry in section["categories"]:
             k = entry["id"]
-            entry[m] = _report._float32(g["pooled"][k])
-            entry[f"{m}_case_mean"] = _report._float32(g["case_mean"][k])
-            entry[f"{m}_cases"] = {n: int(g[n][k]) for n in ("finite", "nan", "inf")}
-        case_means = g["case_mean"][counted & np.isfinite(g["case_mean"])]
-        section[f"mean_{m}"] = float(g["macro"])
-        section[f"mean_{m}_case_mean"] = float(case_means.mean()) if case_means.size else math.nan
-        section["cases"][m] = {n: int(g[n][counted].sum()) for n in ("finite", "nan", "inf")}
+            entry[m] = _report._float32(pooled[k])
+            entry[f"{m}_case_mean"] = float(case_mean[k])
+            entry[f"{m}_cases"] = {n: int(c[k]) for n, c in cases.items()}
+        means = case_mean[counted & np.isfinite(case_mean)]
+        section[f"mean_{m}"] = float(macro)
+        section[f"mean_{m}_case_mean"] = float(means.mean()) if means.size else math.nan
+        section["cases"][m] = {n: int(c[counted].sum()) for n, c in cases.items()}
     report["objects"] = section
     for i, entry in enumerate(report["images"]):
         entry["objects"] = {
