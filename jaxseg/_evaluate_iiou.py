@@ -142,8 +142,8 @@ def _check_instance_ids(path: Path, inst: np.ndarray) -> None:
     if inst.dtype == np.uint16 or inst.dtype == np.uint8:
         bad = inst[~_ALLOWED_16[inst]]
     else:
-        ids = np.unique(inst)
-        bad = ids[~_allowed(ids.astype(np.int64))]
+        ids = np.unique(inst[inst >= 1000]).astype(np.int64)  # 32-bit maps (Pillow mode I)
+        bad = ids[~_allowed(ids)]
     if bad.size:
         first = int(bad.ravel()[0])
         raise _io.InputError(
