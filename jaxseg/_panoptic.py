@@ -494,29 +494,68 @@ def _panoptic_core(pred, ref, *, cat_ids, things, divisor, cap, checking):
     )
 
 
+#: Host maps whose ids lie in ``[0, 2**22)`` are counted by a table (linear time)
+#: instead of sorted (``np.unique``) to find their segments; listed segments with ids
+#: below ``2**25`` (COCO's RGB ids are below ``2**24``) are looked up by a table.
+_HOST_COUNT_IDS = 1 << 22
+_HOST_LOOKUP_IDS = 1 << 25
+
+
+def _distinct_ids(ids):
+    """Sorted distinct non-zero ids of a host map."""
+    if ids.size and ids.min() >= 0 and ids.max() < _HOST_COUNT_IDS:
+        present = np.flatnonzero(np.bincount(ids.reshape(-1)))
+    else:
+        present = np.unique(ids)
+    return present[present != 0]
+
+
+def _slots(ids, seg_ids):
+    """Map ids to slots ``1..S`` (``seg_ids[k]`` -> ``k + 1``, 0 -> 0); ``None`` where a
+    non-zero id is not in ``seg_ids``."""
+    if not len(seg_ids):
+        return np.zeros(ids.shape, np.int64) if not ids.any() else None
+    low = min(int(ids.min(initial=0)), int(seg_ids.min()))
+    high = max(int(ids.max(initial=0)), int(seg_ids.max()))
+    if low >= 0 and high < _HOST_LOOKUP_IDS:
+        # zeroed pages are mapped lazily: only those of the ids present are touched
+        lut = np.zeros(high + 1, np.int64)
+        lut[seg_ids] = np.arange(1, len(seg_ids) + 1)
+        slot = lut[ids]
+        unlisted = np.count_nonzero(slot == 0) != np.count_nonzero(ids == 0)
+        return None if unlisted else slot
+    order = np.argsort(seg_ids, kind="stable")
+    pos = np.minimum(np.searchsorted(seg_ids[order], ids), len(seg_ids) - 1)
+    if np.any((seg_ids[order][pos] != ids) & (ids != 0)):
+        return None
+    return np.where(ids == 0, 0, order[pos] + 1)
+
+
 def _host_segments(ids, segments, name, divisor, cat_ids, things, is_ref):
     """Host: a map's segments in order -> (slot map, category index, ok, crowd, crowd_pick)."""
-    present = np.unique(ids)
-    present = present[present != 0]
     if segments is None:
-        _unknown_ids(present, name, cat_ids, divisor)
-        seg_ids = present
+        seg_ids = _distinct_ids(ids)
+        _unknown_ids(seg_ids, name, cat_ids, divisor)
         cat = seg_ids // divisor
         cat_index, _ = _category_index(cat, cat_ids)
         crowd = np.asarray(things, bool)[cat_index] & (seg_ids % divisor == 0) & is_ref
         pick = crowd.copy()
+        slot = _slots(ids, seg_ids)
     else:
-        seg_ids = np.asarray(list(segments), np.int64)
+        seg_ids = np.asarray(list(segments), np.int64).reshape(-1)
         info = [segments[i] for i in segments]
         cat = np.asarray([c[0] if is_ref else c for c in info], np.int64).reshape(-1)
         crowd = np.asarray([bool(c[1]) if is_ref else False for c in info], bool).reshape(-1)
-        missing = present[~np.isin(present, seg_ids)]
-        if missing.size:
+        slot = _slots(ids, seg_ids)
+        if slot is None:
+            present = _distinct_ids(ids)
+            missing = present[~np.isin(present, seg_ids)]
             raise ValueError(
                 f"`{name}` holds segment ids that are not in its segment list: "
                 f"{missing[:5].tolist()}."
             )
-        absent = seg_ids[~np.isin(seg_ids, present)]
+        area = np.bincount(slot.reshape(-1), minlength=len(seg_ids) + 1)[1:]
+        absent = seg_ids[area == 0]
         if absent.size and not is_ref:  # panopticapi: an error for predictions
             raise ValueError(
                 f"`{name}`: segments listed but absent from the image: {absent[:5].tolist()}."
@@ -535,12 +574,6 @@ def _host_segments(ids, segments, name, divisor, cat_ids, things, is_ref):
             if w
         }
         pick[list(last.values())] = True
-    order = np.argsort(seg_ids, kind="stable")
-    if len(seg_ids):
-        pos = np.minimum(np.searchsorted(seg_ids[order], ids), len(seg_ids) - 1)
-        slot = np.where(ids == 0, 0, order[pos] + 1)
-    else:  # no segment: VOID only
-        slot = np.zeros(ids.shape, np.int64)
     ok = np.ones(len(seg_ids), bool)
     return slot, cat_index, ok, crowd, pick
 
