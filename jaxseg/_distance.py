@@ -127,15 +127,19 @@ def _nearest_along_first_axis(mask: jax.Array, step: float) -> jax.Array:
     return jnp.moveaxis(sq, -1, 0)
 
 
-def _min_plus_along(sq: jax.Array, axis: int, step: float) -> jax.Array:
-    """``g[..., i, ...] = min_j sq[..., j, ...] + (step * (i - j))**2`` along ``axis``."""
+def _min_plus_table(sq: jax.Array, axis: int, table: jax.Array) -> jax.Array:
+    """``g[..., i, ...] = min_j sq[..., j, ...] + table[i, j]`` along ``axis``."""
     f = jnp.moveaxis(sq, axis, -1)
-    n = f.shape[-1]
-    i = np.arange(n, dtype=np.float64)
-    table = jnp.asarray(((i[:, None] - i[None, :]) * step) ** 2, jnp.float32)
-    table = table.reshape((1,) * (f.ndim - 1) + (n, n))
+    table = table.reshape((1,) * (f.ndim - 1) + table.shape)
     g = jnp.min(f[..., None, :] + table, axis=-1)
     return jnp.moveaxis(g, -1, axis)
+
+
+def _min_plus_along(sq: jax.Array, axis: int, step: float) -> jax.Array:
+    """``g[..., i, ...] = min_j sq[..., j, ...] + (step * (i - j))**2`` along ``axis``."""
+    i = np.arange(sq.shape[axis], dtype=np.float64)
+    table = jnp.asarray(((i[:, None] - i[None, :]) * step) ** 2, jnp.float32)
+    return _min_plus_table(sq, axis, table)
 
 
 def _squared_edt_min_plus(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
@@ -688,6 +692,26 @@ def _evaluate(
     return _finish(values, num_classes, ignored, include_background)
 
 
+def _surface_metric(metric, prepared, definition, include_background, tol=None, **options):
+    """:func:`_evaluate` of ``metric`` on :func:`_prepare`'s result.
+
+    The options are the static keywords of the metric, with ``definition`` and
+    the checked spacing, as a tuple sorted by name (one compiled program each).
+    """
+    c, s, ignored, p, g = prepared
+    options = tuple(sorted({**options, "definition": definition, "spacing": s}.items()))
+    return _evaluate(
+        p,
+        g,
+        tol,
+        metric=metric,
+        options=options,
+        num_classes=c,
+        ignored=ignored,
+        include_background=v.check_bool("include_background", include_background),
+    )
+
+
 _SHARED_ARGS = """predictions: predicted class ids, int ``[batch, *spatial]`` (2 or 3 spatial axes).
       labels: true class ids, same shape.
       num_classes: ``C``; the class masks are ``predictions == c`` and ``labels == c``.
@@ -754,24 +778,10 @@ def hausdorff_distance(
       Hausdorff distance", IEEE TPAMI 1993.
     """
     percentile = _check_percentile(percentile)
-    c, s, ignored, p, g = _prepare(
-        predictions, labels, num_classes, spacing, definition, ignore_index
-    )
-    options = (
-        ("definition", definition),
-        ("directed", v.check_bool("directed", directed)),
-        ("percentile", percentile),
-        ("spacing", s),
-    )
-    return _evaluate(
-        p,
-        g,
-        None,
-        metric="hd",
-        options=options,
-        num_classes=c,
-        ignored=ignored,
-        include_background=v.check_bool("include_background", include_background),
+    prepared = _prepare(predictions, labels, num_classes, spacing, definition, ignore_index)
+    directed = v.check_bool("directed", directed)
+    return _surface_metric(
+        "hd", prepared, definition, include_background, directed=directed, percentile=percentile
     )
 
 
@@ -812,24 +822,9 @@ def average_surface_distance(
       Yeghiazaryan & Voiculescu, "Family of boundary overlap metrics for the
       evaluation of medical image segmentation", J. Med. Imaging 2018.
     """
-    c, s, ignored, p, g = _prepare(
-        predictions, labels, num_classes, spacing, definition, ignore_index
-    )
-    options = (
-        ("definition", definition),
-        ("spacing", s),
-        ("symmetric", v.check_bool("symmetric", symmetric)),
-    )
-    return _evaluate(
-        p,
-        g,
-        None,
-        metric="asd",
-        options=options,
-        num_classes=c,
-        ignored=ignored,
-        include_background=v.check_bool("include_background", include_background),
-    )
+    prepared = _prepare(predictions, labels, num_classes, spacing, definition, ignore_index)
+    symmetric = v.check_bool("symmetric", symmetric)
+    return _surface_metric("asd", prepared, definition, include_background, symmetric=symmetric)
 
 
 def surface_dice(
@@ -873,9 +868,8 @@ def surface_dice(
       anatomy for radiotherapy: deep learning algorithm development and
       validation study", J. Med. Internet Res. 23(7), 2021.
     """
-    c, s, ignored, p, g = _prepare(
-        predictions, labels, num_classes, spacing, definition, ignore_index
-    )
+    prepared = _prepare(predictions, labels, num_classes, spacing, definition, ignore_index)
+    c = prepared[0]
     tol = np.asarray(tolerance, np.float64) if not isinstance(tolerance, jax.Array) else tolerance
     if tol.ndim not in (0, 1) or (tol.ndim == 1 and tol.shape[0] != c):
         raise ValueError(
@@ -883,16 +877,8 @@ def surface_dice(
         )
     if isinstance(tol, np.ndarray) and not np.all(tol >= 0):
         raise ValueError(f"`tolerance` must be >= 0; got {tolerance!r}.")
-    return _evaluate(
-        p,
-        g,
-        jnp.asarray(tol, jnp.float32),
-        metric="nsd",
-        options=(("definition", definition), ("spacing", s)),
-        num_classes=c,
-        ignored=ignored,
-        include_background=v.check_bool("include_background", include_background),
-    )
+    tol = jnp.asarray(tol, jnp.float32)
+    return _surface_metric("nsd", prepared, definition, include_background, tol=tol)
 
 
 for _f in (hausdorff_distance, average_surface_distance, surface_dice):

@@ -61,10 +61,7 @@ def _squared_edt(mask: jax.Array, step0: jax.Array, tables: Sequence[jax.Array])
     """
     sq = _distance._nearest_along_first_axis(mask, step0)
     for axis, table in enumerate(tables, start=1):
-        f = jnp.moveaxis(sq, axis, -1)
-        table = table.reshape((1,) * (f.ndim - 1) + table.shape)
-        g = jnp.min(f[..., None, :] + table, axis=-1)
-        sq = jnp.moveaxis(g, -1, axis)
+        sq = _distance._min_plus_table(sq, axis, table)
     return sq
 
 
