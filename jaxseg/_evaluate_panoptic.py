@@ -96,7 +96,6 @@ class PanopticFile:
 class Pair:
     """The ground truth and prediction of one image."""
 
-    name: str
     gt: Annotation
     pred: Annotation
 
@@ -229,7 +228,7 @@ def pair_annotations(pred: PanopticFile, gt: PanopticFile) -> list[Pair]:
             f"image_id {_describe(pred.annotations[extra[0]].image_id)} has no annotation in "
             f"{gt.path} ({len(extra)} prediction(s) without ground truth)",
         )
-    return [Pair(str(a.image_id), a, pred.annotations[k]) for k, a in gt.annotations.items()]
+    return [Pair(a, pred.annotations[k]) for k, a in gt.annotations.items()]
 
 
 # -- the PNGs ------------------------------------------------------------------------

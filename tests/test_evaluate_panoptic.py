@@ -111,6 +111,38 @@ def test_panoptic_equals_cityscapesscripts(layout, tmp_path, capsys):
     assert f"wrote {out_json}" in out
 
 
+def test_degenerate_images_equal_cityscapesscripts(tmp_path, capsys):
+    """An all-VOID prediction (every reference segment missed), an all-VOID reference
+    (every predicted segment lies in VOID: no false positive), both all VOID, and a
+    one-pixel image."""
+    rng = np.random.default_rng(5)
+    label = pl.random_label(rng)
+    pred = pl.random_prediction(rng, label)
+    void = np.zeros_like(label)
+    cases = [
+        pl.PanopticCase("frankfurt_000000_000001", label, void),
+        pl.PanopticCase("frankfurt_000000_000002", void, pred),
+        pl.PanopticCase("frankfurt_000000_000003", void, void),
+        pl.PanopticCase("lindau_000000_000004", np.full((1, 1), 26001), np.full((1, 1), 26007)),
+    ]
+    paths = pl.write_cityscapes_panoptic(tmp_path, cases, seed=2)
+    out_json = tmp_path / "pq.json"
+    rc, _, err = _run(
+        capsys, "evaluate", "--panoptic", paths["pred_json"], paths["gt_json"], "--json", out_json
+    )
+    assert rc == 0, err
+    ours = json.loads(out_json.read_text())
+    ref, ref_counts = _panopticapi(paths)
+    for group in ("All", "Things", "Stuff"):
+        assert ours[group]["n"] == ref[group]["n"]
+        for m in ("pq", "sq", "rq"):
+            assert abs(ours[group][m] - ref[group][m]) <= 1e-12, (group, m)
+    for c in ours["categories"]:
+        assert (c["tp"], c["fp"], c["fn"]) == ref_counts.get(c["id"], (0, 0, 0, 0.0))[:3]
+    assert sum(c["fp"] for c in ours["categories"]) == 0  # all predictions lie in VOID
+    assert next(c for c in ours["categories"] if c["name"] == "car")["tp"] == 1
+
+
 def test_panoptic_equals_the_api(layout, tmp_path, capsys):
     """The command line (COCO files: RGB ids and ``segments_info``) equals the library on the
     same images as id maps in jaxseg's ``category * 1000 + instance`` convention: exact
