@@ -28,6 +28,7 @@ Shared rules (see ``docs/losses.md``):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -53,14 +54,14 @@ _LOG_EPS = 1e-7
 def _region_loss(
     logits: ArrayLike,
     labels: ArrayLike,
-    terms: Callable[..., tuple[jax.Array, jax.Array]],
-    *,
-    exclusive: bool,
     axis: Any,
     ignore_index: Any,
     where: ArrayLike | None,
     class_weights: Any,
     smooth: Any,
+    terms: Callable[..., tuple[jax.Array, jax.Array]],
+    *,
+    exclusive: bool,
     squared: bool = False,
     gamma: Any = 1.0,
     log: bool = False,
@@ -158,18 +159,8 @@ def dice_loss(
       Milletari et al., "V-Net: Fully convolutional neural networks for volumetric
       medical image segmentation", 3DV 2016; Dice, 1945.
     """
-    return _region_loss(
-        logits,
-        labels,
-        dice_terms,
-        exclusive=True,
-        axis=axis,
-        ignore_index=ignore_index,
-        where=where,
-        class_weights=class_weights,
-        smooth=smooth,
-        squared=squared,
-    )
+    inputs = (logits, labels, axis, ignore_index, where, class_weights, smooth)
+    return _region_loss(*inputs, dice_terms, exclusive=True, squared=squared)
 
 
 def iou_loss(
@@ -222,18 +213,8 @@ def iou_loss(
       Rahman & Wang, "Optimizing intersection-over-union in deep neural networks
       for image segmentation", ISVC 2016.
     """
-    return _region_loss(
-        logits,
-        labels,
-        iou_terms,
-        exclusive=True,
-        axis=axis,
-        ignore_index=ignore_index,
-        where=where,
-        class_weights=class_weights,
-        smooth=smooth,
-        log=log,
-    )
+    inputs = (logits, labels, axis, ignore_index, where, class_weights, smooth)
+    return _region_loss(*inputs, iou_terms, exclusive=True, log=log)
 
 
 def fbeta_loss(
@@ -281,17 +262,9 @@ def fbeta_loss(
       van Rijsbergen, "Information Retrieval", 1979.
     """
     beta = v.check_nonnegative("beta", beta)
-    return _region_loss(
-        logits,
-        labels,
-        lambda *s: fbeta_terms(*s, beta=beta),
-        exclusive=True,
-        axis=axis,
-        ignore_index=ignore_index,
-        where=where,
-        class_weights=class_weights,
-        smooth=smooth,
-    )
+    terms = functools.partial(fbeta_terms, beta=beta)
+    inputs = (logits, labels, axis, ignore_index, where, class_weights, smooth)
+    return _region_loss(*inputs, terms, exclusive=True)
 
 
 def tversky_loss(
@@ -351,18 +324,9 @@ def tversky_loss(
     alpha = v.check_nonnegative("alpha", alpha)
     beta = v.check_nonnegative("beta", beta)
     gamma = v.check_nonnegative("gamma", gamma)
-    return _region_loss(
-        logits,
-        labels,
-        lambda *s: tversky_terms(*s, alpha=alpha, beta=beta),
-        exclusive=True,
-        axis=axis,
-        ignore_index=ignore_index,
-        where=where,
-        class_weights=class_weights,
-        smooth=smooth,
-        gamma=gamma,
-    )
+    terms = functools.partial(tversky_terms, alpha=alpha, beta=beta)
+    inputs = (logits, labels, axis, ignore_index, where, class_weights, smooth)
+    return _region_loss(*inputs, terms, exclusive=True, gamma=gamma)
 
 
 def generalized_dice_loss(
@@ -477,18 +441,8 @@ def sigmoid_dice_loss(
     References:
       Milletari et al., "V-Net", 3DV 2016.
     """
-    return _region_loss(
-        logits,
-        labels,
-        dice_terms,
-        exclusive=False,
-        axis=axis,
-        ignore_index=ignore_index,
-        where=where,
-        class_weights=class_weights,
-        smooth=smooth,
-        squared=squared,
-    )
+    inputs = (logits, labels, axis, ignore_index, where, class_weights, smooth)
+    return _region_loss(*inputs, dice_terms, exclusive=False, squared=squared)
 
 
 def sigmoid_iou_loss(
@@ -531,18 +485,8 @@ def sigmoid_iou_loss(
     References:
       Rahman & Wang, ISVC 2016.
     """
-    return _region_loss(
-        logits,
-        labels,
-        iou_terms,
-        exclusive=False,
-        axis=axis,
-        ignore_index=ignore_index,
-        where=where,
-        class_weights=class_weights,
-        smooth=smooth,
-        log=log,
-    )
+    inputs = (logits, labels, axis, ignore_index, where, class_weights, smooth)
+    return _region_loss(*inputs, iou_terms, exclusive=False, log=log)
 
 
 def sigmoid_tversky_loss(
@@ -592,15 +536,6 @@ def sigmoid_tversky_loss(
     alpha = v.check_nonnegative("alpha", alpha)
     beta = v.check_nonnegative("beta", beta)
     gamma = v.check_nonnegative("gamma", gamma)
-    return _region_loss(
-        logits,
-        labels,
-        lambda *s: tversky_terms(*s, alpha=alpha, beta=beta),
-        exclusive=False,
-        axis=axis,
-        ignore_index=ignore_index,
-        where=where,
-        class_weights=class_weights,
-        smooth=smooth,
-        gamma=gamma,
-    )
+    terms = functools.partial(tversky_terms, alpha=alpha, beta=beta)
+    inputs = (logits, labels, axis, ignore_index, where, class_weights, smooth)
+    return _region_loss(*inputs, terms, exclusive=False, gamma=gamma)

@@ -173,12 +173,21 @@ class SoftStats(StateAlgebra):
         c = v.check_num_classes(num_classes)
         ignored = v.normalize_ignore_index(ignore_index)
         z = jnp.zeros((c,), jnp.float32)
+        return cls._of((z, z, z, z), jnp.zeros((), jnp.float32), exclusive, ignored)
+
+    @classmethod
+    def _of(
+        cls,
+        sums: tuple[jax.Array, ...],
+        invalid: jax.Array,
+        exclusive: bool,
+        ignored: tuple[int, ...],
+    ) -> SoftStats:
+        """A state of the sums ``(tp, fp, fn, tn)``; ignored ids count for exclusive classes."""
+        c = sums[0].shape[-1]
         return cls(
-            z,
-            z,
-            z,
-            z,
-            jnp.zeros((), jnp.float32),
+            *sums,
+            invalid,
             num_classes=c,
             exclusive=exclusive,
             ignore_classes=v.class_ids_in_range(ignored, c) if exclusive else (),
@@ -233,17 +242,7 @@ class SoftStats(StateAlgebra):
         fp = jnp.sum(jnp.maximum(p - y, 0.0), axis=axes)
         fn = jnp.sum(jnp.maximum(y - p, 0.0), axis=axes)
         tn = jnp.sum(jnp.minimum(one - p, one - y), axis=axes)
-        c = probs.shape[-1]
-        return cls(
-            tp,
-            fp,
-            fn,
-            tn,
-            invalid_sum,
-            num_classes=c,
-            exclusive=exclusive,
-            ignore_classes=v.class_ids_in_range(ignored, c) if exclusive else (),
-        )
+        return cls._of((tp, fp, fn, tn), invalid_sum, exclusive, ignored)
 
     @classmethod
     def from_logits(
