@@ -18,18 +18,15 @@ peer first (``ok`` or ``MISMATCH``); a mismatch makes the run exit 1.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
 import jaxseg
-from benchmarks.timing import Interleaver, cheap_compiles, time_jax, time_numpy
+from benchmarks.timing import Interleaver, bench_main, cpu_count, time_jax, time_numpy
 
 #: Largest differences accepted against the peers: absolute for the EDT (float32
 #: distances of at most a few hundred), relative for HD95 and NSD.
@@ -245,41 +242,11 @@ def run(mode: str, reps: int) -> dict[str, Any]:
     rows += surface_rows(surf, 4, reps)
     rows += boundary_rows(band, 150, w3, reps)
     tgts = targets(rows)
-    return {"rows": rows, "targets": tgts, "mode": mode, "cpus": _cpus()}
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"rows": rows, "targets": tgts, "mode": mode, "cpus": cpu_count()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
-    parser.add_argument(
-        "--tiny",
-        action="store_true",
-        help="smoke run: toy shapes, 1 repetition, XLA's expensive passes off (times mean nothing)",
-    )
-    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5)")
-    parser.add_argument("--out", type=Path, default=None, help="folder for results.md / .json")
-    args = parser.parse_args(argv)
-    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
-    reps = args.reps or (1 if args.tiny else 5)
-    with cheap_compiles(args.tiny):
-        result = run(mode, reps)
-    text = markdown(result["rows"], result["targets"])
-    print(text)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "distance.md").write_text(text)
-        (args.out / "distance.json").write_text(json.dumps(result, indent=1))
-    bad = [r for r in result["rows"] if "MISMATCH" in r.get("check", "")]
-    if bad:
-        print("correctness check failed: " + ", ".join(f"{r['workload']} {r['name']}" for r in bad))
-        return 1
-    return 0
+    return bench_main(argv, __doc__, "distance", run, markdown, default_reps=5)
 
 
 if __name__ == "__main__":

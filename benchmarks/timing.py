@@ -13,12 +13,16 @@ when each row's repetitions all run at one moment. Pass an
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
+import json
+import os
 import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -210,3 +214,52 @@ def time_torch(
     timing = Timing([], None, memory, note)
     _schedule(timing, fn, sync, reps, session, reset)
     return timing, out
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (recorded with every result)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def bench_main(
+    argv: list[str] | None,
+    doc: str,
+    name: str,
+    run: Callable[[str, int], dict[str, Any]],
+    markdown: Callable[[list[dict[str, Any]], Any], str],
+    default_reps: int,
+) -> int:
+    """The command line of a benchmark module: ``--quick``, ``--tiny``, ``--reps``, ``--out``.
+
+    ``doc`` is the module docstring (its first line describes the command). Runs
+    ``run(mode, reps)`` (with :func:`cheap_compiles` for ``--tiny``), prints
+    ``markdown(rows, targets)``, writes ``<name>.md`` and ``<name>.json`` into
+    ``--out``, and returns 1 when a row's check says ``MISMATCH``.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smoke run: toy shapes, 1 repetition, XLA's expensive passes off (times mean nothing)",
+    )
+    parser.add_argument(
+        "--reps", type=int, default=None, help=f"timed repetitions (default {default_reps})"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="folder for results.md / .json")
+    args = parser.parse_args(argv)
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    reps = args.reps or (1 if args.tiny else default_reps)
+    with cheap_compiles(args.tiny):
+        result = run(mode, reps)
+    text = markdown(result["rows"], result["targets"])
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{name}.md").write_text(text)
+        (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    bad = [r for r in result["rows"] if "MISMATCH" in r.get("check", "")]
+    if bad:
+        print("correctness check failed: " + ", ".join(f"{r['workload']} {r['name']}" for r in bad))
+        return 1
+    return 0
