@@ -239,6 +239,7 @@ def test_classes_threshold_matching_equal_the_api_and_panoptica(tmp_path, capsys
     PanopticStats.from_semantic + the scores; the padded case (20 x 28 in a 32 x 32
     bucket) equals panoptica (NaiveThresholdMatching, strict); the dataset scores are those
     of the summed statistics; zero-TP and empty cases are counted."""
+    pytest.importorskip("panoptica", reason="panoptica is not installed (the `parity` extra)")
     from panoptica import NaiveThresholdMatching
     from panoptica.metrics import Metric
     from panoptica.utils.constants import CCABackend
@@ -282,42 +283,14 @@ def test_classes_threshold_matching_equal_the_api_and_panoptica(tmp_path, capsys
     assert "cases with objects but no match (zero TP)" in out
 
 
-def test_regions_bipartite_matching_equal_the_api_and_panoptica(tmp_path, capsys):
-    """Four regions (BraTS-style unions and single classes), the bipartite Dice matching,
-    8-connectivity: per case equal the API, the padded case (17 x 32) equals panoptica
-    (MaxBipartiteMatching of Dice >= 1e-6, cc3d's 8-connected components), and the
-    dataset scores are those of the summed statistics."""
-    from panoptica import MaxBipartiteMatching
-    from panoptica.metrics import Metric
-    from panoptica.utils.constants import CCABackend
-
-    rng = np.random.default_rng(1)
-    maps = [_lesions(rng, s, 4, 8) for s in [(32, 32)] * N_BUCKET + [(17, 32)]]
-    _folders(tmp_path, maps)
-    regions = {"wt": (1, 2, 3), "tc": (1, 3), "et": (3,), "ncr": (1,)}
-    text = "wt=1,2,3:tc=1,3:et=3:ncr=1"
-    args = ("-C", 4, "--regions", text, "--matching", "bipartite", "--connectivity", 2)
-    report, rows, _ = _evaluate(capsys, tmp_path, *args, "-j", 2)
-    kw = eo.MATCHINGS["bipartite"]
-    state = _api(maps[:N_BUCKET], 4, regions=regions, connectivity=2, **kw)
-    compared = _check_report(report, state, list(regions))
-    assert compared == N_BUCKET * 4 * len(ALL)
-    p, g = maps[-1]
-    matcher = MaxBipartiteMatching(matching_metric=Metric.DSC, matching_threshold=1e-6)
-    masks = {n: (np.isin(p, ids), np.isin(g, ids)) for n, ids in regions.items()}
-    _check_padded(report["images"][-1], masks, matcher, CCABackend.cc3d)
-    assert report["objects"]["regions"] == {k: list(v) for k, v in regions.items()}
-    region_rows = [r for r in rows if r["class_id"] == ""]
-    assert [r["class_name"] for r in region_rows] == list(regions) * len(maps)
-    assert all(r["iou"] == "" and r["objects_tp"] != "" for r in region_rows)
-    _check_dataset(report)
-
-
-def test_nifti_volumes_equal_panoptica(tmp_path, capsys):
-    """Three NIfTI volumes with anisotropic spacing in the headers, scored with BraTS'
-    settings (regions, 26-connectivity, bipartite Dice matching): tp, fp, fn, RQ (instance F1),
-    lesion-wise Dice and HD95 (fill 374) per case and region equal brats-evaluation's
-    bundled `gli` configuration of panoptica, run on the same arrays."""
+def test_nifti_regions_bipartite_equal_the_api_and_panoptica(tmp_path, capsys):
+    """NIfTI volumes with anisotropic spacing in the headers, scored with BraTS' settings
+    (six regions, unions among them; 26-connectivity; bipartite Dice matching): tp, fp, fn,
+    RQ (instance F1), lesion-wise Dice and HD95 (fill 374) of every case and region equal
+    brats-evaluation's bundled `gli` configuration of panoptica on the same arrays (a
+    padded volume, 14 x 16 x 7 in a 16 x 16 x 8 bucket, among them); every case of the
+    bucket shape equals PanopticStats.from_semantic + the scores; the dataset scores are
+    those of the summed statistics; the per-image CSV has one row per case and region."""
     import importlib.util
     from pathlib import Path
 
@@ -332,7 +305,7 @@ def test_nifti_volumes_equal_panoptica(tmp_path, capsys):
     evaluator = Panoptica_Evaluator.load_from_config(config)
     rng = np.random.default_rng(2)
     spacing = (0.8, 1.0, 2.0)
-    maps = [_lesions(rng, (16, 16, 8), 5, 7) for _ in range(3)]
+    maps = [_lesions(rng, s, 5, 7) for s in [(16, 16, 8)] * 3 + [(14, 16, 7)]]
     maps[0] = (np.zeros_like(maps[0][0]), maps[0][1])  # an empty prediction
     for d in ("pred", "label"):
         (tmp_path / d).mkdir()
@@ -340,8 +313,9 @@ def test_nifti_volumes_equal_panoptica(tmp_path, capsys):
     for i, (p, g) in enumerate(maps):
         nib.save(nib.Nifti1Image(p, affine), tmp_path / "pred" / f"case{i}.nii.gz")
         nib.save(nib.Nifti1Image(g, affine), tmp_path / "label" / f"case{i}.nii.gz")
-    regions = "snfh=2:et=3:netc=1:rc=4:tc=1,3:wt=1,2,3"
-    metrics = ("rq", "instance_f1", "lesion_dice", "lesion_hd95")
+    regions = {"snfh": (2,), "et": (3,), "netc": (1,), "rc": (4,), "tc": (1, 3), "wt": (1, 2, 3)}
+    text = ":".join(f"{k}={','.join(map(str, v))}" for k, v in regions.items())
+    metrics = (*ALL, "lesion_hd95")
     rc, _, err = _run(
         capsys,
         tmp_path / "pred",
@@ -351,15 +325,17 @@ def test_nifti_volumes_equal_panoptica(tmp_path, capsys):
         "--metrics",
         ",".join(metrics),
         "--regions",
-        regions,
+        text,
         "--connectivity",
         3,
         "--matching",
         "bipartite",
         "--json",
         tmp_path / "r.json",
+        "--per-image",
+        tmp_path / "cases.csv",
         "-j",
-        1,
+        2,
     )
     assert rc == 0, err
     report = json.loads((tmp_path / "r.json").read_text())
@@ -373,23 +349,34 @@ def test_nifti_volumes_equal_panoptica(tmp_path, capsys):
                 tp, fp, fn = int(res.tp), int(res.fp), int(res.fn)
                 assert (got["tp"], got["fp"], got["fn"]) == (tp, fp, fn), name
                 n = tp + fp + fn
+                hd95_sum = float(res.sq_hd95) * tp if tp else 0.0
                 want = {
                     "rq": float(res.rq),
                     "instance_f1": float(res.rq),
-                    "lesion_dice": (float(res.sq_dsc) * tp / n) if tp else 0.0,
-                    "lesion_hd95": ((float(res.sq_hd95) * tp if tp else 0.0) + 374 * (fp + fn)) / n
-                    if n
-                    else math.nan,
+                    "lesion_dice": float(res.sq_dsc) * tp / n if tp else 0.0,
+                    "lesion_hd95": (hd95_sum + 374 * (fp + fn)) / n if n else math.nan,
                 }
-                for m in metrics:
+                for m, want_m in want.items():
                     value = math.nan if got[m] is None else got[m]
-                    want_m = want[m] if n else math.nan
                     np.testing.assert_allclose(
-                        value, want_m, rtol=5e-6, atol=1e-5, err_msg=f"{entry['name']} {name} {m}"
+                        value,
+                        want_m if n else math.nan,
+                        rtol=5e-6,
+                        atol=1e-5,
+                        err_msg=f"{entry['name']} {name} {m}",
                     )
                     compared += 1
-    assert compared == 3 * 6 * len(metrics)
+    assert compared == len(maps) * len(regions) * 4
     assert report["objects"]["lesion_hd95_fill"] == 374
+    header = tuple(float(np.float32(x)) for x in spacing)  # as NIfTI stores it: float32
+    kw = dict(eo.MATCHINGS["bipartite"], instance_metrics=("hd95",), spacing=header)
+    state = _api(maps[:3], 5, regions=regions, connectivity=3, **kw)
+    assert _check_report(report, state, list(regions)) == 3 * len(regions) * len(ALL)
+    _check_dataset(report)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "cases.csv").read_text())))
+    region_rows = [r for r in rows if r["class_id"] == ""]
+    assert [r["class_name"] for r in region_rows] == list(regions) * len(maps)
+    assert all(r["iou"] == "" and r["lesion_hd95"] != "" for r in region_rows)
 
 
 @pytest.mark.parametrize(
