@@ -29,7 +29,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -526,6 +526,29 @@ def _stream(pairs: Sequence[_io.Pair], work: Any, jobs: int, window: int) -> Ite
             todo.put(None)
 
 
+def _check_plot(opts: Options) -> None:
+    """``--plot`` needs matplotlib: refuse before any file is read."""
+    if opts.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise _io.InputError(
+                None, "--plot needs matplotlib: pip install 'jaxseg[cli]'"
+            ) from None
+
+
+def _skipper(opts: Options) -> tuple[list[_io.InputError], Callable[[_io.InputError], None]]:
+    """The files left out, and ``bad(err)``: raises ``err``, or with ``--skip-bad`` keeps it."""
+    skipped: list[_io.InputError] = []
+
+    def bad(err: _io.InputError) -> None:
+        if not opts.skip_bad:
+            raise err
+        skipped.append(err)
+
+    return skipped, bad
+
+
 def run(opts: Options, out: Any = None) -> int:
     """Run ``jaxseg evaluate``; returns the exit status (0, or 3 if files were skipped)."""
     out = out or sys.stdout
@@ -587,20 +610,9 @@ def run(opts: Options, out: Any = None) -> int:
             f"--plot draws the confusion matrix, which is not kept above {PER_CLASS_ABOVE} "
             f"classes (--num-classes {c} counts per class)",
         )
-    if opts.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise _io.InputError(
-                None, "--plot needs matplotlib: pip install 'jaxseg[cli]'"
-            ) from None
+    _check_plot(opts)
 
-    skipped: list[_io.InputError] = []
-
-    def bad(err: _io.InputError) -> None:
-        if not opts.skip_bad:
-            raise err
-        skipped.append(err)
+    skipped, bad = _skipper(opts)
 
     pairs, unmatched = _io.match_files(
         opts.pred_dir,
@@ -856,20 +868,9 @@ def _run_probabilities(
     :class:`jaxseg.ProbabilityHistogram`, scored by the library's functions."""
     from jaxseg import _evaluate_probability as ep
 
-    if opts.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise _io.InputError(
-                None, "--plot needs matplotlib: pip install 'jaxseg[cli]'"
-            ) from None
+    _check_plot(opts)
     pattern = _io.probability_pattern(opts.prob_pattern) if opts.prob_pattern else None
-    skipped: list[_io.InputError] = []
-
-    def bad(err: _io.InputError) -> None:
-        if not opts.skip_bad:
-            raise err
-        skipped.append(err)
+    skipped, bad = _skipper(opts)
 
     pairs, unmatched = _io.match_files(
         opts.pred_dir,
