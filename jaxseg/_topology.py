@@ -34,7 +34,7 @@ from jax import lax
 from jaxseg import _classwise as cw_
 from jaxseg import _validation as v
 from jaxseg._distance import _check_spacing, _finish, _masks, _prepare, distance_transform
-from jaxseg._loss_inputs import float_logits, pool_axes, prepare_targets
+from jaxseg._loss_inputs import dense_targets, float_logits, loss_inputs
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -46,7 +46,7 @@ AVERAGES = ("macro", "micro")
 # -- shared setup ----------------------------------------------------------------
 
 
-def _setup(logits, labels, *, axis, ignore_index, where, class_weights):
+def _setup(logits, labels, axis, ignore_index, where, class_weights):
     """``(probs, targets, valid, class_weights, axes, counted)`` for the losses below."""
     x = float_logits(logits)
     if not 4 <= x.ndim <= 5:
@@ -61,10 +61,10 @@ def _setup(logits, labels, *, axis, ignore_index, where, class_weights):
             f"`labels` has {labels.shape[-1]} classes on its last axis but `logits` has {c}; "
             f"one-hot / soft labels must have shape {tuple(x.shape)}."
         )
-    cw = v.check_class_weights(class_weights, c)
-    axes = pool_axes(axis, x.ndim - 1)
-    ignored = v.normalize_ignore_index(ignore_index)
-    y, valid, _ = prepare_targets(x, labels, exclusive=True, ignore_index=ignored, where=where)
+    x, cw, axes, ignored = loss_inputs(
+        x, axis=axis, ignore_index=ignore_index, class_weights=class_weights
+    )
+    y, valid = dense_targets(x, labels, exclusive=True, ignored=ignored, where=where)
     probs = jnp.where(valid[..., None], jax.nn.softmax(x, axis=-1), 0.0)
     counted = v.counted_mask(c, v.class_ids_in_range(ignored, c))
     return probs, y, valid, cw, axes, counted
@@ -218,12 +218,7 @@ def soft_cldice_loss(
     if isinstance(dice_weight, int | float) and dice_weight > 1:
         raise ValueError(f"`dice_weight` must lie in [0, 1]; got {dice_weight!r}.")
     p, y, valid, cw, axes, counted = _setup(
-        logits,
-        labels,
-        axis=axis,
-        ignore_index=ignore_index,
-        where=where,
-        class_weights=class_weights,
+        logits, labels, axis, ignore_index, where, class_weights
     )
     sp = soft_skeleton(p, iterations)
     sy = lax.stop_gradient(soft_skeleton(y, iterations))
@@ -346,12 +341,7 @@ def hausdorff_dt_loss(
     """
     alpha = v.check_positive("alpha", alpha)
     p, y, valid, cw, axes, counted = _setup(
-        logits,
-        labels,
-        axis=axis,
-        ignore_index=ignore_index,
-        where=where,
-        class_weights=class_weights,
+        logits, labels, axis, ignore_index, where, class_weights
     )
     s = _check_loss_spacing(spacing, p)
     m = valid[..., None]
@@ -416,12 +406,7 @@ def boundary_loss(
       MIDL 2019 (Medical Image Analysis 67, 2021).
     """
     p, y, valid, cw, axes, counted = _setup(
-        logits,
-        labels,
-        axis=axis,
-        ignore_index=ignore_index,
-        where=where,
-        class_weights=class_weights,
+        logits, labels, axis, ignore_index, where, class_weights
     )
     s = _check_loss_spacing(spacing, p)
     phi = _per_map(lambda mask: _signed_field(mask, s), (y > 0.5) & valid[..., None])
