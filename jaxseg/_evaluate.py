@@ -724,15 +724,8 @@ def run(opts: Options, out: Any = None) -> int:
         object_values = _evaluate_objects.add_to_report(report, extras["objects"], objects)
     if iiou is not None:
         iiou.add_to_report(report, extras["iiou"])
-    report["skipped"] = [{"file": e.path, "reason": e.message} for e in skipped]
-    report["num_skipped"] = len(skipped)
-
     # Render every output in memory first, then write each one completely.
-    rendered: list[tuple[str, bytes]] = []
-    if opts.json:
-        rendered.append((opts.json, _report.json_bytes(report)))
-    if opts.csv:
-        rendered.append((opts.csv, _report.csv_bytes(report)))
+    rendered = _report_outputs(opts, report, skipped)
     if opts.per_image:
         rendered.append(
             (
@@ -770,6 +763,18 @@ def run(opts: Options, out: Any = None) -> int:
 
 #: Exit status when ``--skip-bad`` left files out (the results are complete otherwise).
 EXIT_SKIPPED = 3
+
+
+def _report_outputs(opts: Options, report: dict[str, Any], skipped: list[Any]) -> list[Any]:
+    """Record the skipped files in ``report``; the ``--json`` and ``--csv`` outputs rendered."""
+    report["skipped"] = [{"file": e.path, "reason": e.message} for e in skipped]
+    report["num_skipped"] = len(skipped)
+    rendered: list[tuple[str, bytes]] = []
+    if opts.json:
+        rendered.append((opts.json, _report.json_bytes(report)))
+    if opts.csv:
+        rendered.append((opts.csv, _report.csv_bytes(report)))
+    return rendered
 
 
 def _summary(
@@ -964,14 +969,7 @@ def _run_probabilities(
             "accuracy": accuracy.tolist(),
             "count": count.astype(np.int64).tolist(),
         }
-    report["skipped"] = [{"file": e.path, "reason": e.message} for e in skipped]
-    report["num_skipped"] = len(skipped)
-
-    rendered: list[tuple[str, bytes]] = []
-    if opts.json:
-        rendered.append((opts.json, _report.json_bytes(report)))
-    if opts.csv:
-        rendered.append((opts.csv, _report.csv_bytes(report)))
+    rendered = _report_outputs(opts, report, skipped)
     if opts.plot:
         fig = _report.reliability_figure(
             s["top_label_reliability"] if top else None, s["reliability"], names
