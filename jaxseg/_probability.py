@@ -894,7 +894,8 @@ def best_threshold(
     """The bin edge that maximises a score, per class, and the score there.
 
     Evaluates ``score(h.at_threshold(k / B), average=None)`` for every edge
-    ``k = 0, ..., B`` at once (one batched statistics state) and takes the best
+    ``k = 0, ..., B`` at once (one batched statistics state, from cumulative
+    sums over the bins) and takes the best
     per class; ties go to the lowest threshold; NaN scores never win.
 
     Args:
@@ -917,16 +918,34 @@ def best_threshold(
     if score is None:
         from jaxseg._scores import dice as score
     b = h.num_bins
-    edges = jnp.arange(b + 1)
-    stats = jax.vmap(lambda k: _at_bin(h, k))(edges)  # batch axis first: [B + 1, ...]
-    values = score(stats, average=None)  # [B + 1, ..., C]
+    values = score(_every_edge(h), average=None)  # [B + 1, ..., C]
     finite = jnp.where(jnp.isnan(values), -jnp.inf, values)
     best = jnp.argmax(finite, 0)
     value = jnp.take_along_axis(values, best[None], 0)[0]
-    t = (best / b).astype(value.dtype)
+    # k / B divided on the host and rounded once: in float32 the edge e_k itself
+    t = jnp.asarray(np.arange(b + 1) / b, value.dtype)[best]
     return jnp.where(jnp.isnan(value), jnp.nan, t), value
 
 
-def _at_bin(h: ProbabilityHistogram, k: jax.Array) -> BinaryStats:
-    """``at_threshold(k / B)`` for an integer (possibly traced) bin ``k``."""
-    return h.at_threshold(k.astype(jnp.float32) / h.num_bins)
+def _every_edge(h: ProbabilityHistogram) -> BinaryStats:
+    """``h.at_threshold(k / B)`` for every edge ``k = 0, ..., B``, stacked on a first axis.
+
+    Cumulative sums over the bins, ``O(B)`` counts per class instead of ``B + 1``
+    masked sums of ``B + 1`` bins: above the edge ``k`` the suffix sum from bin ``k``,
+    below it the prefix sum up to bin ``k - 1``. Exact: at most ``B + 1 <= 2**16 + 1``
+    normal-form limbs (each below ``2**16``) are added, below ``2**32``.
+    """
+    c = _counts.normalize(h.counts)  # [..., 2, C, B + 1, L]
+    hit = _counts.normalize(jnp.cumsum(c[..., ::-1, :], -2, dtype=jnp.uint32)[..., ::-1, :])
+    zero = jnp.zeros_like(c[..., :1, :])
+    miss = _counts.normalize(jnp.cumsum(jnp.concatenate([zero, c[..., :-1, :]], -2), -2))
+    hit, miss = jnp.moveaxis(hit, -2, 0), jnp.moveaxis(miss, -2, 0)  # [B + 1, ..., 2, C, L]
+    rows = jnp.stack(
+        [hit[..., 1, :, :], hit[..., 0, :, :], miss[..., 1, :, :], miss[..., 0, :, :]], -3
+    )
+    return BinaryStats(
+        counts=rows,  # tp, fp, fn, tn
+        invalid=jnp.broadcast_to(h.invalid, (rows.shape[0], *h.invalid.shape)),
+        num_classes=h.num_classes,
+        ignore_classes=h.ignore_classes,
+    )
