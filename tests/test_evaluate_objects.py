@@ -128,6 +128,25 @@ def _check_report(report, state, categories):
     return compared
 
 
+def _formulas(state):
+    """Per-case scores ``[N, K]`` from the API state's counts and pair sums, by the
+    documented formulas (NumPy)."""
+    tp, fp, fn = np.moveaxis(state.to_numpy().astype(np.float64), 1, 0)
+    sums = np.moveaxis(np.asarray(state.sums, np.float64), 1, 0)
+    sums = dict(zip(state.metrics, sums, strict=True))
+    n, den = tp + fp + fn, tp + (fp + fn) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "pq": sums["iou"] / den,
+            "sq": np.where(tp > 0, sums["iou"] / tp, 0.0),
+            "rq": tp / den,
+            "lesion_dice": sums["dice"] / n,
+            "lesion_hd95": (sums["hd95"] + 374 * (fp + fn)) / n,
+        }
+    out["instance_f1"] = out["rq"]
+    return {k: np.where(n > 0, v, np.nan) for k, v in out.items()}
+
+
 def _check_dataset(report):
     """Dataset scores are those of the summed statistics, rebuilt in NumPy from the
     JSON's per-case counts and values: per category and as the mean over categories; the
@@ -289,8 +308,9 @@ def test_nifti_regions_bipartite_equal_the_api_and_panoptica(tmp_path, capsys):
     RQ (instance F1), lesion-wise Dice and HD95 (fill 374) of every case and region equal
     brats-evaluation's bundled `gli` configuration of panoptica on the same arrays (a
     padded volume, 14 x 16 x 7 in a 16 x 16 x 8 bucket, among them); every case of the
-    bucket shape equals PanopticStats.from_semantic + the scores; the dataset scores are
-    those of the summed statistics; the per-image CSV has one row per case and region."""
+    bucket shape equals PanopticStats.from_semantic (its counts and pair sums, by the
+    score formulas); the dataset scores are those of the summed statistics; the
+    per-image CSV has one row per case and region."""
     import importlib.util
     from pathlib import Path
 
@@ -371,7 +391,14 @@ def test_nifti_regions_bipartite_equal_the_api_and_panoptica(tmp_path, capsys):
     header = tuple(float(np.float32(x)) for x in spacing)  # as NIfTI stores it: float32
     kw = dict(eo.MATCHINGS["bipartite"], instance_metrics=("hd95",), spacing=header)
     state = _api(maps[:3], 5, regions=regions, connectivity=3, **kw)
-    assert _check_report(report, state, list(regions)) == 3 * len(regions) * len(ALL)
+    want = _formulas(state)
+    for i, entry in enumerate(report["images"][:3]):
+        for k, name in enumerate(regions):
+            got = entry["objects"][name]
+            assert [got[x] for x in ("tp", "fp", "fn")] == state.to_numpy()[i, :, k].tolist()
+            for m in metrics:
+                value = math.nan if got[m] is None else got[m]
+                np.testing.assert_allclose(value, want[m][i, k], rtol=1e-6, err_msg=m)
     _check_dataset(report)
     rows = list(csv.DictReader(io.StringIO((tmp_path / "cases.csv").read_text())))
     region_rows = [r for r in rows if r["class_id"] == ""]
