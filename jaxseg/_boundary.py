@@ -302,8 +302,10 @@ def _band_counts(preds, labels, c, d, ignored, where, *, spatial_dims=2):
     key_l = jnp.where(counted & g_band, jnp.where(both, 0, 2 * c) + lab, dump)
     # prediction side: fp, keyed by the predicted class
     key_p = jnp.where(counted & pred_ok & p_band & ~(g_band & same), c + prd, dump)
-    keys = jnp.concatenate([key_l.reshape(-1), key_p.reshape(-1)])
-    hist = jnp.bincount(keys, length=dump + 1)[:dump].astype(jnp.int32).reshape(3, c)
+    # two bincounts: a concatenation of the keys first costs as much as both (CPU)
+    hist = jnp.bincount(key_l.reshape(-1), length=dump + 1)
+    hist = hist + jnp.bincount(key_p.reshape(-1), length=dump + 1)
+    hist = hist[:dump].astype(jnp.int32).reshape(3, c)
     n = jnp.sum(counted, dtype=jnp.int32)
     tn = n - hist.sum(0)
     return jnp.concatenate([hist, tn[None]], axis=0), invalid
