@@ -155,13 +155,51 @@ def surface_rows(shape, c, reps) -> list[dict[str, Any]]:
     return rows
 
 
+def _band_counts_before(preds, labels, c, d):
+    """The boundary counts before the doubling band, for the "before" row: two
+    running min / max windows (``lax.reduce_window``, ``O(d)`` per element) per map
+    and one ``bincount`` of the concatenated label- and prediction-side keys."""
+    from jax import lax
+
+    jnp = jax.numpy
+
+    def band(x):
+        lo, hi = x, x
+        for axis in (1, 2):
+            dims, pad = [1, 1, 1], [(0, 0)] * 3
+            dims[axis], pad[axis] = 2 * d + 1, (d, d)
+            lo = lax.reduce_window(lo, np.iinfo(np.int32).max, lax.min, dims, (1, 1, 1), pad)
+            hi = lax.reduce_window(hi, np.iinfo(np.int32).min, lax.max, dims, (1, 1, 1), pad)
+        near = np.zeros(x.shape[1:], bool)
+        for axis, n in enumerate(x.shape[1:]):
+            i = np.arange(n).reshape([n if a == axis else 1 for a in range(2)])
+            near = near | (i < d) | (i >= n - d)
+        return (lo != hi) | near[None]
+
+    g_band, p_band = band(labels), band(preds)
+    same = preds == labels
+    key_l = jnp.where(g_band, jnp.where(g_band & p_band & same, 0, 2 * c) + labels, 3 * c)
+    key_p = jnp.where(p_band & ~(g_band & same), c + preds, 3 * c)
+    keys = jnp.concatenate([key_l.reshape(-1), key_p.reshape(-1)])
+    return jnp.bincount(keys, length=3 * c + 1)[: 3 * c].reshape(3, c)
+
+
 def boundary_rows(shape, c, w3_shape, reps) -> list[dict[str, Any]]:
+    """Boundary counts (now and before the doubling band) and the W3 update, interleaved."""
     pred = _label_maps(shape, c, seed=3)
     label = _label_maps(shape, c, seed=4)
-    t_b, _ = time_jax(
+    from jaxseg import _boundary, _counts
+
+    d = _boundary.band_width(*shape[1:], 0.02)
+    session = Interleaver()
+    t_b, got = time_jax(
         lambda p, g: jaxseg.BoundaryStats.from_predictions(p, g, num_classes=c).counts,
         (pred, label),
         reps,
+        session,
+    )
+    t_before, before = time_jax(
+        lambda p, g: _band_counts_before(p, g, c, d), (pred, label), reps, session
     )
     rng = np.random.default_rng(5)
     p3 = rng.integers(0, 19, size=w3_shape).astype(np.int32)
@@ -170,11 +208,21 @@ def boundary_rows(shape, c, w3_shape, reps) -> list[dict[str, Any]]:
         lambda p, g: jaxseg.ConfusionMatrix.from_predictions(p, g, num_classes=19).counts,
         (p3, g3),
         reps,
+        session,
     )
-    return [
-        _row("BoundaryIoU", shape, f"jaxseg BoundaryStats C={c}", t_b, ""),
+    session.run(reps)
+    got = _counts.to_int64_numpy(got)[:3]
+    check = "ok" if np.array_equal(got, np.asarray(before)) else "MISMATCH"
+    rows = [
+        _row("BoundaryIoU", shape, f"jaxseg BoundaryStats C={c}", t_b, f"{check}: = before"),
+        _row("BoundaryIoU", shape, f"running min/max band (before) C={c}", t_before, ""),
         _row("BoundaryIoU", w3_shape, "W3 confusion update C=19", t_w3, ""),
     ]
+    for r in rows:  # the timings were filled in by the session
+        if "timing" in r:
+            t = r.pop("timing")
+            r["median_s"], r["min_s"] = t.median, t.min
+    return rows
 
 
 def _row(workload, shape, name, timing, check) -> dict[str, Any]:
