@@ -275,7 +275,8 @@ def add_to_report(
     counted[list(batched.ignore_classes)] = False
     counts = batched.to_numpy()  # int64 [N, 3, K]
     per_image: dict[str, np.ndarray] = {"tp": counts[:, 0], "fp": counts[:, 1], "fn": counts[:, 2]}
-    names = objects.categories
+    # the regions, or the classes by the names of the class table (--class-names)
+    names = objects.categories if objects.regions else [r["name"] for r in report["classes"]]
     total = counts.sum(0)
     has_objects = counts.sum(1) > 0  # [N, K]
     zero_tp = has_objects & (counts[:, 0] == 0)
