@@ -47,23 +47,60 @@ def _shift(x: jax.Array, s: int, axis: int) -> jax.Array:
     return lax.pad(x, jnp.zeros((), x.dtype), config)
 
 
-def _any_in_window(f: jax.Array, lo: int, hi: int, axis: int) -> jax.Array:
+#: Pixels per packed word along the first spatial axis of the band.
+_WORD = 32
+
+
+def _shift_bits(w: jax.Array, s: int, axis: int) -> jax.Array:
+    """Bits packed ``_WORD`` per word along ``axis``: bit ``i`` of the result is bit
+    ``i + s`` of ``w`` (zero beyond the ends)."""
+    q, m = divmod(abs(s), _WORD)
+    w = _shift(w, q if s > 0 else -q, axis)
+    if m == 0:
+        return w
+    if s > 0:
+        return (w >> m) | (_shift(w, 1, axis) << (_WORD - m))
+    return (w << m) | (_shift(w, -1, axis) >> (_WORD - m))
+
+
+def _any_in_window(f: jax.Array, lo: int, hi: int, axis: int, shift: Any = _shift) -> jax.Array:
     """``out[p] = any(f[p + lo], ..., f[p + hi])`` along ``axis`` (clipped at the ends).
 
     Doubling (van Herk / Gil-Werman's idea for a running extremum, in log steps):
     ``g_m[i] = any(f[i : i + m])`` for ``m = 1, 2, 4, ...`` up to the largest
     power ``m <= L = hi - lo + 1``, then the window is two overlapping runs,
     ``g_m[p + lo] | g_m[p + hi - m + 1]``: ``O(log L)`` passes whatever ``L``.
+    ``shift=_shift_bits`` does the same on bits packed along ``axis``.
     """
     length = hi - lo + 1
     g, m = f, 1
     while 2 * m <= length:
-        g = g | _shift(g, m, axis)
+        g = g | shift(g, m, axis)
         m *= 2
-    out = _shift(g, lo, axis)
+    out = shift(g, lo, axis)
     if m < length:
-        out = out | _shift(g, hi - m + 1, axis)
+        out = out | shift(g, hi - m + 1, axis)
     return out
+
+
+def _pack(b: jax.Array, axis: int) -> jax.Array:
+    """Booleans -> uint32 words of ``_WORD`` bits along ``axis`` (zero-padded at the end)."""
+    n = b.shape[axis]
+    words = -(-n // _WORD)
+    pad = [(0, 0)] * b.ndim
+    pad[axis] = (0, words * _WORD - n)
+    shape = (*b.shape[:axis], words, _WORD, *b.shape[axis + 1 :])
+    b = jnp.pad(b, pad).reshape(shape).astype(jnp.uint32)
+    # a reduction: XLA keeps it one pass (an elementwise packing is re-fused into every use)
+    return jnp.sum(b << lax.broadcasted_iota(jnp.uint32, shape, axis + 1), axis + 1)
+
+
+def _unpack(w: jax.Array, axis: int, n: int) -> jax.Array:
+    """uint32 words along ``axis`` -> the first ``n`` booleans."""
+    shape = (*w.shape[: axis + 1], _WORD, *w.shape[axis + 1 :])
+    bits = (jnp.expand_dims(w, axis + 1) >> lax.broadcasted_iota(jnp.uint32, shape, axis + 1)) & 1
+    bits = bits.reshape((*w.shape[:axis], w.shape[axis] * _WORD, *w.shape[axis + 1 :]))
+    return lax.slice_in_dim(bits, 0, n, axis=axis) != 0
 
 
 def boundary_band(label_map: jax.Array, d: int, spatial_dims: int = 2) -> jax.Array:
@@ -82,17 +119,22 @@ def boundary_band(label_map: jax.Array, d: int, spatial_dims: int = 2) -> jax.Ar
     neighbours along axis ``a`` within the window (``x[i] != x[i+1]`` for
     ``p - d <= i < p + d``). Each axis is then boolean "any in a window" passes
     by doubling: ``O(log d)`` passes, where a running min / max window costs ``O(d)``.
+    The flags are packed 32 to a uint32 word along the first spatial axis (which
+    is processed first, so that the padding bits never reach a pixel), and every
+    pass works on words.
     """
     x = label_map.astype(jnp.int32)
+    first = x.ndim - spatial_dims
     out = None
-    for axis in range(x.ndim - spatial_dims, x.ndim):
+    for axis in range(first, x.ndim):
         n = x.shape[axis]
         inside = lax.broadcasted_iota(jnp.int32, x.shape, axis) < n - 1
-        change = (x != _shift(x, 1, axis)) & inside  # x[i] != x[i + 1]
+        change = _pack((x != _shift(x, 1, axis)) & inside, first)  # x[i] != x[i + 1]
+        shift = _shift_bits if axis == first else _shift
         if out is None:
-            out = _any_in_window(change, -d, d - 1, axis)
+            out = _any_in_window(change, -d, d - 1, axis, shift)
         else:  # the window of the earlier axes at offsets -d..d, the changes at -d..d-1
-            out = _any_in_window(out | change, -d, d - 1, axis) | _shift(out, d, axis)
+            out = _any_in_window(out | change, -d, d - 1, axis, shift) | shift(out, d, axis)
     dims = label_map.shape[-spatial_dims:]
     near = np.zeros(dims, bool)
     for axis, n in enumerate(dims):
@@ -100,7 +142,8 @@ def boundary_band(label_map: jax.Array, d: int, spatial_dims: int = 2) -> jax.Ar
         shape = [1] * spatial_dims
         shape[axis] = n
         near = near | ((i < d) | (i >= n - d)).reshape(shape)
-    return out | jnp.asarray(near.reshape((1,) * (x.ndim - spatial_dims) + dims))
+    band = _unpack(out, first, x.shape[first])
+    return band | jnp.asarray(near.reshape((1,) * (x.ndim - spatial_dims) + dims))
 
 
 @jax.tree_util.register_dataclass
