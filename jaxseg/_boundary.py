@@ -92,7 +92,7 @@ def _pack(b: jax.Array, axis: int) -> jax.Array:
     shape = (*b.shape[:axis], words, _WORD, *b.shape[axis + 1 :])
     b = jnp.pad(b, pad).reshape(shape).astype(jnp.uint32)
     # a reduction: XLA keeps it one pass (an elementwise packing is re-fused into every use)
-    return jnp.sum(b << lax.broadcasted_iota(jnp.uint32, shape, axis + 1), axis + 1)
+    return jnp.sum(b << lax.broadcasted_iota(jnp.uint32, shape, axis + 1), axis + 1, jnp.uint32)
 
 
 def _unpack(w: jax.Array, axis: int, n: int) -> jax.Array:
