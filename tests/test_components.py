@@ -118,21 +118,77 @@ def scipy_label(mask, connectivity):
     return ndimage.label(mask, structure)
 
 
-@functools.cache
-def _batched(connectivity):
-    return jax.jit(
-        jax.vmap(functools.partial(jaxseg.connected_components, connectivity=connectivity))
-    )
-
-
-@functools.cache
-def _results(shape, connectivity):
-    masks = masks_for(shape)
-    labels, counts = _batched(connectivity)(masks)
-    return masks, np.asarray(labels), np.asarray(counts)
-
-
 CASES = [(shape, c) for shape in SHAPES for c in range(1, len(shape) + 1)]
+#: One-row, one-column and flat shapes: 40 random masks each.
+MORE = [((1, 33), 2), ((3, 5, 1), 3)]
+WORST = (128, 128)
+ONE_BY_ONE = [0, 5, 10, 40, 79]
+
+
+def _vmapped(connectivity):
+    return jax.vmap(functools.partial(jaxseg.connected_components, connectivity=connectivity))
+
+
+def _label_and_rounds(m):
+    roots, rounds = _components.component_roots(m, 1)
+    labels, counts = _components.labels_from_roots(roots, (1, *m.shape))
+    return labels[0], counts[0], rounds
+
+
+def _program(by_shape, more, worst):
+    """Every labelling this file checks, traced into ONE jitted program: one
+    compilation for all (about half the compile time of one per shape,
+    connectivity and transform)."""
+    out = {}
+    for shape, c in CASES:  # every mask of a shape stacked and vmapped
+        out[f"case {shape} {c}"] = _vmapped(c)(by_shape[str(shape)])
+    for (shape, c), masks in zip(MORE, more, strict=True):
+        out[f"more {shape} {c}"] = _vmapped(c)(masks)
+    out["rounds"] = jax.vmap(_label_and_rounds)(worst)
+    # the unbatched function, called mask by mask (a loop, not vmap)
+    picked = by_shape[str((20, 24))][np.array(ONE_BY_ONE)]
+    out["one by one"] = jax.lax.map(
+        functools.partial(jaxseg.connected_components, connectivity=2), picked
+    )
+    # vmap of vmap, the inner one over axis 1 of [3, 20, 4, 24]
+    nested = by_shape[str((20, 24))][:12].reshape(3, 4, 20, 24).transpose(0, 2, 1, 3)
+    out["nested"] = jax.vmap(jax.vmap(jaxseg.connected_components, in_axes=1))(nested)
+    out["stack"] = _components._label_stack(by_shape[str((7, 8, 9))][:20], 3)
+    # a stack of 5 x 41 made "too big" for int32 indices: labelled one mask at a time
+    saved = _components._MAX_ELEMENTS
+    _components._MAX_ELEMENTS = 100  # read while tracing
+    try:
+        out["past int32"] = _components._label_stack(by_shape[str((41,))][:5], 1)
+    finally:
+        _components._MAX_ELEMENTS = saved
+    return out
+
+
+def _more_masks():
+    rng = np.random.default_rng(3)
+    return [
+        rng.random((40, *shape)) < rng.uniform(0.2, 0.8, (40,) + (1,) * len(shape))
+        for shape, _ in MORE
+    ]
+
+
+def _worst_masks():
+    return np.stack([snake(WORST), snake(WORST, gap=4), spiral(WORST), checkerboard(WORST, 2)])
+
+
+@functools.cache
+def _all():
+    """``(inputs, outputs)``: the masks and every result, from one compiled call."""
+    by_shape = {str(shape): masks_for(shape) for shape in SHAPES}
+    more, worst = _more_masks(), _worst_masks()
+    out = jax.device_get(jax.jit(_program)(by_shape, more, worst))
+    return (by_shape, more, worst), out
+
+
+def _results(shape, connectivity):
+    (by_shape, _, _), out = _all()
+    labels, counts = out[f"case {shape} {connectivity}"]
+    return by_shape[str(shape)], np.asarray(labels), np.asarray(counts)
 
 
 @pytest.mark.parametrize(("shape", "connectivity"), CASES)
@@ -159,10 +215,10 @@ def test_structured_masks_are_what_they_claim():
 
 def test_more_shapes_in_one_call():
     """One-row, one-column and flat shapes: 80 more random masks."""
-    rng = np.random.default_rng(3)
-    for shape, c in [((1, 33), 2), ((3, 5, 1), 3)]:
-        masks = rng.random((40, *shape)) < rng.uniform(0.2, 0.8, (40,) + (1,) * len(shape))
-        labels, counts = _batched(c)(masks)
+    (_, more, _), out = _all()
+    for (shape, c), masks in zip(MORE, more, strict=True):
+        labels, counts = out[f"more {shape} {c}"]
+        assert labels.shape == masks.shape
         for k, m in enumerate(masks):
             ref, n = scipy_label(m, c)
             np.testing.assert_array_equal(np.asarray(labels[k]), ref)
@@ -186,15 +242,8 @@ def test_equal_to_cc3d():
 
 def test_rounds_on_worst_case_shapes():
     """Snakes and spirals of 128 x 128 (one component of 8,000+ pixels) converge in few rounds."""
-
-    def label_and_rounds(m):
-        roots, rounds = _components.component_roots(m, 1)
-        labels, counts = _components.labels_from_roots(roots, (1, *m.shape))
-        return labels[0], counts[0], rounds
-
-    shape = (128, 128)
-    masks = np.stack([snake(shape), snake(shape, gap=4), spiral(shape), checkerboard(shape, 2)])
-    labels, counts, rounds = jax.jit(jax.vmap(label_and_rounds))(masks)
+    (_, _, masks), out = _all()
+    labels, counts, rounds = out["rounds"]
     for k, m in enumerate(masks):
         ref, n = scipy_label(m, 1)
         np.testing.assert_array_equal(np.asarray(labels[k]), ref)
@@ -204,38 +253,36 @@ def test_rounds_on_worst_case_shapes():
 
 
 def test_jit_and_vmap_equal_one_by_one():
-    masks, labels, counts = _results((20, 24), 2)
-    jitted = jax.jit(jaxseg.connected_components, static_argnames="connectivity")
-    for k in (0, 5, 10, 40, 79):
-        lab, n = jitted(masks[k], connectivity=2)
-        np.testing.assert_array_equal(lab, labels[k])
-        assert n == counts[k]
+    _, labels, counts = _results((20, 24), 2)
+    lab, n = _all()[1]["one by one"]
+    for i, k in enumerate(ONE_BY_ONE):
+        np.testing.assert_array_equal(lab[i], labels[k], err_msg=f"mask {k}")
+        assert n[i] == counts[k], k
 
 
 def test_nested_vmap_and_other_in_axes():
-    """vmap of vmap and ``in_axes=1`` give the per-mask labels (the batching rule)."""
-    masks, labels, counts = _results((20, 24), 1)
-    stacked = masks[:12].reshape(3, 4, 20, 24)
-    lab, cnt = jax.vmap(jax.vmap(jaxseg.connected_components))(stacked)
+    """vmap of vmap and ``in_axes=1`` give the per-mask labels (the batching rule).
+
+    One call (one compilation) covers both: the inner vmap maps axis 1 of
+    ``[3, 20, 4, 24]``, the outer one axis 0."""
+    _, labels, counts = _results((20, 24), 1)
+    lab, cnt = _all()[1]["nested"]
     np.testing.assert_array_equal(lab, labels[:12].reshape(3, 4, 20, 24))
     np.testing.assert_array_equal(cnt, counts[:12].reshape(3, 4))
-    lab, cnt = jax.vmap(jaxseg.connected_components, in_axes=1)(masks[:12].transpose(1, 0, 2))
-    np.testing.assert_array_equal(lab, labels[:12])
-    np.testing.assert_array_equal(cnt, counts[:12])
 
 
 def test_stacked_masks_are_not_connected():
     """The stack used for batches on accelerators: no neighbours across masks."""
-    masks, labels, counts = _results((7, 8, 9), 3)
-    lab, cnt = jax.jit(lambda m: _components._label_stack(m, 3))(masks[:20])
+    _, labels, counts = _results((7, 8, 9), 3)
+    lab, cnt = _all()[1]["stack"]
     np.testing.assert_array_equal(lab, labels[:20])
     np.testing.assert_array_equal(cnt, counts[:20])
 
 
-def test_stack_past_int32_indices_is_labelled_one_mask_at_a_time(monkeypatch):
-    monkeypatch.setattr(_components, "_MAX_ELEMENTS", 100)  # a stack of 5 x 41 is "too big"
-    masks, labels, counts = _results((41,), 1)
-    lab, cnt = jax.jit(lambda m: _components._label_stack(m, 1))(masks[:5])
+def test_stack_past_int32_indices_is_labelled_one_mask_at_a_time():
+    """A stack of 5 x 41 made "too big" (``_MAX_ELEMENTS = 100`` while tracing)."""
+    _, labels, counts = _results((41,), 1)
+    lab, cnt = _all()[1]["past int32"]
     np.testing.assert_array_equal(lab, labels[:5])
     np.testing.assert_array_equal(cnt, counts[:5])
 
