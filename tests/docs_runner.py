@@ -1,7 +1,9 @@
-"""Run the code blocks of one documentation page, in order, in one process.
+"""Run the code blocks of documentation pages, in order, in one process.
 
 ``python tests/docs_runner.py SPEC.json RESULT.json`` (``tests/test_docs.py`` writes
-the spec and reads the result). The spec lists the page's blocks, each one of:
+the spec and reads the result). The spec lists pages (those that need the same
+environment: one jax import and one compilation cache serve them all), each with its
+own working folder and its blocks, each block one of:
 
 * ``doctest``: a python block with ``>>>`` prompts, run with :mod:`doctest`
   (``NUMBER``, ``ELLIPSIS`` and ``NORMALIZE_WHITESPACE``);
@@ -11,9 +13,10 @@ the spec and reads the result). The spec lists the page's blocks, each one of:
 * ``shell``: ``jaxseg`` commands, run in this process through ``jaxseg.cli.main``
   (exit status 0 required; their printed output is checked when the page shows it).
 
-Every block of the page shares one namespace and one working directory (a
-temporary folder holding small generated inputs for the shell commands), so a
-block may use what an earlier one defined or wrote. The result is the list of
+Every block of a page shares one namespace and one working directory (a
+temporary folder of that page, holding small generated inputs for the shell
+commands), so a block may use what an earlier one defined or wrote; the next page
+starts with a fresh namespace in its own folder. The result maps each page to its
 failures, each naming the page, the line of the block and what went wrong. A
 block that raises stops the page: later blocks would fail for the same reason.
 """
@@ -24,6 +27,7 @@ import contextlib
 import doctest
 import io
 import json
+import os
 import re
 import shlex
 import sys
@@ -190,13 +194,14 @@ def make_cli_inputs(root: Path) -> None:
         nib.save(nib.Nifti1Image(pred, affine), root / "predictions" / f"case_{i:03d}.nii.gz")
 
 
-def main(spec_path: str, result_path: str) -> int:
-    spec = json.loads(Path(spec_path).read_text())
+def run_page(page: dict[str, Any]) -> list[str]:
+    """Run one page's blocks in a fresh namespace, in its own working folder."""
     failures: list[str] = []
-    if any(b["kind"] == "shell" for b in spec["blocks"]):
+    os.chdir(page["workdir"])
+    if any(b["kind"] == "shell" for b in page["blocks"]):
         make_cli_inputs(Path.cwd())
     ns: dict[str, Any] = {"__name__": "__main__"}
-    for block in spec["blocks"]:
+    for block in page["blocks"]:
         where = f"{block['page']}:{block['line']} ({block['kind']} block)"
         try:
             if block["kind"] == "doctest":
@@ -210,7 +215,17 @@ def main(spec_path: str, result_path: str) -> int:
             break
         if failure:
             failures.append(failure)
-    Path(result_path).write_text(json.dumps(failures))
+    return failures
+
+
+def main(spec_path: str, result_path: str) -> int:
+    """Run the pages of the spec one after the other; the result (page -> failures) is
+    rewritten after every page, so a crash is laid to the page that was running."""
+    spec = json.loads(Path(spec_path).read_text())
+    results: dict[str, list[str]] = {}
+    for page in spec["pages"]:
+        results[page["page"]] = run_page(page)
+        Path(result_path).write_text(json.dumps(results))
     return 0
 
 

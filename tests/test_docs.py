@@ -57,8 +57,9 @@ def test_nav_targets_exist():
 #   their printed output, checked; without one the output is not checked), the others
 #   must match ``NOT_RUN`` below, with the reason;
 # * any other ```text block is prose (formulas, an error message); no other language.
-# The blocks of a page run in order in one process, sharing names and a working folder
-# (tests/docs_runner.py); a failure names the page, the line of the block and the cause.
+# The blocks of a page run in order, sharing names and a working folder; the pages run one
+# after the other in one process per environment, each page with a fresh namespace and
+# folder (tests/docs_runner.py); a failure names the page, the line of the block and the cause.
 
 RUNNER = Path(__file__).resolve().parent / "docs_runner.py"
 PAGES = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in DOCS.glob("*.md"))]
@@ -146,33 +147,77 @@ def plan(page: str, text: str) -> tuple[list[dict], list[str]]:
     return run, problems
 
 
-def run_page(page: str, text: str, workdir: Path, env: dict[str, str] | None = None) -> list[str]:
-    """Plan and run a page's blocks; the failures, each naming the page and the block."""
-    blocks, problems = plan(page, text)
-    if problems or not blocks:
-        return problems
-    spec, result = workdir / "spec.json", workdir / "result.json"
-    spec.write_text(json.dumps({"blocks": blocks}))
-    cwd = workdir / "work"
-    cwd.mkdir()
+def run_pages(
+    pages: dict[str, str], workdir: Path, env: dict[str, str] | None = None
+) -> dict[str, list[str]]:
+    """Plan the pages, run their blocks in ONE runner process (a fresh namespace and
+    working folder per page); the failures of each page, each naming the page and the
+    block. The process starts jax once and compiles what several pages share once."""
+    results, spec = {}, []
+    for i, (page, text) in enumerate(pages.items()):
+        blocks, problems = plan(page, text)
+        if problems or not blocks:
+            results[page] = problems
+            continue
+        cwd = workdir / f"page{i}" / "work"
+        cwd.mkdir(parents=True)
+        spec.append({"page": page, "blocks": blocks, "workdir": str(cwd)})
+    if not spec:
+        return results
+    spec_path, result = workdir / "spec.json", workdir / "result.json"
+    spec_path.write_text(json.dumps({"pages": spec}))
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     proc = subprocess.run(
-        [sys.executable, str(RUNNER), str(spec), str(result)],
+        [sys.executable, str(RUNNER), str(spec_path), str(result)],
         capture_output=True,
         text=True,
-        timeout=600,
-        cwd=cwd,
+        timeout=1200,
+        cwd=workdir,
         env=full_env,
     )
-    if proc.returncode != 0 or not result.exists():
-        return [f"{page}: the runner failed ({proc.returncode})\n{proc.stderr[-3000:]}"]
-    return json.loads(result.read_text())
+    done = json.loads(result.read_text()) if result.exists() else {}
+    results.update(done)
+    for item in spec:
+        if item["page"] not in results:  # the runner died on this page (or an earlier one)
+            results[item["page"]] = [
+                f"{item['page']}: the runner failed ({proc.returncode}) before finishing "
+                f"this page (pages finished: {sorted(done)})\n{proc.stderr[-3000:]}"
+            ]
+    return results
 
 
+def run_page(page: str, text: str, workdir: Path, env: dict[str, str] | None = None) -> list[str]:
+    """Plan and run one page's blocks; the failures, each naming the page and the block."""
+    return run_pages({page: text}, workdir, env)[page]
+
+
+_PAGE_TEST = "test_page_code_blocks_run_and_print_what_the_page_shows"
+
+
+@pytest.fixture(scope="module")
+def page_failures(request, tmp_path_factory) -> dict[str, list[str]]:
+    """The failures of every selected page: the pages that share an environment run
+    in one runner process (most in one; docs/devices.md with its 8 devices in another)."""
+    selected = [
+        item.callspec.params["page"]
+        for item in request.session.items
+        if item.originalname == _PAGE_TEST and hasattr(item, "callspec")
+    ]
+    groups: dict[str, dict[str, str]] = {}
+    for page in dict.fromkeys(selected):
+        key = json.dumps(PAGE_ENV.get(page, {}), sort_keys=True)
+        groups.setdefault(key, {})[page] = (ROOT / page).read_text()
+    results = {}
+    for n, (key, pages) in enumerate(groups.items()):
+        results.update(run_pages(pages, tmp_path_factory.mktemp(f"pages{n}"), json.loads(key)))
+    return results
+
+
+# All pages on one xdist worker (`make test` passes --dist loadgroup), so the batch runs once.
+@pytest.mark.xdist_group("docs_pages")
 @pytest.mark.parametrize("page", PAGES)
-def test_page_code_blocks_run_and_print_what_the_page_shows(page, tmp_path):
-    text = (ROOT / page).read_text()
-    failures = run_page(page, text, tmp_path, PAGE_ENV.get(page))
+def test_page_code_blocks_run_and_print_what_the_page_shows(page, page_failures):
+    failures = page_failures[page]
     assert not failures, "\n\n".join(failures)
 
 
