@@ -142,8 +142,9 @@ def panoptica_values(evaluator, pred, ref, spacing=None, keys=KEYS):
     return np.array(rows)
 
 
-def jaxseg_values(state, column):
-    """The same ``[n, 8]`` from a per-image state (one category column)."""
+def jaxseg_values(state, column, xp=np):
+    """The same ``[n, 8]`` from a per-image state (one category column); ``xp=jnp``
+    under ``jit``."""
     cols = [
         state.tp,
         state.fp,
@@ -154,7 +155,7 @@ def jaxseg_values(state, column):
         jaxseg.segmentation_quality(state, metric="dice", average=None),
         jaxseg.panoptic_quality(state, metric="dice", average=None),
     ]
-    return np.stack([np.asarray(c)[:, column] for c in cols], 1)
+    return xp.stack([xp.asarray(c)[:, column] for c in cols], 1)
 
 
 def _matcher(name):
@@ -184,25 +185,32 @@ def _matcher(name):
     }
 
 
-def _check(state, column, pred, ref, matcher, backend, spacing=None):
+def _scores(state, column, distances=False):
+    """Under ``jit``: ``[n, 8]`` (``[n, 10]`` with distances) jaxseg values of one category
+    column, and the total overflow."""
+    got = jaxseg_values(state, column, xp=jnp)
+    if distances:
+        sq = [
+            jaxseg.segmentation_quality(state, metric=m, average=None)[:, column]
+            for m in ("hd95", "assd")
+        ]
+        got = jnp.concatenate([got, jnp.stack(sq, 1)], 1)
+    return got, state.num_overflow.sum()
+
+
+def _check(scores, pred, ref, matcher, backend, spacing=None):
     from panoptica.utils.constants import CCABackend
 
     distances = spacing is not None
     evaluator = _evaluator(_matcher(matcher)[0], getattr(CCABackend, backend), distances)
     keys = KEYS + (("sq_hd95", "sq_assd") if distances else ())
     want = panoptica_values(evaluator, pred, ref, spacing, keys)
-    assert float(state.num_overflow.sum()) == 0
-    got = jaxseg_values(state, column)
-    np.testing.assert_allclose(got, want[:, :8], rtol=0, atol=1e-6, equal_nan=True)
+    got, overflow = (np.asarray(x) for x in scores)
+    assert float(overflow) == 0
+    np.testing.assert_allclose(got[:, :8], want[:, :8], rtol=0, atol=1e-6, equal_nan=True)
     if distances:
-        sq = [
-            np.asarray(jaxseg.segmentation_quality(state, metric=m, average=None))[:, column]
-            for m in ("hd95", "assd")
-        ]
         # float32 distances and sums (panoptica: float64): relative 5e-6
-        np.testing.assert_allclose(
-            np.stack(sq, 1), want[:, 8:], rtol=5e-6, atol=1e-6, equal_nan=True
-        )
+        np.testing.assert_allclose(got[:, 8:], want[:, 8:], rtol=5e-6, atol=1e-6, equal_nan=True)
         assert np.isfinite(want[:, 8:]).sum() > 20 and np.isinf(want[:, 8:]).any()
 
 
@@ -231,6 +239,7 @@ def test_parity_with_panoptica(shape, n, connectivity, backend, semantic, instan
     pred, ref = make_cases(shape, n, seed=len(shape))
 
     def run(p, r, pi, ri):
+        # the states and every score in one compiled program (no eager score ops)
         sem = jaxseg.PanopticStats.from_semantic(
             p,
             r,
@@ -245,13 +254,13 @@ def test_parity_with_panoptica(shape, n, connectivity, backend, semantic, instan
             jaxseg.PanopticStats.from_instances(pi, ri, max_segments=32, **_matcher(m)[1])
             for m in instances
         ]
-        return sem, inst
+        return _scores(sem, 1, spacing is not None), [_scores(s, 0) for s in inst]
 
     pi, ri = _labelled(pred, connectivity), _labelled(ref, connectivity)
     sem, inst = jax.jit(run)(pred, ref, pi, ri)
-    _check(sem, 1, pred, ref, semantic, backend, spacing)
-    for state, m in zip(inst, instances, strict=True):
-        _check(state, 0, pred, ref, m, backend)
+    _check(sem, pred, ref, semantic, backend, spacing)
+    for scores, m in zip(inst, instances, strict=True):
+        _check(scores, pred, ref, m, backend)
 
 
 def test_bipartite_against_linear_sum_assignment():
@@ -296,22 +305,38 @@ def test_from_semantic_multiclass_and_regions():
     pred[:3] = 0  # empty predictions
     ref[3:6, :2] = 9  # ignored pixels: removed from both masks
     regions = {"wt": (1, 2, 3), "tc": (1, 3), "et": (3,)}
-    # two calls of one compiled program: classes and regions both have 3 categories
-    by_class = jaxseg.PanopticStats.from_semantic(pred, ref, num_classes=4, ignore_index=9)
-    by_region = jaxseg.PanopticStats.from_semantic(
-        pred, ref, num_classes=4, ignore_index=9, regions=regions
-    )
-    assert by_region.category_names == ("wt", "tc", "et")
-    for state, groups in (
-        (by_class, [(0,), (1,), (2,), (3,)]),
-        (by_region, list(regions.values())),
-    ):
-        got = np.stack(
-            [state.tp, state.fp, state.fn, state.pair_sum("iou"), state.pair_sum("dice")], -1
+    names = []
+
+    @jax.jit
+    def run(p, r):  # both states and every score in one compiled program
+        by_class = jaxseg.PanopticStats.from_semantic(p, r, num_classes=4, ignore_index=9)
+        by_region = jaxseg.PanopticStats.from_semantic(
+            p, r, num_classes=4, ignore_index=9, regions=regions
         )
+        total = by_class.reduce()
+        counts = [
+            jnp.stack([s.tp, s.fp, s.fn, s.pair_sum("iou"), s.pair_sum("dice")], -1)
+            for s in (by_class, by_region)
+        ]
+        scores = {
+            "total": jnp.stack([total.tp, total.fp, total.fn]),
+            "rq": jaxseg.recognition_quality(total),
+            "dice": jaxseg.dice(total),
+            "precision": jaxseg.precision(total, average=None),
+            "recall": jaxseg.recall(total, average=None),
+        }
+        names.append(by_region.category_names)  # static: read while tracing
+        return counts, scores
+
+    counts, scores = run(pred, ref)
+    assert names == [("wt", "tc", "et")]
+    for got, groups in (
+        (np.asarray(counts[0]), [(0,), (1,), (2,), (3,)]),
+        (np.asarray(counts[1]), list(regions.values())),
+    ):
         for i in range(n):
             for k, g in enumerate(groups):
-                if state is by_class and k == 0:
+                if len(groups) == 4 and k == 0:
                     assert np.all(got[i, 0] == 0)  # background forms no instances
                     continue
                 keep = ref[i] != 9
@@ -321,13 +346,13 @@ def test_from_semantic_multiclass_and_regions():
                 )
                 np.testing.assert_allclose(got[i, k], want, atol=1e-5)
     # dataset level: background is left out of the averages
-    total = by_class.reduce()
-    tp, fp, fn = (np.asarray(x)[1:] for x in (total.tp, total.fp, total.fn))
+    scores = {k: np.asarray(x) for k, x in scores.items()}
+    tp, fp, fn = scores["total"][:, 1:]
     want_rq = np.mean(tp / (tp + 0.5 * (fp + fn)))
-    assert float(jaxseg.recognition_quality(total)) == pytest.approx(want_rq, rel=1e-6)
-    assert float(jaxseg.dice(total)) == pytest.approx(want_rq, rel=1e-6)  # F1 = RQ
-    np.testing.assert_allclose(jaxseg.precision(total, average=None)[1:], tp / (tp + fp), 1e-6)
-    np.testing.assert_allclose(jaxseg.recall(total, average=None)[1:], tp / (tp + fn), 1e-6)
+    assert float(scores["rq"]) == pytest.approx(want_rq, rel=1e-6)
+    assert float(scores["dice"]) == pytest.approx(want_rq, rel=1e-6)  # F1 = RQ
+    np.testing.assert_allclose(scores["precision"][1:], tp / (tp + fp), 1e-6)
+    np.testing.assert_allclose(scores["recall"][1:], tp / (tp + fn), 1e-6)
 
 
 def test_from_instances_any_ids_and_overflow():
@@ -338,23 +363,25 @@ def test_from_instances_any_ids_and_overflow():
     # arbitrary, non-consecutive ids
     ref = np.where(ref > 0, ref * 37 + 1000, 0).astype(np.int32)
     pred = np.where(pred > 0, (pred * 13) % 101 + 1, 0).astype(np.int32)
-    state = jax.jit(lambda p, r: jaxseg.PanopticStats.from_instances(p, r, max_segments=40))(
-        pred, ref
-    )
-    got = np.stack(
-        [state.tp, state.fp, state.fn, state.pair_sum("iou"), state.pair_sum("dice")], -1
-    )[:, 0]
+
+    @jax.jit
+    def run(p, r):  # both caps and their counts in one compiled program
+        state = jaxseg.PanopticStats.from_instances(p, r, max_segments=40)
+        small = jaxseg.PanopticStats.from_instances(p, r, max_segments=3)
+        got = jnp.stack(
+            [state.tp, state.fp, state.fn, state.pair_sum("iou"), state.pair_sum("dice")], -1
+        )[:, 0]
+        return got, jnp.stack([small.num_overflow, small.tp, small.fp, small.fn])[..., 0]
+
+    got, (overflow, tp, fp, fn) = (np.asarray(x) for x in run(pred, ref))
     for i in range(n):
         np.testing.assert_allclose(got[i], _reference_counts(pred[i], ref[i]), atol=1e-5)
     # past the cap: left out of matching, still counted as unmatched, and in the overflow
-    small = jaxseg.PanopticStats.from_instances(pred, ref, max_segments=3)
     n_p = np.array([len(np.unique(x)) - 1 for x in pred])
     n_r = np.array([len(np.unique(x)) - 1 for x in ref])
-    np.testing.assert_array_equal(
-        small.num_overflow[:, 0], np.maximum(n_p - 3, 0) + np.maximum(n_r - 3, 0)
-    )
-    np.testing.assert_array_equal(small.tp[:, 0] + small.fp[:, 0], n_p)
-    np.testing.assert_array_equal(small.tp[:, 0] + small.fn[:, 0], n_r)
+    np.testing.assert_array_equal(overflow, np.maximum(n_p - 3, 0) + np.maximum(n_r - 3, 0))
+    np.testing.assert_array_equal(tp + fp, n_p)
+    np.testing.assert_array_equal(tp + fn, n_r)
     checked = jaxseg.checked(lambda p, r: jaxseg.PanopticStats.from_instances(p, r, max_segments=3))
     with pytest.raises(Exception, match="max_segments"):
         checked(pred, ref)
@@ -369,24 +396,35 @@ def test_lesion_wise_brats_formula():
     row_r = [1, 1, 0, 0, 2, 0, 0, 0, 4, 4]
     pred = np.array([[row_p] * 3, [[0] * 10] * 3])  # [2, 3, 10]: lesions are columns
     ref = np.array([[row_r] * 3, [[0] * 10] * 3])
-    s = jaxseg.PanopticStats.from_instances(pred, ref, instance_metrics=("hd95",), spacing=2.0)
+
+    @jax.jit
+    def scores(p, r):  # the state and every score in one compiled program
+        s = jaxseg.PanopticStats.from_instances(p, r, instance_metrics=("hd95",), spacing=2.0)
+        return {
+            "dice": jaxseg.lesion_wise(s),
+            "iou": jaxseg.lesion_wise(s, metric="iou", fill=1.0),
+            "hd95": jaxseg.lesion_wise(s, metric="hd95", fill=374.0),
+            "sq_hd95": jaxseg.segmentation_quality(s, metric="hd95"),
+            "empty": jaxseg.lesion_wise(s, empty=1.0),
+            "pooled": jaxseg.lesion_wise(s.reduce()),
+        }
+
+    got = {k: np.asarray(x) for k, x in scores(pred, ref).items()}
     # tp 2 (Dice 0.8 and 1), fp 1, fn 1
-    assert float(jaxseg.lesion_wise(s)[0]) == pytest.approx(1.8 / 4)
-    assert float(jaxseg.lesion_wise(s, metric="iou", fill=1.0)[0]) == pytest.approx(
-        (2 / 3 + 1 + 2) / 4
-    )
+    assert float(got["dice"][0]) == pytest.approx(1.8 / 4)
+    assert float(got["iou"][0]) == pytest.approx((2 / 3 + 1 + 2) / 4)
     hd = [
         _compute_hausdorff_distance95(ref[0] == r, pred[0] == p, voxelspacing=(2.0, 2.0))
         for r, p in ((1, 1), (2, 2))
     ]
     assert hd[0] > 0
     want = (sum(hd) + 374 * 2) / 4
-    assert float(jaxseg.lesion_wise(s, metric="hd95", fill=374.0)[0]) == pytest.approx(want)
-    assert float(jaxseg.segmentation_quality(s, metric="hd95")[0]) == pytest.approx(sum(hd) / 2)
-    assert math.isnan(float(jaxseg.lesion_wise(s)[1]))  # no lesion at all
-    assert float(jaxseg.lesion_wise(s, empty=1.0)[1]) == 1.0
+    assert float(got["hd95"][0]) == pytest.approx(want)
+    assert float(got["sq_hd95"][0]) == pytest.approx(sum(hd) / 2)
+    assert math.isnan(float(got["dice"][1]))  # no lesion at all
+    assert float(got["empty"][1]) == 1.0
     # dataset level: pooled over images by `reduce`
-    assert float(jaxseg.lesion_wise(s.reduce())) == pytest.approx(1.8 / 4)
+    assert float(got["pooled"]) == pytest.approx(1.8 / 4)
 
 
 # -- the state algebra ---------------------------------------------------------------------
@@ -397,18 +435,22 @@ def test_batch_split_scan_and_vmap_equal_one_call():
     rng = np.random.default_rng(2)
     ref = np.stack([ndimage.label(rng.random((8, 8)) < 0.3)[0] for _ in range(16)])
     pred = np.where(rng.random(ref.shape) < 0.2, 0, ref)
-    f = jax.jit(lambda p, r: jaxseg.PanopticStats.from_instances(p, r).reduce())
-    whole = f(pred, ref)
-    halves = f(pred[:8], ref[:8]) + f(pred[8:], ref[8:])
+    f = jaxseg.PanopticStats.from_instances
 
     @jax.jit
-    def scanned(p, r):
+    def run(p, r):  # the three ways in one compiled program
+        whole = f(p, r).reduce()
+        halves = f(p[:8], r[:8]).reduce() + f(p[8:], r[8:]).reduce()
+
         def step(acc, batch):
-            return acc + jaxseg.PanopticStats.from_instances(*batch).reduce(), None
+            return acc + f(*batch).reduce(), None
 
-        return jax.lax.scan(step, jaxseg.PanopticStats.empty(1), (p, r))[0]
+        chunks = jax.lax.scan(
+            step, jaxseg.PanopticStats.empty(1), (p.reshape(2, 8, 8, 8), r.reshape(2, 8, 8, 8))
+        )[0]
+        return whole, halves, chunks
 
-    chunks = scanned(pred.reshape(2, 8, 8, 8), ref.reshape(2, 8, 8, 8))
+    whole, halves, chunks = run(pred, ref)
     assert whole.to_numpy()[0].sum() > 0
     for other in (halves, chunks):
         np.testing.assert_array_equal(other.to_numpy(), whole.to_numpy())
@@ -488,29 +530,35 @@ def test_brats_gli_configuration():
     ref = np.stack([ndimage.median_filter(rng.integers(0, 5, (8, 8, 8)), 3) for _ in range(10)])
     pred = np.where(rng.random(ref.shape) < 0.08, rng.integers(0, 5, ref.shape), ref)
     pred[0] = 0  # an empty prediction
-    s = jaxseg.PanopticStats.from_semantic(
-        pred,
-        ref,
-        num_classes=5,
-        connectivity=3,
-        matching="bipartite",
-        match_metric="dice",
-        threshold=1e-6,
-        strict=False,
-        regions=regions,
-        instance_metrics=("hd95",),
-        max_segments=32,
-    )
-    assert float(s.num_overflow.sum()) == 0
-    ours = {
-        "tp": s.tp,
-        "fp": s.fp,
-        "fn": s.fn,
-        "rq": jaxseg.recognition_quality(s, average=None),
-        "sq_dsc": jaxseg.segmentation_quality(s, metric="dice", average=None),
-        "pq_dsc": jaxseg.panoptic_quality(s, metric="dice", average=None),
-        "sq_hd95": jaxseg.segmentation_quality(s, metric="hd95", average=None),
-    }
+
+    @jax.jit
+    def scores(p, r):  # the state and every score in one compiled program
+        s = jaxseg.PanopticStats.from_semantic(
+            p,
+            r,
+            num_classes=5,
+            connectivity=3,
+            matching="bipartite",
+            match_metric="dice",
+            threshold=1e-6,
+            strict=False,
+            regions=regions,
+            instance_metrics=("hd95",),
+            max_segments=32,
+        )
+        return s.num_overflow.sum(), {
+            "tp": s.tp,
+            "fp": s.fp,
+            "fn": s.fn,
+            "rq": jaxseg.recognition_quality(s, average=None),
+            "sq_dsc": jaxseg.segmentation_quality(s, metric="dice", average=None),
+            "pq_dsc": jaxseg.panoptic_quality(s, metric="dice", average=None),
+            "sq_hd95": jaxseg.segmentation_quality(s, metric="hd95", average=None),
+        }
+
+    overflow, ours = scores(pred, ref)
+    assert float(overflow) == 0
+    ours = {k: np.asarray(x) for k, x in ours.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for i in range(len(ref)):
