@@ -65,16 +65,18 @@ def test_lovasz_hinge_against_reference(opts):
 
 
 def test_lovasz_gradients():
+    # jitted losses: jax.grad then compiles one forward and one backward program instead
+    # of every eager op (the gradient is the same function's; eager is covered above)
     logits, labels, _ = _data(4, seed=33)
     kw = {"ignore_index": 255}
     _directional_check(
-        lambda x: jaxseg.lovasz_softmax_loss(x, labels, **kw),
+        jax.jit(lambda x: jaxseg.lovasz_softmax_loss(x, labels, **kw)),
         lambda x: ref.lovasz_softmax_loss(x, labels, **kw),
         logits,
     )
     logits, labels, _ = _data(2, seed=34, sigmoid=True)
     _directional_check(
-        lambda x: jaxseg.lovasz_hinge_loss(x, labels, **kw),
+        jax.jit(lambda x: jaxseg.lovasz_hinge_loss(x, labels, **kw)),
         lambda x: ref.lovasz_hinge_loss(x, labels, **kw),
         logits,
     )
@@ -82,19 +84,25 @@ def test_lovasz_gradients():
 
 def test_lovasz_known_values():
     # Berman et al.: on hard 0/1 errors the Lovász extension equals the Jaccard loss.
+    # all in one jitted call: one compilation instead of every eager op at three shapes
+    @jax.jit
+    def known(logits, labels, x):
+        cm = jaxseg.ConfusionMatrix.from_logits(logits[0], labels[0])
+        return (
+            jaxseg.lovasz_softmax_loss(logits, labels),
+            1 - jaxseg.iou(cm),
+            jaxseg.lovasz_hinge_loss(x, jnp.asarray([[[1], [0], [1]]])),
+            jaxseg.lovasz_softmax_loss(x[..., :1] * 0, jnp.full((1, 3), 255), ignore_index=255),
+        )
+
     labels = np.array([[0, 0, 1, 1]])
     logits = jnp.asarray(1e4 * np.eye(2, dtype=np.float32)[np.array([[0, 1, 1, 1]])])
-    cm = jaxseg.ConfusionMatrix.from_logits(logits[0], labels[0])
-    np.testing.assert_allclose(
-        jaxseg.lovasz_softmax_loss(logits, labels), 1 - jaxseg.iou(cm), rtol=1e-6
-    )
     # hinge: a margin-1 perfect prediction has loss 0; no present class -> 0
     x = jnp.asarray([[[3.0], [-2.0], [1.5]]])
-    assert float(jaxseg.lovasz_hinge_loss(x, np.array([[[1], [0], [1]]]))[0]) == 0.0
-    assert (
-        float(jaxseg.lovasz_softmax_loss(x[..., :1] * 0, np.full((1, 3), 255), ignore_index=255)[0])
-        == 0.0
-    )
+    softmax, jaccard, hinge, absent = known(logits, labels, x)
+    np.testing.assert_allclose(softmax, jaccard, rtol=1e-6)
+    assert float(hinge[0]) == 0.0
+    assert float(absent[0]) == 0.0
 
 
 def test_lovasz_is_jittable_with_static_shapes():
