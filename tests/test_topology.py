@@ -7,6 +7,8 @@ random blobs and (where the peer takes them) soft labels.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,14 +66,20 @@ def _monai(loss, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v.detach().numpy(), np.moveaxis(xt.grad.numpy(), 1, -1)
 
 
-def _check(fn, loss, x, y, *, mean=False):
-    """Values and the gradient of their sum (or mean) in one compiled call, against MONAI."""
+def _values_and_grad(fn, x, y, *, mean=False, **kw):
+    """Values of ``fn`` and the gradient of their sum (or mean), traced (call under jit)."""
 
     def total(a):
-        values = fn(a, jnp.asarray(y))
+        values = fn(a, y, **kw)
         return (jnp.mean(values) if mean else jnp.sum(values)), values
 
-    (_, values), grad = jax.jit(jax.value_and_grad(total, has_aux=True))(jnp.asarray(x))
+    (_, values), grad = jax.value_and_grad(total, has_aux=True)(x)
+    return values, grad
+
+
+def _check(ours, loss, x, y, *, mean=False):
+    """Our values and gradient against MONAI's."""
+    values, grad = ours
     ref_v, ref_g = _monai(loss, x, y)
     np.testing.assert_allclose(np.mean(values) if mean else values, ref_v, rtol=TOL, atol=TOL)
     np.testing.assert_allclose(grad, ref_g, rtol=TOL, atol=TOL)
@@ -122,19 +130,49 @@ PARITY = [
 ]
 
 
-@pytest.mark.parametrize(("name", "fn", "make", "soft"), PARITY, ids=[p[0] for p in PARITY])
-def test_parity_with_monai(name, fn, make, soft):
-    """60 hard 2-D cases (empty, full, lines, points, blobs), 24 soft-label ones
-    where MONAI's form matches, and 12 3-D cases for the two main forms."""
+WITH_3D = ("cldice", "hausdorff")
+
+
+def _parity_cases(soft):
     x, y = _cases(1, 60, (12, 14))
     if soft:
         xs, ys = _cases(3, 24, (12, 14), soft=True)
         x, y = np.concatenate([x, xs]), np.concatenate([y, ys])
+    return x, y
+
+
+@functools.cache
+def _parity_ours():
+    """Values and gradients of every form of :data:`PARITY`, 2-D and 3-D, from ONE
+    jitted call (one compilation for all forms instead of one per form and shape)."""
+    data = {
+        "hard": _parity_cases(False),
+        "soft": _parity_cases(True),
+        "3d": _cases(2, 12, (6, 7, 5)),
+    }
+
+    @jax.jit
+    def run(data):
+        out = {}
+        for name, fn, _, soft in PARITY:
+            mean = name == "dice_cldice"
+            out[name] = _values_and_grad(fn, *data["soft" if soft else "hard"], mean=mean)
+            if name in WITH_3D:
+                out[name + " 3d"] = _values_and_grad(fn, *data["3d"], mean=mean)
+        return out
+
+    return data, jax.device_get(run(data))
+
+
+@pytest.mark.parametrize(("name", "fn", "make", "soft"), PARITY, ids=[p[0] for p in PARITY])
+def test_parity_with_monai(name, fn, make, soft):
+    """60 hard 2-D cases (empty, full, lines, points, blobs), 24 soft-label ones
+    where MONAI's form matches, and 12 3-D cases for the two main forms."""
+    data, ours = _parity_ours()
     mean = name == "dice_cldice"  # MONAI's mixture broadcasts [B] against [B, C] under "none"
-    _check(fn, make(), x, y, mean=mean)
-    if name in ("cldice", "hausdorff"):
-        x, y = _cases(2, 12, (6, 7, 5))
-        _check(fn, make(), x, y, mean=mean)
+    _check(ours[name], make(), *data["soft" if soft else "hard"], mean=mean)
+    if name in WITH_3D:
+        _check(ours[name + " 3d"], make(), *data["3d"], mean=mean)
 
 
 def test_monai_batch_pooling_is_axis():
@@ -170,11 +208,11 @@ def _kervadec_reference(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def test_boundary_loss_against_scipy_reference():
     """72 cases (2-D and 3-D, empty / full / lines / blobs) against SciPy's EDT."""
-    for seed, n, shape in ((5, 60, (12, 14)), (6, 12, (6, 7, 5))):
-        x, y = _cases(seed, n, shape)
+    cases = [_cases(seed, n, shape) for seed, n, shape in ((5, 60, (12, 14)), (6, 12, (6, 7, 5)))]
+    # values and gradients of both shapes in one compiled call
+    ours = jax.jit(lambda c: [_values_and_grad(jaxseg.boundary_loss, x, y) for x, y in c])(cases)
+    for (x, y), (values, grad) in zip(cases, ours, strict=True):
         ref_v, ref_g = _kervadec_reference(x, y)
-        values = jax.jit(jaxseg.boundary_loss)(x, y)
-        grad = jax.grad(lambda a, y=y: jnp.sum(jaxseg.boundary_loss(a, y)))(jnp.asarray(x))
         np.testing.assert_allclose(values, ref_v, rtol=TOL, atol=TOL)
         np.testing.assert_allclose(grad, ref_g, rtol=TOL, atol=TOL)
 
@@ -227,16 +265,24 @@ def test_transforms_and_no_callback():
     """jit, vmap (equal to the batched call), grad; the jaxpr holds no callback."""
     x, y = _cases(9, 4, (10, 12))
     labels = jnp.asarray(y[..., 1] > 0.5, jnp.int32)
-    for fn in (jaxseg.soft_cldice_loss, jaxseg.hausdorff_dt_loss, jaxseg.boundary_loss):
+    fns = (jaxseg.soft_cldice_loss, jaxseg.hausdorff_dt_loss, jaxseg.boundary_loss)
+    for fn in fns:
         jaxpr = str(jax.make_jaxpr(jax.grad(lambda a, fn=fn: jnp.sum(fn(a, labels))))(x))
         assert "callback" not in jaxpr
-        batched = fn(x, labels)
-        one = jax.vmap(lambda a, b, fn=fn: fn(a[None], b[None])[0])(x, labels)
-        np.testing.assert_allclose(one, batched, rtol=1e-6, atol=1e-7)
-    masks = jnp.asarray(y[..., 1] > 0.5)
-    np.testing.assert_array_equal(
-        jax.vmap(jaxseg.skeletonize)(masks), jnp.stack([jaxseg.skeletonize(m) for m in masks])
-    )
+
+    @jax.jit  # every comparison in one compiled call
+    def both(x, labels, masks):
+        pairs = [
+            (fn(x, labels), jax.vmap(lambda a, b, fn=fn: fn(a[None], b[None])[0])(x, labels))
+            for fn in fns
+        ]
+        # vmap against the unbatched skeletonize run mask by mask (a loop, not vmap)
+        return pairs, (jax.vmap(jaxseg.skeletonize)(masks), jax.lax.map(jaxseg.skeletonize, masks))
+
+    pairs, (vmapped, looped) = both(x, labels, jnp.asarray(y[..., 1] > 0.5))
+    for fn, (batched, one) in zip(fns, pairs, strict=True):
+        np.testing.assert_allclose(one, batched, rtol=1e-6, atol=1e-7, err_msg=fn.__name__)
+    np.testing.assert_array_equal(vmapped, looped)
 
 
 def test_margins_perfect_predictions_and_ignore():
@@ -248,24 +294,32 @@ def test_margins_perfect_predictions_and_ignore():
     margins = jnp.array([0.0, 1.0, 30.0, 100.0])
     x = (margins[:, None, None, None, None] * onehot[None]).reshape(-1, 12, 12, 2)
     tiled = jnp.tile(labels, (4, 1, 1))
-    for fn in (jaxseg.soft_cldice_loss, jaxseg.hausdorff_dt_loss, jaxseg.boundary_loss):
-        step = jax.jit(jax.value_and_grad(lambda a, fn=fn: jnp.sum(fn(a, tiled))))
-        v, g = step(x)
-        assert np.isfinite(v) and np.isfinite(g).all()
-    perfect = 100.0 * onehot
-    assert np.abs(jaxseg.hausdorff_dt_loss(perfect, labels)).max() == 0
-    # the harmonic-mean epsilon leaves 1 - 2 / (2 + 1e-4)
-    assert np.abs(jaxseg.soft_cldice_loss(perfect, labels)).max() < 1e-4
-    assert (np.asarray(jaxseg.boundary_loss(perfect, labels)) <= 0).all()
-    x = jnp.asarray(rng.normal(size=(6, 12, 12, 2)), jnp.float32)
+    xr = jnp.asarray(rng.normal(size=(6, 12, 12, 2)), jnp.float32)
     ignored = labels.at[:, :3].set(255)
     keep = ignored != 255
-    for fn in (jaxseg.soft_cldice_loss, jaxseg.hausdorff_dt_loss, jaxseg.boundary_loss):
-        a = fn(x, ignored, ignore_index=255)
-        b = fn(x, jnp.where(keep, ignored, 0), where=keep)
-        np.testing.assert_allclose(a, b, rtol=1e-6)
-        g = jax.grad(lambda z, fn=fn: jnp.sum(fn(z, ignored, ignore_index=255)))(x)
-        assert (np.asarray(g)[:, :3] == 0).all()
+    fns = (jaxseg.soft_cldice_loss, jaxseg.hausdorff_dt_loss, jaxseg.boundary_loss)
+
+    @jax.jit  # every loss, margin and mask form in one compiled call
+    def run(x, xr):
+        out = []
+        for fn in fns:
+            margins = _values_and_grad(fn, x, tiled)
+            ignore = _values_and_grad(fn, xr, ignored, ignore_index=255)
+            out.append((margins, ignore, fn(xr, jnp.where(keep, ignored, 0), where=keep)))
+        return out
+
+    (cl, hd, bd) = run(x, xr)
+    for fn, ((v, g), (a, g_ignore), b) in zip(fns, (cl, hd, bd), strict=True):
+        assert np.isfinite(v).all() and np.isfinite(g).all(), fn.__name__
+        # ignore_index equals where; ignored pixels get no gradient
+        np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=fn.__name__)
+        assert (np.asarray(g_ignore)[:, :3] == 0).all(), fn.__name__
+    # perfect predictions: the last 6 rows (margin 100 = 100 * onehot, per-example values)
+    perfect = slice(18, 24)
+    assert np.abs(hd[0][0][perfect]).max() == 0
+    # the harmonic-mean epsilon leaves 1 - 2 / (2 + 1e-4)
+    assert np.abs(cl[0][0][perfect]).max() < 1e-4
+    assert (np.asarray(bd[0][0][perfect]) <= 0).all()
 
 
 def test_named_errors():
