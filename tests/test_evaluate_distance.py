@@ -15,6 +15,7 @@ import json
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -98,19 +99,23 @@ def test_values_equal_the_public_functions_on_the_unpadded_maps():
     kw = dict(num_classes=4, spacing=(0.5, 1.0, 2.5), ignore_index=255)
     got = ed.per_image_metrics(pred, label, metrics=ALL, tolerance=1.0, **kw)
     p, g = pred[None], label[None]
-    want = {
-        "hd": jaxseg.hausdorff_distance(p, g, **kw),
-        "hd95": jaxseg.hausdorff_distance(p, g, percentile=95, **kw),
-        "assd": jaxseg.average_surface_distance(p, g, symmetric=True, **kw),
-        "nsd": jaxseg.surface_dice(p, g, tolerance=1.0, **kw),
-    }
+
+    @jax.jit
+    def api(p, g):  # the public functions in one compiled program
+        return {
+            "hd": jaxseg.hausdorff_distance(p, g, **kw),
+            "hd95": jaxseg.hausdorff_distance(p, g, percentile=95, **kw),
+            "assd": jaxseg.average_surface_distance(p, g, symmetric=True, **kw),
+            "nsd": jaxseg.surface_dice(p, g, tolerance=1.0, **kw),
+        }, jaxseg.BoundaryStats.from_predictions(
+            p, g, num_classes=4, ignore_index=255, spatial_dims=3
+        )
+
+    want, state = api(p, g)
     for name in ("hd", "hd95", "nsd"):
         np.testing.assert_array_equal(got[name], np.asarray(want[name])[0], err_msg=name)
     np.testing.assert_allclose(got["assd"], np.asarray(want["assd"])[0], rtol=1e-6)
     assert np.isinf(got["hd95"][3]) and got["nsd"][3] == 0
-    state = jaxseg.BoundaryStats.from_predictions(
-        p, g, num_classes=4, ignore_index=255, spatial_dims=3
-    )
     np.testing.assert_array_equal(got["boundary_iou_counts"], state.to_numpy())
 
 
@@ -141,21 +146,33 @@ def _png_folder(root, pairs):
 
 
 def _api_values(pred, label, c, *, include_background, ignore_index):
-    """Per-image ``[N, C]`` values of the public functions for every distance metric."""
+    """Per-image ``[N, C]`` values of the public functions for every distance metric, and
+    their :class:`jaxseg.DistanceStats` (state, per-class means): one compiled program."""
     kw = dict(num_classes=c, include_background=include_background, ignore_index=ignore_index)
-    bstats = jax.vmap(
-        lambda p, g: jaxseg.BoundaryStats.from_predictions(
-            p, g, num_classes=c, ignore_index=ignore_index
-        )
-    )(pred, label)
-    biou = np.asarray(jaxseg.iou(bstats, average=None), np.float64)
     off = [i for i in np.atleast_1d(ignore_index if ignore_index is not None else []) if i < c]
-    biou[:, off + ([] if include_background else [0])] = np.nan
+    off += [] if include_background else [0]
+
+    @jax.jit
+    def run(pred, label):
+        bstats = jax.vmap(
+            lambda p, g: jaxseg.BoundaryStats.from_predictions(
+                p, g, num_classes=c, ignore_index=ignore_index
+            )
+        )(pred, label)
+        biou = jaxseg.iou(bstats, average=None)
+        values = {
+            "hd95": jaxseg.hausdorff_distance(pred, label, percentile=95, **kw),
+            "assd": jaxseg.average_surface_distance(pred, label, symmetric=True, **kw),
+            "nsd": jaxseg.surface_dice(pred, label, tolerance=1.0, **kw),
+            "boundary_iou": biou.at[:, off].set(jnp.nan) if off else biou,
+        }
+        states = {k: jaxseg.DistanceStats.from_values(x) for k, x in values.items()}
+        return values, states, {k: s.compute() for k, s in states.items()}
+
+    values, states, per_class = run(pred, label)
     return {
-        "hd95": jaxseg.hausdorff_distance(pred, label, percentile=95, **kw),
-        "assd": jaxseg.average_surface_distance(pred, label, symmetric=True, **kw),
-        "nsd": jaxseg.surface_dice(pred, label, tolerance=1.0, **kw),
-        "boundary_iou": biou,
+        name: (np.asarray(values[name], np.float64), states[name], per_class[name])
+        for name in values
     }
 
 
@@ -189,9 +206,8 @@ def test_cli_means_equal_the_api_through_distance_stats(tmp_path, capsys, case):
     if case == "binary":
         pred, label = pred // 255, label // 255
     api = _api_values(pred, label, c, include_background=include_background, ignore_index=ignore)
-    for name, values in api.items():
-        state = jaxseg.DistanceStats.from_values(values)
-        per_class = np.asarray(state.compute(), np.float64)
+    for name, (values, state, per_class) in api.items():
+        per_class = np.asarray(per_class, np.float64)
         got = np.array([np.nan if r[name] is None else r[name] for r in report["classes"]])
         np.testing.assert_allclose(got, per_class, rtol=1e-6, err_msg=name)
         finite = per_class[np.isfinite(per_class)]
