@@ -247,28 +247,33 @@ def test_loss_on_one_hot_equals_hard_metric():
     preds = rng.integers(0, c, size=labels.shape)
     logits = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[preds])
     ign = (255, 4)
-    cm = jax.vmap(lambda a, b: jaxseg.ConfusionMatrix.from_logits(a, b, ignore_index=ign))(
-        logits, jnp.asarray(labels)
-    )
+    cases = [
+        (jaxseg.dice_loss, jaxseg.dice, {}),
+        (jaxseg.iou_loss, jaxseg.iou, {}),
+        (jaxseg.fbeta_loss, jaxseg.fbeta, {"beta": 2.0}),
+        (jaxseg.tversky_loss, jaxseg.tversky, {"alpha": 0.2, "beta": 0.8}),
+    ]
+
+    @jax.jit  # one compilation for the confusion matrices, the four losses and the gradient
+    def run(x, y):
+        cm = jax.vmap(lambda a, b: jaxseg.ConfusionMatrix.from_logits(a, b, ignore_index=ign))(x, y)
+        losses = [loss(x, y, ignore_index=ign, **kw) for loss, _, kw in cases]
+        g = jax.grad(lambda z: jnp.sum(jaxseg.dice_loss(z, y, ignore_index=255)))(x)
+        return cm, losses, g
+
+    cm, losses, g = run(logits, jnp.asarray(labels))  # the scores below: on the concrete counts
     # The loss leaves out a class absent from the labels (DESIGN §2.1); the hard
     # metric counts it with IoU 0 when it is predicted (torchmetrics, Cityscapes).
     # With empty=NaN and the label-absent classes left out of the metric, they agree.
     absent = np.asarray(cm.tp + cm.fn) == 0
     assert absent[0, 2] and float(cm.fp[0, 2]) > 0  # predicted in image 0, never labelled
-    for loss, score, kw in [
-        (jaxseg.dice_loss, jaxseg.dice, {}),
-        (jaxseg.iou_loss, jaxseg.iou, {}),
-        (jaxseg.fbeta_loss, jaxseg.fbeta, {"beta": 2.0}),
-        (jaxseg.tversky_loss, jaxseg.tversky, {"alpha": 0.2, "beta": 0.8}),
-    ]:
-        got = loss(logits, labels, ignore_index=ign, **kw)
+    for (_, score, kw), got in zip(cases, losses, strict=True):
         assert np.all(np.isfinite(got))
         per_class = np.asarray(score(cm, average=None, **kw))
         want = 1.0 - np.nanmean(np.where(absent, np.nan, per_class), axis=-1)
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
         # where no predicted class is absent from the labels, loss == 1 - metric exactly
         np.testing.assert_allclose(got[1:], 1.0 - score(cm, **kw)[1:], rtol=1e-6, atol=1e-7)
-    g = jax.grad(lambda x: jnp.sum(jaxseg.dice_loss(x, labels, ignore_index=255)))(logits)
     assert np.all(np.isfinite(g))
 
 
@@ -340,27 +345,44 @@ def test_ignore_index_equals_where_permutation_and_shift(name):
     np.testing.assert_allclose(s, fn(logits, labels, ignore_index=255), rtol=2e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "dice_loss",
-        "generalized_dice_loss",
-        "lovasz_softmax_loss",
-        "cross_entropy_loss",
-        "sigmoid_iou_loss",
-        "sigmoid_focal_loss",
-        "lovasz_hinge_loss",
-    ],
-)
-def test_batch_axis_pooling_equals_flattening(name):
-    sig = name in SIGMOID_LOSSES
-    hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
-    fn = functools.partial(getattr(jaxseg, name), **hyper)
-    logits, labels, _ = _data(3, seed=16, sigmoid=sig)
-    pooled = fn(logits, labels, ignore_index=255, axis=(0, 1, 2))
-    c = logits.shape[-1]
-    flat_labels = labels.reshape(1, -1, c) if sig else labels.reshape(1, -1)
-    flat = fn(logits.reshape(1, -1, c), flat_labels, ignore_index=255)
+POOLING_NAMES = [
+    "dice_loss",
+    "generalized_dice_loss",
+    "lovasz_softmax_loss",
+    "cross_entropy_loss",
+    "sigmoid_iou_loss",
+    "sigmoid_focal_loss",
+    "lovasz_hinge_loss",
+]
+
+
+@pytest.fixture(scope="module")
+def pooling_results():
+    """Pooled and flattened values of every loss of POOLING_NAMES, in one compilation."""
+    fns, args = [], []
+    for name in POOLING_NAMES:
+        sig = name in SIGMOID_LOSSES
+        hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
+        fns.append((functools.partial(getattr(jaxseg, name), **hyper), sig))
+        args.append(_data(3, seed=16, sigmoid=sig)[:2])
+
+    @jax.jit
+    def run(args):
+        out = []
+        for (fn, sig), (logits, labels) in zip(fns, args, strict=True):
+            pooled = fn(logits, labels, ignore_index=255, axis=(0, 1, 2))
+            c = logits.shape[-1]
+            flat_labels = labels.reshape(1, -1, c) if sig else labels.reshape(1, -1)
+            flat = fn(logits.reshape(1, -1, c), flat_labels, ignore_index=255)
+            out.append((pooled, flat))
+        return out
+
+    return dict(zip(POOLING_NAMES, run(args), strict=True))
+
+
+@pytest.mark.parametrize("name", POOLING_NAMES)
+def test_batch_axis_pooling_equals_flattening(name, pooling_results):
+    pooled, flat = pooling_results[name]
     assert pooled.shape == ()
     np.testing.assert_allclose(pooled, flat[0], rtol=1e-5, atol=1e-7)
 
@@ -477,31 +499,49 @@ def _materialise(name, sig, opts, seed=0):
     return jnp.asarray(logits), jnp.asarray(labels), opts
 
 
-@pytest.mark.parametrize(("name", "sig", "opts"), _sweep_cases(), ids=str)
-def test_transform_sweep(name, sig, opts):
-    """Eager == jit, vmap over a leading axis == the stacked batched calls, grads finite
-    and exactly zero at ignored / masked pixels: one compilation per case."""
-    fn = getattr(jaxseg, name)
-    logits, labels, opts = _materialise(name, sig, opts)
-    f = functools.partial(fn, **opts)
-    eager = f(logits, labels)
-    assert eager.dtype == jnp.float32
-    stack = "axis" not in opts  # a stacked leading axis keeps the default pooling
-    logits2, labels2, _ = _materialise(name, sig, {}, seed=1)
-    if labels2.dtype != labels.dtype:
-        labels2 = labels
+SWEEP = _sweep_cases()
+
+
+@pytest.fixture(scope="module")
+def sweep_results():
+    """Every sweep case's jitted value, gradient and vmap, in ONE compilation."""
+    prepared = []
+    for name, sig, opts in SWEEP:
+        logits, labels, opts = _materialise(name, sig, opts)
+        logits2, labels2, _ = _materialise(name, sig, {}, seed=1)
+        if labels2.dtype != labels.dtype:
+            labels2 = labels
+        f = functools.partial(getattr(jaxseg, name), **opts)
+        stack = "axis" not in opts  # a stacked leading axis keeps the default pooling
+        prepared.append((f, stack, opts, (logits, labels, logits2, labels2)))
 
     @jax.jit
-    def run(x, y, x2, y2):
-        value, grad = jax.value_and_grad(lambda a: jnp.sum(f(a, y)))(x)
-        vm = jax.vmap(f)(jnp.stack([x, x2]), jnp.stack([y, y2])) if stack else None
-        return f(x, y), value, grad, vm, f(x2, y2)
+    def run(args):
+        out = []
+        for (f, stack, _, _), (x, y, x2, y2) in zip(prepared, args, strict=True):
+            value, vjp = jax.vjp(lambda a, f=f, y=y: f(a, y), x)
+            (grad,) = vjp(jnp.ones_like(value))  # the gradient of the sum of the values
+            vm = jax.vmap(f)(jnp.stack([x, x2]), jnp.stack([y, y2])) if stack else None
+            out.append((value, grad, vm))
+        return out
 
-    jitted, _, g, vm, second = run(logits, labels, logits2, labels2)
+    return prepared, run([p[3] for p in prepared])
+
+
+@pytest.mark.parametrize("i", range(len(SWEEP)), ids=[f"{n}-{s}-{o}" for n, s, o in SWEEP])
+def test_transform_sweep(i, sweep_results):
+    """Eager == jit, vmap over a leading axis == the unbatched calls, grads finite
+    and exactly zero at ignored / masked pixels (all cases in one compiled program)."""
+    prepared, results = sweep_results
+    f, stack, opts, (logits, labels, logits2, labels2) = prepared[i]
+    sig = SWEEP[i][1]
+    jitted, g, vm = results[i]
+    eager = f(logits, labels)
+    assert eager.dtype == jnp.float32
     np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)
     if stack:
         np.testing.assert_allclose(vm[0], eager, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(vm[1], second, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(vm[1], f(logits2, labels2), rtol=1e-5, atol=1e-6)
     assert np.all(np.isfinite(g))
     if "ignore_index" in opts and not jnp.issubdtype(labels.dtype, jnp.floating):
         ign = np.asarray(labels) == 255
@@ -514,60 +554,84 @@ def test_transform_sweep(name, sig, opts):
 EDGE_NAMES = list(ALL_LOSSES) + list(SIGMOID_LOSSES)
 
 
-@pytest.mark.parametrize("name", EDGE_NAMES)
-def test_edges_finite(name):
-    """All pixels ignored, logits +-1e4 (empty classes), bf16 logits: finite values and grads."""
-    sig = name in SIGMOID_LOSSES
-    hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
-    f = functools.partial(getattr(jaxseg, name), **hyper, ignore_index=255)
-    logits, labels, _ = _data(3, seed=21, sigmoid=sig)
-    big = np.where(np.random.default_rng(1).random(logits.shape) > 0.5, 1e4, -1e4)
-    xs = jnp.stack([jnp.asarray(logits), jnp.asarray(big, jnp.float32)])
-    ys = jnp.stack([jnp.full(labels.shape, 255, jnp.int32), jnp.asarray(labels)])
+@pytest.fixture(scope="module")
+def edge_results():
+    """All pixels ignored, logits +-1e4 (empty classes), bf16 logits, for every loss in
+    one compilation."""
+    fns, args = [], []
+    for name in EDGE_NAMES:
+        sig = name in SIGMOID_LOSSES
+        hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
+        fns.append(functools.partial(getattr(jaxseg, name), **hyper, ignore_index=255))
+        logits, labels, _ = _data(3, seed=21, sigmoid=sig)
+        big = np.where(np.random.default_rng(1).random(logits.shape) > 0.5, 1e4, -1e4)
+        xs = jnp.stack([jnp.asarray(logits), jnp.asarray(big, jnp.float32)])
+        ys = jnp.stack([jnp.full(labels.shape, 255, jnp.int32), jnp.asarray(labels)])
+        args.append((xs, ys, jnp.asarray(logits, jnp.bfloat16)))
 
     @jax.jit
-    def run(xs, ys, x16):
-        vg = jax.vmap(jax.value_and_grad(lambda x, y: jnp.sum(f(x, y))))
-        v16, g16 = jax.value_and_grad(lambda x: jnp.sum(f(x, ys[1])))(x16)
-        return vg(xs, ys), f(x16, ys[1]), g16, v16
+    def run(args):
+        out = []
+        for f, (xs, ys, x16) in zip(fns, args, strict=True):
+            vg = jax.vmap(jax.value_and_grad(lambda x, y, f=f: jnp.sum(f(x, y))))
+            v16, vjp = jax.vjp(lambda x, f=f, y=ys[1]: f(x, y), x16)
+            (g16,) = vjp(jnp.ones_like(v16))
+            out.append((vg(xs, ys), v16, g16))
+        return out
 
-    (vals, grads), val16, g16, _ = run(xs, ys, jnp.asarray(logits, jnp.bfloat16))
+    return dict(zip(EDGE_NAMES, run(args), strict=True))
+
+
+@pytest.mark.parametrize("name", EDGE_NAMES)
+def test_edges_finite(name, edge_results):
+    """All pixels ignored, logits +-1e4 (empty classes), bf16 logits: finite values and grads."""
+    (vals, grads), val16, g16 = edge_results[name]
     assert val16.dtype == jnp.float32 and g16.dtype == jnp.bfloat16
     for arr in (vals, grads, val16, g16):
         assert np.all(np.isfinite(np.asarray(arr, np.float32)))
     assert vals[0] == 0.0 and np.all(np.asarray(grads[0]) == 0.0)  # all pixels ignored
 
 
-@pytest.mark.parametrize("name", EDGE_NAMES)
-def test_optax_steps_lower_the_loss(name):
-    sig = name in SIGMOID_LOSSES
-    hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
-    fn = functools.partial(getattr(jaxseg, name), **hyper)
-    rng = np.random.default_rng(22)
-    c, f = 3, 4
-    feats = jnp.asarray(rng.normal(size=(2, 16, f)), jnp.float32)
-    scores = np.asarray(feats) @ rng.normal(size=(f, c))
-    labels = (scores > 0).astype(np.int32) if sig else np.argmax(scores, -1).astype(np.int32)
-    params = {"w": jnp.zeros((f, c)), "b": jnp.zeros((c,))}
+@pytest.fixture(scope="module")
+def optax_results():
+    """25 adam steps of a linear model on every loss, all in one compilation."""
     opt = optax.adam(0.05)
+    c, f = 3, 4
+    programs = []
+    for name in EDGE_NAMES:
+        sig = name in SIGMOID_LOSSES
+        hyper = SIGMOID_LOSSES[name] if sig else ALL_LOSSES[name]
+        fn = functools.partial(getattr(jaxseg, name), **hyper)
+        rng = np.random.default_rng(22)
+        feats = jnp.asarray(rng.normal(size=(2, 16, f)), jnp.float32)
+        scores = np.asarray(feats) @ rng.normal(size=(f, c))
+        labels = (scores > 0).astype(np.int32) if sig else np.argmax(scores, -1).astype(np.int32)
 
-    def loss_fn(p):
-        return jnp.mean(fn(feats @ p["w"] + p["b"][None, None], labels))
+        def loss_fn(p, fn=fn, feats=feats, labels=labels):
+            return jnp.mean(fn(feats @ p["w"] + p["b"][None, None], labels))
 
-    def step(carry, _):
-        p, s = carry
-        val, g = jax.value_and_grad(loss_fn)(p)
-        with jax.numpy_dtype_promotion("standard"):  # optax's adam mixes int and float
-            u, s = opt.update(g, s, p)
-            p = optax.apply_updates(p, u)
-        return (p, s), val
+        programs.append(loss_fn)
 
-    @jax.jit
-    def train(p):
+    def train(loss_fn, p):
+        def step(carry, _):
+            p, s = carry
+            val, g = jax.value_and_grad(loss_fn)(p)
+            with jax.numpy_dtype_promotion("standard"):  # optax's adam mixes int and float
+                u, s = opt.update(g, s, p)
+                p = optax.apply_updates(p, u)
+            return (p, s), val
+
         (p, _), vals = jax.lax.scan(step, (p, opt.init(p)), None, length=25)
         return vals[0], loss_fn(p)
 
-    first, last = train(params)
+    params = {"w": jnp.zeros((f, c)), "b": jnp.zeros((c,))}
+    run = jax.jit(lambda p: [train(loss_fn, p) for loss_fn in programs])
+    return dict(zip(EDGE_NAMES, run(params), strict=True))
+
+
+@pytest.mark.parametrize("name", EDGE_NAMES)
+def test_optax_steps_lower_the_loss(name, optax_results):
+    first, last = optax_results[name]
     assert float(last) < float(first) - 0.05
 
 
