@@ -150,25 +150,31 @@ def test_binary_stats_against_sklearn_multilabel():
     np.testing.assert_array_equal(s.to_numpy()[1], mcm[:, 0, 1])
     np.testing.assert_array_equal(s.to_numpy()[2], mcm[:, 1, 0])
     np.testing.assert_array_equal(s.to_numpy()[3], mcm[:, 0, 0])
-    for average in (None, "micro", "macro", "weighted"):
+    averages = (None, "micro", "macro", "weighted")
+    # every score in one jitted call (one compilation, not every eager op of twelve calls)
+    got = jax.jit(
+        lambda s: (
+            {
+                f"{name}-{average}": getattr(jaxseg, name)(s, average=average, empty=0.0)
+                for name in ("dice", "iou", "precision")
+                for average in averages
+            }
+            | {"pixel_accuracy": jaxseg.pixel_accuracy(s)}
+        )
+    )(s)
+    for average in averages:
         kw = dict(average=average, zero_division=0)
         np.testing.assert_allclose(
-            jaxseg.dice(s, average=average, empty=0.0),
-            metrics.f1_score(labels, preds, **kw),
-            rtol=1e-6,
+            got[f"dice-{average}"], metrics.f1_score(labels, preds, **kw), rtol=1e-6
         )
         np.testing.assert_allclose(
-            jaxseg.iou(s, average=average, empty=0.0),
-            metrics.jaccard_score(labels, preds, **kw),
-            rtol=1e-6,
+            got[f"iou-{average}"], metrics.jaccard_score(labels, preds, **kw), rtol=1e-6
         )
         np.testing.assert_allclose(
-            jaxseg.precision(s, average=average, empty=0.0),
-            metrics.precision_score(labels, preds, **kw),
-            rtol=1e-6,
+            got[f"precision-{average}"], metrics.precision_score(labels, preds, **kw), rtol=1e-6
         )
     # sklearn's multilabel accuracy is subset accuracy; ours is the element-wise one
-    np.testing.assert_allclose(jaxseg.pixel_accuracy(s), np.mean(labels == preds), rtol=1e-6)
+    np.testing.assert_allclose(got["pixel_accuracy"], np.mean(labels == preds), rtol=1e-6)
 
 
 # -- acceptance: W3-sized inputs against scikit-learn ----------------------------
@@ -186,17 +192,28 @@ def test_w3_counts_equal_sklearn_and_scores_equal_reference():
     np.testing.assert_array_equal(cm.to_numpy(), want)
     tp, fp, fn, tn = ref.stats_from_matrix(want)
     counted = np.ones(c, bool)
-    for name in ("iou", "dice", "precision", "recall"):
-        fn_ = getattr(jaxseg, name)
-        for average in (None, "micro", "macro", "weighted"):
+    names, averages = ("iou", "dice", "precision", "recall"), (None, "micro", "macro", "weighted")
+    # every score in one jitted call (one compilation, not every eager op of sixteen calls)
+    got = jax.jit(
+        lambda cm: (
+            {
+                f"{name}-{average}": getattr(jaxseg, name)(cm, average=average)
+                for name in names
+                for average in averages
+            }
+            | {"pixel_accuracy": jaxseg.pixel_accuracy(cm)}
+        )
+    )(cm)
+    for name in names:
+        for average in averages:
             np.testing.assert_allclose(
-                fn_(cm, average=average),
+                got[f"{name}-{average}"],
                 ref.score(name, tp, fp, fn, tn, counted, average=average),
                 rtol=1e-6,
                 err_msg=f"{name} {average}",
             )
     np.testing.assert_allclose(
-        jaxseg.pixel_accuracy(cm), ref.pixel_accuracy(tp, fp, fn, tn, counted), rtol=1e-6
+        got["pixel_accuracy"], ref.pixel_accuracy(tp, fp, fn, tn, counted), rtol=1e-6
     )
 
 
@@ -228,11 +245,13 @@ def test_ignored_class_in_range_is_left_out_of_averages():
     cm = ConfusionMatrix.from_predictions(preds, labels, num_classes=3, ignore_index=1)
     # label 1 pixels are gone; class 1 stays a prediction target (column) for the others
     np.testing.assert_array_equal(cm.to_numpy(), [[1, 1, 0], [0, 0, 0], [1, 0, 1]])
-    per = np.asarray(jaxseg.iou(cm, average=None))
+    averages = (None, "macro", "micro", "weighted")
+    got = jax.jit(lambda cm: [jaxseg.iou(cm, average=a) for a in averages])(cm)  # one compile
+    per = np.asarray(got[0])
     assert np.isnan(per[1])
-    np.testing.assert_allclose(jaxseg.iou(cm), np.mean(per[[0, 2]]), rtol=1e-6)
-    for average in ("micro", "weighted"):
-        assert np.isfinite(float(jaxseg.iou(cm, average=average)))
+    np.testing.assert_allclose(got[1], np.mean(per[[0, 2]]), rtol=1e-6)
+    for value in got[2:]:
+        assert np.isfinite(float(value))
 
 
 def test_where_false_pixels_contribute_nothing():
