@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -103,22 +104,23 @@ def test_sigmoid_focal_matches_optax():
 
 
 def test_pixelwise_gradients():
+    # jitted losses: jax.grad compiles one forward and one backward program, not every eager op
     logits, labels, _ = _data(4, seed=46)
     w = [1.0, 2.0, 0.5, 3.0]
     kw = {"ignore_index": 255, "class_weights": w}
     _directional_check(
-        lambda x: jaxseg.cross_entropy_loss(x, labels, label_smoothing=0.1, **kw),
+        jax.jit(lambda x: jaxseg.cross_entropy_loss(x, labels, label_smoothing=0.1, **kw)),
         lambda x: ref.cross_entropy_loss(x, labels, label_smoothing=0.1, **kw),
         logits,
     )
     _directional_check(
-        lambda x: jaxseg.focal_loss(x, labels, gamma=1.5, **kw),
+        jax.jit(lambda x: jaxseg.focal_loss(x, labels, gamma=1.5, **kw)),
         lambda x: ref.cross_entropy_loss(x, labels, gamma=1.5, **kw),
         logits,
     )
     logits, labels, _ = _data(3, seed=47, sigmoid=True)
     _directional_check(
-        lambda x: jaxseg.sigmoid_focal_loss(x, labels, alpha=0.25, ignore_index=255),
+        jax.jit(lambda x: jaxseg.sigmoid_focal_loss(x, labels, alpha=0.25, ignore_index=255)),
         lambda x: ref.sigmoid_focal_loss(x, labels, alpha=0.25, ignore_index=255),
         logits,
     )
