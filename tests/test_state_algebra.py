@@ -42,12 +42,19 @@ def test_statistics_protocol():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, (2, 8, 8)).astype(np.int32)
     p = rng.integers(0, 3, (2, 8, 8)).astype(np.int32)
-    states = [
-        jaxseg.ConfusionMatrix.from_predictions(p, y, num_classes=3),
-        jaxseg.BinaryStats.from_predictions(p == 1, (y == 1).astype(np.int32)),
-        jaxseg.SoftStats.from_probabilities(jax.nn.one_hot(p, 3), y),
-        jaxseg.BoundaryStats.from_predictions(p, y, num_classes=3),
-    ]
+
+    @jax.jit  # one compiled call (eager calls compile every op on its own)
+    def build(p, y):
+        cm = jaxseg.ConfusionMatrix.from_predictions(p, y, num_classes=3)
+        states = [
+            cm,
+            jaxseg.BinaryStats.from_predictions(p == 1, (y == 1).astype(jnp.int32)),
+            jaxseg.SoftStats.from_probabilities(jax.nn.one_hot(p, 3), y),
+            jaxseg.BoundaryStats.from_predictions(p, y, num_classes=3),
+        ]
+        return states, (cm.tp, cm.fp, cm.fn, cm.tn), jaxseg.iou(cm, average=None)
+
+    states, stats, iou = build(p, y)
     for s in states:
         assert isinstance(s, _state.Statistics)
     assert not isinstance(jaxseg.DistanceStats.empty(3), _state.Statistics)
@@ -60,16 +67,9 @@ def test_statistics_protocol():
         tn: np.ndarray
         counted_classes: np.ndarray
 
-    cm = states[0]
-    mine = Mine(
-        np.asarray(cm.tp),
-        np.asarray(cm.fp),
-        np.asarray(cm.fn),
-        np.asarray(cm.tn),
-        np.ones(3, bool),
-    )
+    mine = Mine(*(np.asarray(x) for x in stats), np.ones(3, bool))
     assert isinstance(mine, _state.Statistics)
-    np.testing.assert_allclose(jaxseg.iou(mine, average=None), jaxseg.iou(cm, average=None))
+    np.testing.assert_allclose(jaxseg.iou(mine, average=None), iou)
 
 
 # -- DistanceStats -----------------------------------------------------------------
@@ -101,17 +101,24 @@ def test_distance_stats_huge_values_do_not_overflow():
     values = rng.uniform(1e38, 3.4e38, (50, 2)).astype(np.float32)
     values[::7, 1] = np.inf
     want = _mean_ref(values)
-    whole = jaxseg.DistanceStats.from_values(values)
-    np.testing.assert_allclose(whole.compute(), want, rtol=1e-5)
-    per_image = jax.jit(jax.vmap(lambda x: jaxseg.DistanceStats.from_values(x[None])))(values)
+
+    @jax.jit  # one compiled call for the whole batch and the per-image states
+    def run(values):
+        whole = jaxseg.DistanceStats.from_values(values)
+        per_image = jax.vmap(lambda x: jaxseg.DistanceStats.from_values(x[None]))(values)
+        return whole, whole.compute(), per_image.compute(), per_image.reduce().compute()
+
+    whole, whole_mean, per_image, reduced = run(values)
+    np.testing.assert_allclose(whole_mean, want, rtol=1e-5)
     one_each = np.where(np.isfinite(values), values, np.nan).astype(np.float64)
-    np.testing.assert_allclose(per_image.compute(), one_each, rtol=1e-6)
-    np.testing.assert_allclose(per_image.reduce().compute(), want, rtol=1e-5)
-    merge = jax.jit(jaxseg.DistanceStats.merge)
+    np.testing.assert_allclose(per_image, one_each, rtol=1e-6)
+    np.testing.assert_allclose(reduced, want, rtol=1e-5)
+    # a jitted merge loop, one row at a time
+    merge = jax.jit(lambda s, row: s.merge(jaxseg.DistanceStats.from_values(row[None])))
     looped = jaxseg.DistanceStats.empty(2)
     for row in values:
-        looped = merge(looped, jaxseg.DistanceStats.from_values(row[None]))
-    np.testing.assert_allclose(looped.compute(), want, rtol=1e-5)
+        looped = merge(looped, row)
+    np.testing.assert_allclose(jax.jit(jaxseg.DistanceStats.compute)(looped), want, rtol=1e-5)
     np.testing.assert_array_equal(looped.to_numpy(), whole.to_numpy())
 
 
@@ -119,19 +126,21 @@ def test_distance_stats_mixed_magnitudes_and_exact_counts():
     rng = np.random.default_rng(1)
     values = (10.0 ** rng.uniform(-3, 30, (40, 3))).astype(np.float32)
     values[rng.random(values.shape) < 0.2] = np.nan
-    whole = jaxseg.DistanceStats.from_values(values)
-    parts = jaxseg.DistanceStats.from_values(values[:13]) + jaxseg.DistanceStats.from_values(
-        values[13:]
-    )
-    for s in (whole, parts, jaxseg.DistanceStats.empty(3) + whole):
-        np.testing.assert_allclose(s.compute(), _mean_ref(values), rtol=1e-5)
-        np.testing.assert_array_equal(s.to_numpy()[1], np.isnan(values).sum(0))
     small = np.array([[1e-3, 0.0, 2.5]], np.float32)
-    np.testing.assert_allclose(
-        (jaxseg.DistanceStats.from_values(small) + jaxseg.DistanceStats.empty(3)).compute(),
-        small[0],
-        rtol=1e-6,
-    )
+
+    @jax.jit  # one compiled call (eager calls compile every op on its own)
+    def run(values, small):
+        f = jaxseg.DistanceStats.from_values
+        whole = f(values)
+        states = (whole, f(values[:13]) + f(values[13:]), jaxseg.DistanceStats.empty(3) + whole)
+        small_mean = (f(small) + jaxseg.DistanceStats.empty(3)).compute()
+        return [(s, s.compute()) for s in states], small_mean
+
+    states, small_mean = run(values, small)
+    for s, mean in states:
+        np.testing.assert_allclose(mean, _mean_ref(values), rtol=1e-5)
+        np.testing.assert_array_equal(s.to_numpy()[1], np.isnan(values).sum(0))
+    np.testing.assert_allclose(small_mean, small[0], rtol=1e-6)
 
 
 def test_distance_stats_bad_leaves_are_named():
