@@ -61,20 +61,25 @@ def _state_from_matrix(m, ignore_classes=()):
 
 @st.composite
 def matrices(draw):
+    """A batch of matrices of one size and one ignore set (each with its own density):
+    the scores of a batched state are one eager pass, whatever the batch size."""
     c = draw(st.sampled_from([1, 2, 3, 19, 200]))
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
-    density = draw(st.sampled_from([0.0, 0.02, 0.3, 1.0]))
-    m = rng.integers(0, 50, (c, c)) * (rng.random((c, c)) < density)
-    # some empty classes (no row and no column), some only predicted, some only labelled
-    for k in range(c):
-        kind = rng.integers(0, 6)
-        if kind == 0:
-            m[k, :] = 0
-            m[:, k] = 0
-        elif kind == 1:
-            m[k, :] = 0
-        elif kind == 2:
-            m[:, k] = 0
+    densities = draw(st.lists(st.sampled_from([0.0, 0.02, 0.3, 1.0]), min_size=4, max_size=4))
+    ms = []
+    for density in densities:
+        m = rng.integers(0, 50, (c, c)) * (rng.random((c, c)) < density)
+        # some empty classes (no row and no column), some only predicted, some only labelled
+        for k in range(c):
+            kind = rng.integers(0, 6)
+            if kind == 0:
+                m[k, :] = 0
+                m[:, k] = 0
+            elif kind == 1:
+                m[k, :] = 0
+            elif kind == 2:
+                m[:, k] = 0
+        ms.append(m)
     ignored = draw(st.sampled_from(["none", "first", "some"]))
     if ignored == "none":
         ig = ()
@@ -82,44 +87,57 @@ def matrices(draw):
         ig = (0,)
     else:
         ig = tuple(sorted({int(x) for x in rng.integers(0, c, 3)}))
-    return m.astype(np.int64), ig
+    return np.stack(ms).astype(np.int64), ig
 
 
 def _close(got, want, msg):
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=2e-6, atol=0, err_msg=msg)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(matrices(), st.sampled_from([math.nan, 0.0, 1.0]))
 def test_every_score_average_and_empty_matches_reference(case, empty):
-    m, ig = case
-    stats = ref.stats_from_matrix(m)
-    state = _state_from_matrix(m, ig)
-    counted = ref.counted_classes(m.shape[0], ig)
+    """Each example scores a batch of 4 matrices in one pass (24 matrices in all)."""
+    ms, ig = case
+    state = _state_from_matrix(ms, ig)
+    counted = ref.counted_classes(ms.shape[-1], ig)
+    got = {}
     for name in SCORES:
         for average in AVERAGES:
-            got = _call(name, state, average=average, empty=empty)
-            want = _ref(name, stats, counted, average=average, empty=empty)
-            _close(got, want, f"{name} average={average} empty={empty}")
-    _close(jaxseg.pixel_accuracy(state), ref.pixel_accuracy(*stats, counted), "pixel_accuracy")
-    _close(
-        jaxseg.mean_accuracy(state, empty=empty),
-        ref.score("recall", *stats, counted, average="macro", empty=empty),
-        "mean_accuracy",
-    )
-    _close(
-        jaxseg.frequency_weighted_iou(state, empty=empty),
-        ref.score("iou", *stats, counted, average="weighted", empty=empty),
-        "frequency_weighted_iou",
-    )
+            got[name, average] = np.asarray(_call(name, state, average=average, empty=empty))
+    got["pa"] = np.asarray(jaxseg.pixel_accuracy(state))
+    got["ma"] = np.asarray(jaxseg.mean_accuracy(state, empty=empty))
+    got["fw"] = np.asarray(jaxseg.frequency_weighted_iou(state, empty=empty))
     for weighting in ("square", "simple", "uniform"):
-        _close(
-            jaxseg.generalized_dice(state, weighting=weighting, empty=empty),
-            ref.generalized_dice(
-                stats[0], stats[1], stats[2], counted, weighting=weighting, empty=empty
-            ),
-            f"generalized_dice {weighting}",
+        got["gd", weighting] = np.asarray(
+            jaxseg.generalized_dice(state, weighting=weighting, empty=empty)
         )
+    for i, m in enumerate(ms):
+        stats = ref.stats_from_matrix(m)
+        case_msg = f"matrix {i} of C={m.shape[0]} ignore={ig} empty={empty}"
+        for name in SCORES:
+            for average in AVERAGES:
+                want = _ref(name, stats, counted, average=average, empty=empty)
+                _close(got[name, average][i], want, f"{name} average={average} {case_msg}")
+        _close(got["pa"][i], ref.pixel_accuracy(*stats, counted), f"pixel_accuracy {case_msg}")
+        _close(
+            got["ma"][i],
+            ref.score("recall", *stats, counted, average="macro", empty=empty),
+            f"mean_accuracy {case_msg}",
+        )
+        _close(
+            got["fw"][i],
+            ref.score("iou", *stats, counted, average="weighted", empty=empty),
+            f"frequency_weighted_iou {case_msg}",
+        )
+        for weighting in ("square", "simple", "uniform"):
+            _close(
+                got["gd", weighting][i],
+                ref.generalized_dice(
+                    stats[0], stats[1], stats[2], counted, weighting=weighting, empty=empty
+                ),
+                f"generalized_dice {weighting} {case_msg}",
+            )
 
 
 def test_scores_of_batched_states_are_per_image():
