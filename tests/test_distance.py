@@ -90,9 +90,6 @@ def _all_metrics(p, g, spacing):
     return out
 
 
-_ALL_METRICS = jax.jit(_all_metrics, static_argnames="spacing")
-
-
 def _worked_example():
     yy, xx = np.mgrid[:16, :16]
     label = ((yy - 7) ** 2 + (xx - 7) ** 2 <= 16).astype(np.int32)[None]
@@ -107,17 +104,43 @@ def _empty_rule_pair(shape):
     return np.zeros_like(label), label
 
 
-@functools.cache
-def _case(name):
-    """(pred, label, ours) of one case; ours from one jitted call over the whole batch."""
-    shape, spacing = CASES[name]
+def _inputs(name):
+    shape, _ = CASES[name]
     batches = [_all_kinds((1, *shape), seed) for seed in SEEDS]
     if name == "2d":
         batches += [_worked_example(), _empty_rule_pair(shape)]
     pred = np.concatenate([p for p, _ in batches])
     label = np.concatenate([g for _, g in batches])
-    ours = jax.device_get(_ALL_METRICS(pred, label, spacing=spacing))
-    return pred, label, ours
+    return pred, label
+
+
+def _split(x):
+    """[B, ...] -> [2, B / 2, ...]: an extra batch axis for vmap."""
+    return x.reshape(2, len(x) // 2, *x.shape[1:])
+
+
+def _program(inputs):
+    """Every metric of every case, and the 2-D anisotropic case vmapped over an extra
+    batch axis: ONE jitted program (one compilation instead of one per case)."""
+    out = {name: _all_metrics(p, g, CASES[name][1]) for name, (p, g) in inputs.items()}
+    p, g = inputs["2d-aniso"]
+    spacing = CASES["2d-aniso"][1]
+    out["vmapped"] = jax.vmap(functools.partial(_all_metrics, spacing=spacing))(
+        _split(p), _split(g)
+    )
+    return out
+
+
+@functools.cache
+def _all_cases():
+    inputs = {name: _inputs(name) for name in CASES}
+    return inputs, jax.device_get(jax.jit(_program)(inputs))
+
+
+def _case(name):
+    """(pred, label, ours) of one case; ours from the one jitted call over every case."""
+    inputs, out = _all_cases()
+    return (*inputs[name], out[name])
 
 
 # -- distance transform -------------------------------------------------------------
@@ -194,7 +217,6 @@ def test_equals_deepmind(metric, case):
 PERCENTILES = (0, 50, 95, 100)
 
 
-@functools.partial(jax.jit, static_argnames="spacing")
 def _deepmind_percentiles(p, g, spacing):
     return [
         jaxseg.hausdorff_distance(
@@ -204,11 +226,32 @@ def _deepmind_percentiles(p, g, spacing):
     ]
 
 
-@pytest.mark.parametrize(
-    "shape,n,spacing",
-    [((16, 16), 240, (1.0, 1.0)), ((16, 16), 240, (0.7, 1.9)), ((6, 7, 5), 40, (1.0, 1.0, 2.5))],
-)
-def test_deepmind_percentile_equals_surface_distance(shape, n, spacing):
+PERCENTILE_CASES = [
+    ((16, 16), 240, (1.0, 1.0)),
+    ((16, 16), 240, (0.7, 1.9)),
+    ((6, 7, 5), 40, (1.0, 1.0, 2.5)),
+]
+
+
+@functools.cache
+def _percentiles_all():
+    """Pairs and our percentiles of every case, from ONE jitted call."""
+    pairs = [
+        R.rectangle_or_blob_pairs(np.random.default_rng(n + len(shape)), n, shape)
+        for shape, n, _ in PERCENTILE_CASES
+    ]
+
+    def run(pairs):
+        return [
+            _deepmind_percentiles(p, g, spacing)
+            for (p, g), (_, _, spacing) in zip(pairs, PERCENTILE_CASES, strict=True)
+        ]
+
+    return pairs, jax.device_get(jax.jit(run)(pairs))
+
+
+@pytest.mark.parametrize("k", range(len(PERCENTILE_CASES)))
+def test_deepmind_percentile_equals_surface_distance(k):
     """``compute_robust_hausdorff`` on boxes and blobs at q = 0, 50, 95, 100.
 
     Equal to the package wherever its float64 cumulative fraction does not sit
@@ -216,8 +259,9 @@ def test_deepmind_percentile_equals_surface_distance(shape, n, spacing):
     fraction counts as reaching q / 100.
     """
     sd = pytest.importorskip("surface_distance")
-    pred, label = R.rectangle_or_blob_pairs(np.random.default_rng(n + len(shape)), n, shape)
-    ours = np.asarray(jax.device_get(_deepmind_percentiles(pred, label, spacing=spacing)))
+    shape, n, spacing = PERCENTILE_CASES[k]
+    pairs, results = _percentiles_all()
+    (pred, label), ours = pairs[k], np.asarray(results[k])
     ties = 0
     for i in range(n):
         s = sd.compute_surface_distances(label[i] == 1, pred[i] == 1, spacing)
@@ -294,7 +338,6 @@ def test_empty_rules():
         assert nsd[1] == 0 and np.isnan(nsd[2]) and nsd[0] < 1
 
 
-@functools.partial(jax.jit, static_argnames=("ignore_index", "include_background"))
 def _hd95_nsd(p, g, ignore_index=None, include_background=True):
     kw = dict(num_classes=C, ignore_index=ignore_index, include_background=include_background)
     return (
@@ -308,14 +351,22 @@ def test_ignore_index_equals_void_predictions_and_background():
     label[:, :3, :] = 255
     voided = np.where(label == 255, C, pred)  # predictions outside [0, C) belong to no class
     voided_1 = np.where((label == 255) | (label == 1), C, pred)
-    # both void variants in one batch: one compilation
-    b_both = _hd95_nsd(
+
+    @jax.jit  # every variant in one compiled call
+    def run(pred, label, voided_both, label_both):
+        return (
+            _hd95_nsd(voided_both, label_both),  # both void variants in one batch
+            _hd95_nsd(pred, label, ignore_index=255),
+            _hd95_nsd(pred, label, ignore_index=(255, 1)),
+            _hd95_nsd(pred, label, include_background=False),
+        )
+
+    b_both, a_all, c_all, d_all = run(
+        pred,
+        label,
         np.concatenate([voided, voided_1]),
         np.concatenate([label, np.where(label == 1, 255, label)]),
     )
-    a_all = _hd95_nsd(pred, label, ignore_index=255)
-    c_all = _hd95_nsd(pred, label, ignore_index=(255, 1))
-    d_all = _hd95_nsd(pred, label, include_background=False)
     for k in range(2):  # hd95, nsd
         a, c, d = (np.asarray(x[k]) for x in (a_all, c_all, d_all))
         b, e = np.split(np.asarray(b_both[k]), 2)
@@ -343,12 +394,8 @@ def test_per_class_tolerance():
 
 def test_jit_and_vmap():
     """vmap over an extra batch axis equals the jitted call, for both definitions."""
-    pred, label, jitted = _case("2d-aniso")
-    spacing = CASES["2d-aniso"][1]
-    split = (2, len(pred) // 2, *pred.shape[1:])
-    vmapped = jax.jit(jax.vmap(functools.partial(_all_metrics, spacing=spacing)))(
-        pred.reshape(split), label.reshape(split)
-    )
+    _, _, jitted = _case("2d-aniso")
+    vmapped = _all_cases()[1]["vmapped"]  # computed in the same compiled call
     assert set(vmapped) == set(jitted)
     for key, j in jitted.items():
         # fusion may reassociate float sums
@@ -482,31 +529,42 @@ def _edt_masks(shape, rng):
     return np.stack(masks)
 
 
-@pytest.mark.parametrize(
-    "shape,spacing",
-    [
-        ((67,), (0.7,)),
-        ((29, 23), (1.0, 1.0)),
-        ((29, 23), (0.5, 2.0)),
-        ((9, 13, 11), (1.0, 0.8, 2.5)),
-        ((9, 13, 11), (1e-3, 1.0, 1e3)),
-    ],
-)
-def test_windowed_edt_equals_scipy_and_brute_force(shape, spacing):
+WINDOWED = [
+    ((67,), (0.7,)),
+    ((29, 23), (1.0, 1.0)),
+    ((29, 23), (0.5, 2.0)),
+    ((9, 13, 11), (1.0, 0.8, 2.5)),
+    ((9, 13, 11), (1e-3, 1.0, 1e3)),
+]
+
+
+@functools.cache
+def _windowed_all():
+    """Masks, windowed and brute-force EDTs of every :data:`WINDOWED` case, from ONE
+    jitted call (one compilation instead of one per shape and spacing)."""
+    from jaxseg import _distance
+
+    masks = [_edt_masks(shape, np.random.default_rng(sum(shape))) for shape, _ in WINDOWED]
+
+    def run(masks):
+        out = []
+        for (_, spacing), m in zip(WINDOWED, masks, strict=True):
+            one = functools.partial(_distance._squared_edt_windowed, spacing=spacing)
+            ref = functools.partial(_distance._squared_edt_min_plus, spacing=spacing)
+            out.append((jnp.sqrt(jax.vmap(one)(m)), jnp.sqrt(jax.vmap(ref)(m))))
+        return out
+
+    return masks, jax.device_get(jax.jit(run)(masks))
+
+
+@pytest.mark.parametrize("k", range(len(WINDOWED)), ids=[str(w) for w in WINDOWED])
+def test_windowed_edt_equals_scipy_and_brute_force(k):
     """The windowed passes (bounded by the coarse-grid distance bound) equal SciPy
     and the brute-force min-plus, on 16 masks per shape and spacing (the axes are
     summed in another order, so float32 rounding may differ in the last bit)."""
-    from jaxseg import _distance
-
-    masks = _edt_masks(shape, np.random.default_rng(sum(shape)))
-
-    @jax.jit
-    def both(m):
-        one = functools.partial(_distance._squared_edt_windowed, spacing=spacing)
-        ref = functools.partial(_distance._squared_edt_min_plus, spacing=spacing)
-        return jnp.sqrt(jax.vmap(one)(m)), jnp.sqrt(jax.vmap(ref)(m))
-
-    got, brute = jax.device_get(both(masks))
+    _, spacing = WINDOWED[k]
+    all_masks, results = _windowed_all()
+    masks, (got, brute) = all_masks[k], results[k]
     np.testing.assert_allclose(got, brute, rtol=1e-6, atol=0)
     for m, g in zip(masks, got, strict=True):
         want = ndimage.distance_transform_edt(~m, sampling=spacing) if m.any() else np.inf
