@@ -31,18 +31,27 @@ def _data(c, seed=0, soft=False, sigmoid=False, ignore_frac=0.15):
     return logits, labels, where
 
 
-def _directional_check(fn, reffn, logits, seed=1, n_dirs=2, h=1e-5):
-    """Directional derivatives of the JAX loss against central differences of the reference."""
-    rng = np.random.default_rng(seed)
-    out_shape = np.shape(reffn(logits))
-    cot = rng.normal(size=out_shape)
-    g = jax.grad(lambda x: jnp.sum(fn(x) * jnp.asarray(cot, jnp.float32)))(jnp.asarray(logits))
+def _directional_check(fn, reffn, logits, seed=1, n_dirs=2, h=1e-5, grads=None):
+    """Directional derivatives of the JAX loss against central differences of the reference.
+
+    ``grads``: a precomputed ``{"g": ...}`` slot; its gradient is computed (for all the
+    cases of a test at once, under one jit) with the same cotangent ``_cotangent`` draws."""
+    rng, cot = _cotangent(reffn, logits, seed)
+    if grads is None:
+        g = jax.grad(lambda x: jnp.sum(fn(x) * jnp.asarray(cot, jnp.float32)))(jnp.asarray(logits))
+    else:
+        g = grads
     g = np.asarray(g, np.float64)
     x64 = np.asarray(logits, np.float64)
     for _ in range(n_dirs):
         d = rng.normal(size=x64.shape)
         fd = (np.sum(reffn(x64 + h * d) * cot) - np.sum(reffn(x64 - h * d) * cot)) / (2 * h)
         np.testing.assert_allclose(np.sum(g * d), fd, rtol=1e-3, atol=1e-5)
+
+
+def _cotangent(reffn, logits, seed):
+    rng = np.random.default_rng(seed)
+    return rng, rng.normal(size=np.shape(reffn(logits)))
 
 
 # -- region losses against the references ---------------------------------------
@@ -192,46 +201,82 @@ def test_sigmoid_dice_squared_against_reference():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    ("name", "kw", "reffn"),
-    [
-        ("dice_loss", {"ignore_index": 255}, functools.partial(ref.region_loss, kind="dice")),
-        (
-            "dice_loss",
-            {"ignore_index": 255, "squared": True, "smooth": 1.0},
-            functools.partial(ref.region_loss, kind="dice"),
-        ),
-        (
-            "iou_loss",
-            {"log": True, "axis": (0, 1, 2)},
-            functools.partial(ref.region_loss, kind="iou"),
-        ),
-        (
-            "tversky_loss",
-            {"alpha": 0.3, "beta": 0.7, "gamma": 2.0, "class_weights": [1.0, 2.0, 0.0, 1.0]},
-            functools.partial(ref.region_loss, kind="tversky"),
-        ),
-        (
-            "fbeta_loss",
-            {"beta": 2.0, "smooth": 0.5},
-            functools.partial(ref.region_loss, kind="fbeta"),
-        ),
-        ("generalized_dice_loss", {"ignore_index": 255}, ref.generalized_dice_loss),
-    ],
-)
-def test_region_gradients(name, kw, reffn):
+GRAD_CASES = [
+    ("dice_loss", {"ignore_index": 255}, functools.partial(ref.region_loss, kind="dice")),
+    (
+        "dice_loss",
+        {"ignore_index": 255, "squared": True, "smooth": 1.0},
+        functools.partial(ref.region_loss, kind="dice"),
+    ),
+    (
+        "iou_loss",
+        {"log": True, "axis": (0, 1, 2)},
+        functools.partial(ref.region_loss, kind="iou"),
+    ),
+    (
+        "tversky_loss",
+        {"alpha": 0.3, "beta": 0.7, "gamma": 2.0, "class_weights": [1.0, 2.0, 0.0, 1.0]},
+        functools.partial(ref.region_loss, kind="tversky"),
+    ),
+    (
+        "fbeta_loss",
+        {"beta": 2.0, "smooth": 0.5},
+        functools.partial(ref.region_loss, kind="fbeta"),
+    ),
+    ("generalized_dice_loss", {"ignore_index": 255}, ref.generalized_dice_loss),
+]
+
+
+@pytest.fixture(scope="module")
+def region_grads():
+    """The gradients of every GRAD_CASES loss and of the sigmoid case, in one compilation."""
+    logits, labels, _ = _data(4, seed=11)
+    slogits, slabels, _ = _data(3, seed=12, sigmoid=True)
+    skw = {"ignore_index": 255, "alpha": 0.3, "beta": 0.7, "gamma": 1.5}
+    progs, args = [], []
+    for name, kw, reffn in GRAD_CASES:
+        fn = functools.partial(getattr(jaxseg, name), labels=labels, **kw)
+        _, cot = _cotangent(lambda x, r=reffn, kw=kw: r(x, labels, **kw), logits, 1)
+        progs.append(fn)
+        args.append((jnp.asarray(logits), jnp.asarray(cot, jnp.float32)))
+    sref = functools.partial(
+        ref.region_loss, labels=slabels, kind="tversky", exclusive=False, **skw
+    )
+    _, scot = _cotangent(sref, slogits, 1)
+    progs.append(functools.partial(jaxseg.sigmoid_tversky_loss, labels=slabels, **skw))
+    args.append((jnp.asarray(slogits), jnp.asarray(scot, jnp.float32)))
+
+    @jax.jit
+    def run(args):
+        return [
+            jax.grad(lambda x, fn=fn, c=c: jnp.sum(fn(x) * c))(x)
+            for fn, (x, c) in zip(progs, args, strict=True)
+        ]
+
+    return run(args)
+
+
+@pytest.mark.parametrize("i", range(len(GRAD_CASES)), ids=[f"{c[0]}-{c[1]}" for c in GRAD_CASES])
+def test_region_gradients(i, region_grads):
+    name, kw, reffn = GRAD_CASES[i]
     logits, labels, _ = _data(4, seed=11)
     fn = getattr(jaxseg, name)
-    _directional_check(lambda x: fn(x, labels, **kw), lambda x: reffn(x, labels, **kw), logits)
+    _directional_check(
+        lambda x: fn(x, labels, **kw),
+        lambda x: reffn(x, labels, **kw),
+        logits,
+        grads=region_grads[i],
+    )
 
 
-def test_sigmoid_gradients():
+def test_sigmoid_gradients(region_grads):
     logits, labels, _ = _data(3, seed=12, sigmoid=True)
     kw = {"ignore_index": 255, "alpha": 0.3, "beta": 0.7, "gamma": 1.5}
     _directional_check(
         lambda x: jaxseg.sigmoid_tversky_loss(x, labels, **kw),
         lambda x: ref.region_loss(x, labels, "tversky", exclusive=False, **kw),
         logits,
+        grads=region_grads[-1],
     )
 
 
@@ -673,8 +718,8 @@ def test_smp_smoothing_is_ours_unscaled(name, kind, kw, smooth):
     class mean, so it is left at 1)."""
     c = 4
     rng = np.random.default_rng(5)
-    logits = rng.normal(size=(2, 6, 7, c)).astype(np.float32)
-    labels = rng.integers(0, c, size=(2, 6, 7)).astype(np.int32)
+    logits = rng.normal(size=(*SHAPE, c)).astype(np.float32)  # the shape of the other tests
+    labels = rng.integers(0, c, size=SHAPE).astype(np.int32)
     assert len(np.unique(labels)) == c
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs = (probs / probs.sum(-1, keepdims=True)).astype(np.float64)
