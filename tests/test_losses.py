@@ -447,14 +447,15 @@ def test_soft_label_optimum_is_the_target():
 
 def test_empty_class_rules():
     c = 3
-    labels = np.zeros((2, 4), np.int32)
+    labels = np.zeros(SHAPE, np.int32)  # the shape of the other tests: 12 pixels an example
     logits = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[labels])  # perfect, classes 1, 2 empty
     # smooth = 0: empty classes left out -> perfect score, loss 0; smooth > 0: they score 1
     np.testing.assert_array_equal(jaxseg.dice_loss(logits, labels), [0.0, 0.0])
     np.testing.assert_array_equal(jaxseg.dice_loss(logits, labels, smooth=1.0), [0.0, 0.0])
     # an example with every pixel masked has loss 0 and zero gradient
-    where = np.array([[True] * 4, [False] * 4])
-    soft = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, c)), jnp.float32)
+    where = np.zeros(SHAPE, bool)
+    where[0] = True
+    soft = jnp.asarray(np.random.default_rng(0).normal(size=(*SHAPE, c)), jnp.float32)
     for fn in (jaxseg.dice_loss, jaxseg.generalized_dice_loss, jaxseg.iou_loss):
         out = fn(soft, labels, where=where)
         assert out[1] == 0.0 and out[0] > 0
@@ -462,12 +463,13 @@ def test_empty_class_rules():
         assert np.all(np.asarray(g[1]) == 0.0)
     # smooth = 0: a class absent from the labels is left out even when predicted (its
     # soft score would be 0 whatever the prediction); its false positives still cost
-    # through the classes that are present (class 0 here: Dice 6/7).
-    logits2 = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[np.array([[0, 0, 0, 2]] * 2)])
+    # through the classes that are present (class 0 here: Dice 2 * 9 / (9 + 12) = 6/7).
+    preds2 = np.broadcast_to(np.array([0, 0, 0, 2]), SHAPE)  # per example 9 x class 0, 3 x class 2
+    logits2 = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[preds2])
     np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels), [1 / 7] * 2, rtol=1e-6)
-    # smooth > 0: the formula decides (MONAI): class 2 scores s / (1 + s), class 1 s / s
-    # class 0: 1 - (6 + 1) / (7 + 1); class 1: 1 - 1 / 1 = 0; class 2: 1 - 1 / (1 + 1)
-    want = ((1 - 7 / 8) + 0.0 + (1 - 1 / 2)) / 3
+    # smooth > 0: the formula decides (MONAI): class 2 scores s / (3 + s), class 1 s / s
+    # class 0: 1 - (18 + 1) / (21 + 1); class 1: 1 - 1 / 1 = 0; class 2: 1 - 1 / (3 + 1)
+    want = ((1 - 19 / 22) + 0.0 + (1 - 1 / 4)) / 3
     np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels, smooth=1.0), [want] * 2, rtol=1e-6)
 
 
