@@ -201,7 +201,7 @@ def page_failures(request, tmp_path_factory) -> dict[str, list[str]]:
     selected = [
         item.callspec.params["page"]
         for item in request.session.items
-        if item.originalname == _PAGE_TEST and hasattr(item, "callspec")
+        if getattr(item, "originalname", None) == _PAGE_TEST and hasattr(item, "callspec")
     ]
     groups: dict[str, dict[str, str]] = {}
     for page in dict.fromkeys(selected):
