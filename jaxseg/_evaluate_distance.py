@@ -292,13 +292,6 @@ def check_spacing(spacing: Any, ndim: int, path: str | None) -> None:
         raise _io.InputError(path, f"--spacing: {e}") from None
 
 
-def _json_value(x: float) -> float | str | None:
-    """A per-image value for JSON: ``None`` for NaN, ``"inf"`` for infinity."""
-    if math.isnan(x):
-        return None
-    return "inf" if math.isinf(x) else _report._float32(x)
-
-
 def add_to_report(
     report: dict[str, Any], values: dict[str, np.ndarray], *, scored: np.ndarray
 ) -> None:
@@ -329,5 +322,5 @@ def add_to_report(
             "inf": int(s.inf.sum()),
         }
         for entry, row in zip(report["images"], vals, strict=True):
-            entry[name] = [_json_value(x) for x in row]
+            entry[name] = [_report.json_value(x) for x in row]
     report["distance_classes"] = [int(i) for i in np.flatnonzero(scored)]

@@ -230,13 +230,6 @@ def _scores(state: Any, metric: str, average: str | None) -> Any:
     return jaxseg.lesion_wise(state, metric="hd95", fill=HD95_FILL, average=average)
 
 
-def _value(x: float) -> float | str | None:
-    """A per-image value for JSON: ``None`` for NaN, ``"inf"`` for infinity."""
-    if math.isnan(x):
-        return None
-    return "inf" if math.isinf(x) else _report._float32(float(x))
-
-
 @functools.cache
 def _program() -> Any:
     """One jitted program for every score of the run (eager scoring compiles op by op)."""
@@ -338,7 +331,7 @@ def add_to_report(
                 "tp": int(per_image["tp"][i, k]),
                 "fp": int(per_image["fp"][i, k]),
                 "fn": int(per_image["fn"][i, k]),
-                **{m: _value(per_image[m][i, k]) for m in objects.metrics},
+                **{m: _report.json_value(per_image[m][i, k]) for m in objects.metrics},
             }
             for k in range(len(names))
             if counted[k]

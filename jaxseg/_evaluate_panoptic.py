@@ -561,18 +561,16 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cell(x: float) -> str:
-    return "" if math.isnan(x) else repr(float(x))
-
-
 def csv_bytes(report: dict[str, Any]) -> bytes:
     """The per-category table as CSV (fractions, an empty cell for NaN)."""
+    from jaxseg import _report
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["category_id", "name", "isthing", "pq", "sq", "rq", "tp", "fp", "fn"])
     for c in report["categories"]:
         writer.writerow(
-            [c["id"], c["name"], c["isthing"], *(_cell(c[m]) for m in ("pq", "sq", "rq")),
+            [c["id"], c["name"], c["isthing"], *(_report._cell(c[m]) for m in ("pq", "sq", "rq")),
              c["tp"], c["fp"], c["fn"]]
         )  # fmt: skip
     return buf.getvalue().encode()

@@ -340,6 +340,13 @@ def _cell(x: float) -> str:
     return "" if math.isnan(x) else repr(float(x))
 
 
+def json_value(x: float) -> float | str | None:
+    """A per-image value for JSON: ``None`` for NaN, ``"inf"`` for infinity."""
+    if math.isnan(x):
+        return None
+    return "inf" if math.isinf(x) else _float32(float(x))
+
+
 def csv_bytes(report: dict[str, Any]) -> bytes:
     """The per-class table as CSV (an empty cell for NaN)."""
     keys = [m for m in report.get("metrics", DEFAULT_METRICS) if METRICS[m].per_class]
