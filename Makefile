@@ -27,11 +27,11 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# The site build runs inside pytest (tests/test_docs.py::test_mkdocs_build_strict, beside
-# other tests on the second worker), not again here; the documentation pages' code blocks
-# run in one process on one worker (--dist loadgroup keeps their xdist_group together).
+# The site build runs inside pytest (tests/test_docs.py::test_mkdocs_build_strict); the
+# documentation pages' code blocks run in background processes started at collection
+# (conftest.py), and their tests come last.
 test: lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
 
 docs: $(VENV)/.dev
 	$(VENV)/bin/mkdocs build --strict

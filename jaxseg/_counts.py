@@ -74,6 +74,14 @@ def normalize_signed(limbs: jax.Array) -> jax.Array:
     return out.astype(jnp.uint32)
 
 
+def difference(total: jax.Array, *parts: jax.Array) -> jax.Array:
+    """Exact ``total - sum(parts)`` of normal-form limbs; the result must be non-negative."""
+    out = total.astype(jnp.int32)
+    for part in parts:
+        out = out - part.astype(jnp.int32)
+    return normalize_signed(out)
+
+
 def add(a: jax.Array, b: jax.Array) -> jax.Array:
     return normalize(a + b)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import jax
@@ -344,6 +345,16 @@ def argmax_of_logits(logits: ArrayLike, labels: ArrayLike) -> tuple[jax.Array, j
     return _kernels.argmax_classes(logits), labels, logits.shape[-1]
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _float_statistics(limbs_of: Callable[..., tuple[jax.Array, ...]], *leaves: jax.Array):
+    """``tp, fp, fn, tn`` as floats from a state's limb leaves, in one compiled call.
+
+    Scores read all four statistics; computing them together keeps an eager
+    score call to one dispatch, and under an outer ``jit`` this inlines.
+    """
+    return tuple(_counts.to_float(x) for x in limbs_of(*leaves))
+
+
 class _CountAlgebra(StateAlgebra):
     """Exact pixel-count states (limb leaves, an ``invalid`` count), scored by mIoU."""
 
@@ -625,45 +636,43 @@ class ConfusionMatrix(_CountAlgebra):
 
     # -- statistics ------------------------------------------------------------
 
-    def _limb_stats(self) -> dict[str, jax.Array]:
-        c = self.num_classes
-        eye = jnp.broadcast_to(jnp.eye(c, dtype=jnp.bool_)[..., None], self.counts.shape)
-        diag = jnp.diagonal(self.counts, axis1=-3, axis2=-2)  # [..., 3, C]
-        diag = jnp.moveaxis(diag, -2, -1)
-        off = jnp.where(eye, jnp.uint32(0), self.counts)
+    @staticmethod
+    def _statistic_limbs(counts: jax.Array, void: jax.Array) -> tuple[jax.Array, ...]:
+        """Exact ``tp, fp, fn, tn`` limbs ``[..., C, 3]`` of a confusion matrix."""
+        c = counts.shape[-2]
+        eye = jnp.broadcast_to(jnp.eye(c, dtype=jnp.bool_)[..., None], counts.shape)
+        tp = jnp.moveaxis(jnp.diagonal(counts, axis1=-3, axis2=-2), -2, -1)  # [..., C, 3]
+        off = jnp.where(eye, jnp.uint32(0), counts)
         fp = _counts.normalize(off.sum(-3))  # column sums without the diagonal
-        fn = _counts.normalize(off.sum(-2) + self.void)  # row sums without the diagonal
-        return {"tp": diag, "fp": fp, "fn": fn}
+        fn = _counts.normalize(off.sum(-2) + void)  # row sums without the diagonal
+        cells = counts.reshape((*counts.shape[:-3], -1, counts.shape[-1]))
+        flat = jnp.concatenate([cells, void], -2)
+        total = _counts.sum_limbs(jnp.moveaxis(flat, -2, 0), 0)[..., None, :]  # every valid pixel
+        tn = _counts.difference(total, tp, fp, fn)
+        return tp, fp, fn, tn
+
+    def _statistics(self) -> tuple[jax.Array, ...]:
+        return _float_statistics(self._statistic_limbs, self.counts, self.void)
 
     @property
     def tp(self) -> jax.Array:
         """True positives per class, float ``[..., C]``."""
-        return _counts.to_float(self._limb_stats()["tp"])
+        return self._statistics()[0]
 
     @property
     def fp(self) -> jax.Array:
         """False positives per class (column sum minus diagonal), float ``[..., C]``."""
-        return _counts.to_float(self._limb_stats()["fp"])
+        return self._statistics()[1]
 
     @property
     def fn(self) -> jax.Array:
         """False negatives per class (row sum minus diagonal, plus void predictions)."""
-        return _counts.to_float(self._limb_stats()["fn"])
+        return self._statistics()[2]
 
     @property
     def tn(self) -> jax.Array:
         """True negatives per class, float ``[..., C]``, computed exactly in limbs."""
-        s = self._limb_stats()
-        flat = self.counts.reshape((*self.counts.shape[:-3], -1, _counts.NUM_LIMBS))
-        flat = jnp.concatenate([flat, self.void], axis=-2)  # every valid pixel once
-        total = _counts.sum_limbs(jnp.moveaxis(flat, -2, 0), 0)[..., None, :]
-        signed = (
-            total.astype(jnp.int32)
-            - s["tp"].astype(jnp.int32)
-            - s["fp"].astype(jnp.int32)
-            - s["fn"].astype(jnp.int32)
-        )
-        return _counts.to_float(_counts.normalize_signed(signed))
+        return self._statistics()[3]
 
 
 class _StatRows(_CountAlgebra):
@@ -686,8 +695,15 @@ class _StatRows(_CountAlgebra):
         rows = self.to_numpy()
         return rows[..., 0, :] + rows[..., 2, :]
 
+    @staticmethod
+    def _statistic_limbs(counts: jax.Array) -> tuple[jax.Array, ...]:
+        return tuple(counts[..., k, :, :] for k in range(4))
+
+    def _statistics(self) -> tuple[jax.Array, ...]:
+        return _float_statistics(self._statistic_limbs, self.counts)  # type: ignore[attr-defined]
+
     def _stat(self, k: int) -> jax.Array:
-        return _counts.to_float(self.counts[..., k, :, :])  # type: ignore[attr-defined]
+        return self._statistics()[k]
 
     @property
     def tp(self) -> jax.Array:
@@ -1434,36 +1450,35 @@ class ClassCounts(_CountAlgebra):
 
     # -- statistics ------------------------------------------------------------
 
-    def _row(self, k: int) -> jax.Array:
-        return self.counts[..., k, :, :]
+    @staticmethod
+    def _statistic_limbs(counts: jax.Array) -> tuple[jax.Array, ...]:
+        """Exact ``tp, fp, fn, tn`` limbs from rows labels, predictions, hits (void in labels)."""
+        labels, predictions, hits = (counts[..., k, :, :] for k in range(3))
+        total = _counts.sum_limbs(jnp.moveaxis(labels, -2, 0), 0)[..., None, :]
+        fp = _counts.difference(predictions, hits)
+        fn = _counts.difference(labels, hits)
+        tn = _counts.difference(jnp.broadcast_to(total, labels.shape), labels, fp)
+        return hits, fp, fn, tn
 
-    def _difference(self, *terms: tuple[int, jax.Array]) -> jax.Array:
-        """``sum sign * limbs`` of non-negative result, exact, as float ``[..., C]``."""
-        total = sum(sign * limbs.astype(jnp.int32) for sign, limbs in terms)
-        return _counts.to_float(_counts.normalize_signed(total))
+    def _statistics(self) -> tuple[jax.Array, ...]:
+        return _float_statistics(self._statistic_limbs, self.counts)
 
     @property
     def tp(self) -> jax.Array:
         """True positives per class (hits), float ``[..., C]``."""
-        return _counts.to_float(self._row(2))
+        return self._statistics()[0]
 
     @property
     def fp(self) -> jax.Array:
         """False positives per class (predictions minus hits), float ``[..., C]``."""
-        return self._difference((1, self._row(1)), (-1, self._row(2)))
+        return self._statistics()[1]
 
     @property
     def fn(self) -> jax.Array:
         """False negatives per class (labels minus hits; void predictions included)."""
-        return self._difference((1, self._row(0)), (-1, self._row(2)))
+        return self._statistics()[2]
 
     @property
     def tn(self) -> jax.Array:
         """True negatives per class, float ``[..., C]``, computed exactly in limbs."""
-        total = _counts.sum_limbs(jnp.moveaxis(self._row(0), -2, 0), 0)[..., None, :]
-        return self._difference(
-            (1, jnp.broadcast_to(total, self._row(0).shape)),
-            (-1, self._row(0)),
-            (-1, self._row(1)),
-            (1, self._row(2)),
-        )
+        return self._statistics()[3]

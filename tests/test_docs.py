@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,77 +148,129 @@ def plan(page: str, text: str) -> tuple[list[dict], list[str]]:
     return run, problems
 
 
-def run_pages(
-    pages: dict[str, str], workdir: Path, env: dict[str, str] | None = None
-) -> dict[str, list[str]]:
-    """Plan the pages, run their blocks in ONE runner process (a fresh namespace and
-    working folder per page); the failures of each page, each naming the page and the
-    block. The process starts jax once and compiles what several pages share once."""
-    results, spec = {}, []
-    for i, (page, text) in enumerate(pages.items()):
-        blocks, problems = plan(page, text)
-        if problems or not blocks:
-            results[page] = problems
-            continue
-        cwd = workdir / f"page{i}" / "work"
-        cwd.mkdir(parents=True)
-        spec.append({"page": page, "blocks": blocks, "workdir": str(cwd)})
-    if not spec:
+class PageRun:
+    """One runner process (tests/docs_runner.py) over pages that share an environment.
+
+    It runs in the background: ``sh`` records the runner's exit status in ``rc`` when it
+    ends, so any process that knows the folder can wait for it (:meth:`failures`).
+    """
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.spec, self.result = workdir / "spec.json", workdir / "result.json"
+        self.rc, self.stderr = workdir / "rc", workdir / "stderr.txt"
+
+    def start(self, pages: dict[str, str], env: dict[str, str] | None = None) -> None:
+        """Plan the pages and start their runner (a fresh namespace and working folder
+        per page). The process starts jax once and compiles what several pages share once."""
+        results, spec = {}, []
+        for i, (page, text) in enumerate(pages.items()):
+            blocks, problems = plan(page, text)
+            if problems or not blocks:
+                results[page] = problems
+                continue
+            cwd = self.workdir / f"page{i}" / "work"
+            cwd.mkdir(parents=True)
+            spec.append({"page": page, "blocks": blocks, "workdir": str(cwd)})
+        (self.workdir / "planned.json").write_text(json.dumps(results))
+        self.spec.write_text(json.dumps({"pages": spec}))
+        if not spec:
+            self.rc.write_text("0")
+            return
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        script = '"$1" "$2" "$3" "$4" 2>"$5"; echo $? > "$6.tmp"; mv "$6.tmp" "$6"'
+        args = [sys.executable, RUNNER, self.spec, self.result, self.stderr, self.rc]
+        subprocess.Popen(
+            ["sh", "-c", script, "sh", *map(str, args)],
+            cwd=self.workdir,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def failures(self, timeout: float = 1500.0) -> dict[str, list[str]]:
+        """Wait for the runner; the failures of each page, each naming the page and the block."""
+        deadline = time.monotonic() + timeout
+        while not self.rc.exists():
+            if time.monotonic() > deadline:
+                return {"*": [f"the docs runner in {self.workdir} did not end in {timeout:.0f} s"]}
+            time.sleep(0.2)
+        rc = self.rc.read_text().strip()
+        results = json.loads((self.workdir / "planned.json").read_text())
+        done = json.loads(self.result.read_text()) if self.result.exists() else {}
+        results.update(done)
+        stderr = self.stderr.read_text() if self.stderr.exists() else ""
+        for item in json.loads(self.spec.read_text())["pages"]:
+            if item["page"] not in results:  # the runner died on this page (or an earlier one)
+                results[item["page"]] = [
+                    f"{item['page']}: the runner failed ({rc}) before finishing "
+                    f"this page (pages finished: {sorted(done)})\n{stderr[-3000:]}"
+                ]
         return results
-    spec_path, result = workdir / "spec.json", workdir / "result.json"
-    spec_path.write_text(json.dumps({"pages": spec}))
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, str(RUNNER), str(spec_path), str(result)],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        cwd=workdir,
-        env=full_env,
-    )
-    done = json.loads(result.read_text()) if result.exists() else {}
-    results.update(done)
-    for item in spec:
-        if item["page"] not in results:  # the runner died on this page (or an earlier one)
-            results[item["page"]] = [
-                f"{item['page']}: the runner failed ({proc.returncode}) before finishing "
-                f"this page (pages finished: {sorted(done)})\n{proc.stderr[-3000:]}"
-            ]
-    return results
 
 
 def run_page(page: str, text: str, workdir: Path, env: dict[str, str] | None = None) -> list[str]:
     """Plan and run one page's blocks; the failures, each naming the page and the block."""
-    return run_pages({page: text}, workdir, env)[page]
+    run = PageRun(workdir)
+    run.start({page: text}, env)
+    return run.failures()[page]
 
 
 _PAGE_TEST = "test_page_code_blocks_run_and_print_what_the_page_shows"
 
 
-@pytest.fixture(scope="module")
-def page_failures(request, tmp_path_factory) -> dict[str, list[str]]:
-    """The failures of every selected page: the pages that share an environment run
-    in one runner process (most in one; docs/devices.md with its 8 devices in another)."""
+def _page_runs(shared: Path, pages: list[str]) -> list[tuple[PageRun, str, list[str]]]:
+    """The runs of ``pages``: those sharing an environment run in one runner process (most
+    in one; docs/devices.md with its 8 devices in another)."""
+    groups: dict[str, list[str]] = {}
+    for page in dict.fromkeys(pages):
+        groups.setdefault(json.dumps(PAGE_ENV.get(page, {}), sort_keys=True), []).append(page)
+    return [
+        (PageRun(shared / f"pages{n}"), key, group)
+        for n, (key, group) in enumerate(sorted(groups.items()))
+    ]
+
+
+def start_selected_pages(items: list[pytest.Item], shared: Path) -> None:
+    """Called once the items of a test process are selected (``conftest.py``): move the
+    page tests to the end and start their runners in the background, once per test run.
+
+    Every xdist worker collects the same items; the first to create ``shared/pages``
+    starts the runners, and each page test waits for their results. The runners work
+    while the other tests run, and the page tests come last, so nobody waits long."""
+    pages = [it for it in items if getattr(it, "originalname", None) == _PAGE_TEST]
+    if not pages:
+        return
+    items[:] = [it for it in items if it not in pages] + pages
+    try:
+        (shared / "pages").mkdir()
+    except FileExistsError:
+        return  # another worker started them
+    selected = [it.callspec.params["page"] for it in pages]
+    for run, key, group in _page_runs(shared / "pages", selected):
+        run.workdir.mkdir()
+        run.start({page: (ROOT / page).read_text() for page in group}, json.loads(key))
+
+
+@pytest.fixture(scope="session")
+def page_failures(request) -> dict[str, list[str]]:
+    """The failures of every selected page, from the runners started at collection."""
+    shared = Path(os.environ["JAXSEG_TEST_SHARED"])
     selected = [
         item.callspec.params["page"]
         for item in request.session.items
-        if getattr(item, "originalname", None) == _PAGE_TEST and hasattr(item, "callspec")
+        if getattr(item, "originalname", None) == _PAGE_TEST
     ]
-    groups: dict[str, dict[str, str]] = {}
-    for page in dict.fromkeys(selected):
-        key = json.dumps(PAGE_ENV.get(page, {}), sort_keys=True)
-        groups.setdefault(key, {})[page] = (ROOT / page).read_text()
     results = {}
-    for n, (key, pages) in enumerate(groups.items()):
-        results.update(run_pages(pages, tmp_path_factory.mktemp(f"pages{n}"), json.loads(key)))
+    for run, _, _ in _page_runs(shared / "pages", selected):
+        results.update(run.failures())
     return results
 
 
-# All pages on one xdist worker (`make test` passes --dist loadgroup), so the batch runs once.
-@pytest.mark.xdist_group("docs_pages")
 @pytest.mark.parametrize("page", PAGES)
 def test_page_code_blocks_run_and_print_what_the_page_shows(page, page_failures):
-    failures = page_failures[page]
+    failures = page_failures.get(page, page_failures.get("*"))
+    assert failures is not None, f"{page} was not run"
     assert not failures, "\n\n".join(failures)
 
 
