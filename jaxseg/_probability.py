@@ -28,6 +28,7 @@ are identical for any batch split, device count and reduction order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -148,10 +149,68 @@ def _histogram(
     return counts, sums
 
 
+@functools.partial(jax.jit, static_argnames=("b", "excl", "ignored"))
+def _bin_pixels(p, labels, where, *, b, excl, ignored):
+    """Limbs ``(counts, sums, invalid)`` of checked inputs (see ``from_probabilities``)."""
+    c = p.shape[-1]
+    p = p.astype(jnp.float32)
+    p_ok = (p >= 0) & (p <= 1)  # NaN fails both
+    if excl:
+        mask = v.broadcast_where(where, labels.shape)
+        considered, bad_label = _kernels.label_validity(labels, c, ignored, mask)
+        pixel_ok = jnp.all(p_ok, -1)
+        ok_px = considered & pixel_ok  # labels in range, every probability valid
+        invalid = bad_label | ((considered | bad_label) & ~pixel_ok)
+        safe = jnp.where(ok_px, labels, 0).astype(jnp.int32)
+        pos = jax.nn.one_hot(safe, c, dtype=jnp.bool_)
+        ok = jnp.broadcast_to(ok_px[..., None], p.shape)
+        top_p = jnp.max(jnp.where(p_ok, p, 0), -1)
+        correct = jnp.argmax(p, -1) == safe
+        p_cols = jnp.concatenate([p, top_p[..., None]], -1)
+        y_cols = jnp.concatenate([pos, correct[..., None]], -1)
+        ok_cols = jnp.concatenate([ok, ok_px[..., None]], -1)
+    else:
+        mask = v.channel_where(where, p.shape)
+        considered, bad_label = _kernels.label_validity(labels, 2, ignored, mask)
+        ok = considered & p_ok
+        invalid = bad_label | (considered & ~p_ok)
+        pos = labels == 1
+        p_cols = jnp.concatenate([p, jnp.zeros_like(p[..., :1])], -1)
+        y_cols = jnp.concatenate([pos, jnp.zeros_like(pos[..., :1])], -1)
+        ok_cols = jnp.concatenate([ok, jnp.zeros_like(ok[..., :1])], -1)
+    k = c + 1
+    p_cols = jnp.where(ok_cols, p_cols, 0).reshape(-1, k)
+    counts, sums = _histogram(
+        bin_index(p_cols, b),
+        y_cols.reshape(-1, k).astype(jnp.int32),
+        fixed_point(p_cols),
+        ok_cols.reshape(-1, k),
+        (2, k, b + 1),
+    )
+    invalid = _counts.from_int(jnp.sum(invalid, dtype=jnp.int32))
+    return counts, sums, invalid
+
+
 def _fixed_value(sums: jax.Array) -> jax.Array:
     """Float value of fixed-point sums ``[..., 2, L]`` (high, low halves)."""
     f = _counts.to_float(sums)
     return (f[..., 0] * float(1 << _HALF_BITS) + f[..., 1]) * (2.0**-FIXED_POINT_BITS)
+
+
+def _fold(x: jax.Array, ones_bin: bool) -> jax.Array:
+    """``[..., B + 1]`` -> ``[..., B]`` with ``p = 1`` in the last bin (or kept apart)."""
+    if ones_bin:
+        return x
+    return jnp.concatenate([x[..., :-2], x[..., -2:-1] + x[..., -1:]], -1)
+
+
+@functools.partial(jax.jit, static_argnames=("row_axis", "ones_bin"))
+def _float_bins(counts, sums, *, row_axis: int, ones_bin: bool) -> tuple[jax.Array, ...]:
+    """Float ``(positives, negatives, sums)`` per bin of count limbs (rows negative and
+    positive on ``row_axis`` of the float counts, bins last) and fixed-point sums."""
+    f = _counts.to_float(counts)
+    pos, neg = (jnp.take(f, k, axis=row_axis) for k in (1, 0))
+    return _fold(pos, ones_bin), _fold(neg, ones_bin), _fold(_fixed_value(sums), ones_bin)
 
 
 @jax.tree_util.register_dataclass
@@ -304,48 +363,18 @@ class ProbabilityHistogram(StateAlgebra):
         labels = v.check_int_labels(v.as_int_array(labels, "labels"))
         _check_probabilities(p, "probs")
         c = p.shape[-1]
-        p = p.astype(jnp.float32)
-        p_ok = (p >= 0) & (p <= 1)  # NaN fails both
         if excl:
             v.check_labels_for_logits(p, labels)
-            mask = v.broadcast_where(where, labels.shape)
-            considered, bad_label = _kernels.label_validity(labels, c, ignored, mask)
-            pixel_ok = jnp.all(p_ok, -1)
-            ok_px = considered & pixel_ok  # labels in range, every probability valid
-            invalid = bad_label | ((considered | bad_label) & ~pixel_ok)
-            safe = jnp.where(ok_px, labels, 0).astype(jnp.int32)
-            pos = jax.nn.one_hot(safe, c, dtype=jnp.bool_)
-            ok = jnp.broadcast_to(ok_px[..., None], p.shape)
-            top_p = jnp.max(jnp.where(p_ok, p, 0), -1)
-            correct = jnp.argmax(p, -1) == safe
-            p_cols = jnp.concatenate([p, top_p[..., None]], -1)
-            y_cols = jnp.concatenate([pos, correct[..., None]], -1)
-            ok_cols = jnp.concatenate([ok, ok_px[..., None]], -1)
         else:
             v.check_same_shape("probs", p, "labels", labels)
-            mask = v.channel_where(where, p.shape)
-            considered, bad_label = _kernels.label_validity(labels, 2, ignored, mask)
-            ok = considered & p_ok
-            invalid = bad_label | (considered & ~p_ok)
-            pos = labels == 1
-            p_cols = jnp.concatenate([p, jnp.zeros_like(p[..., :1])], -1)
-            y_cols = jnp.concatenate([pos, jnp.zeros_like(pos[..., :1])], -1)
-            ok_cols = jnp.concatenate([ok, jnp.zeros_like(ok[..., :1])], -1)
-        k = c + 1
-        p_cols = jnp.where(ok_cols, p_cols, 0).reshape(-1, k)
-        counts, sums = _histogram(
-            bin_index(p_cols, b),
-            y_cols.reshape(-1, k).astype(jnp.int32),
-            fixed_point(p_cols),
-            ok_cols.reshape(-1, k),
-            (2, k, b + 1),
-        )
+        where = None if where is None else jnp.asarray(where)
+        counts, sums, invalid = _bin_pixels(p, labels, where, b=b, excl=excl, ignored=ignored)
         return cls(
             counts=counts[:, :c],
             sums=sums[:c],
             top_counts=counts[:, c],
             top_sums=sums[c],
-            invalid=_counts.from_int(jnp.sum(invalid, dtype=jnp.int32)),
+            invalid=invalid,
             num_classes=c,
             num_bins=b,
             exclusive=excl,
@@ -465,20 +494,9 @@ class ProbabilityHistogram(StateAlgebra):
         """Invalid pixels (labels out of range, probabilities NaN or outside [0, 1])."""
         return _counts.to_float(self.invalid)
 
-    def _fold(self, x: jax.Array, ones_bin: bool) -> jax.Array:
-        """``[..., B + 1]`` -> ``[..., B]`` with ``p = 1`` in the last bin (or kept apart)."""
-        if ones_bin:
-            return x
-        return jnp.concatenate([x[..., :-2], x[..., -2:-1] + x[..., -1:]], -1)
-
     def _marginal(self, ones_bin: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Float ``(positives, negatives, sums)`` per class and bin ``[..., C, K]``."""
-        f = _counts.to_float(self.counts)
-        return (
-            self._fold(f[..., 1, :, :], ones_bin),
-            self._fold(f[..., 0, :, :], ones_bin),
-            self._fold(_fixed_value(self.sums), ones_bin),
-        )
+        return _float_bins(self.counts, self.sums, row_axis=-3, ones_bin=ones_bin)
 
     def _top_label(self, ones_bin: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
         if not self.exclusive:
@@ -486,12 +504,7 @@ class ProbabilityHistogram(StateAlgebra):
                 '`mode="top_label"` needs mutually exclusive classes (a softmax); this state '
                 'holds independent channels (sigmoid): use `mode="marginal"`.'
             )
-        f = _counts.to_float(self.top_counts)
-        return (
-            self._fold(f[..., 1, :], ones_bin),
-            self._fold(f[..., 0, :], ones_bin),
-            self._fold(_fixed_value(self.top_sums), ones_bin),
-        )
+        return _float_bins(self.top_counts, self.top_sums, row_axis=-2, ones_bin=ones_bin)
 
     @property
     def positives(self) -> jax.Array:
@@ -527,25 +540,25 @@ class ProbabilityHistogram(StateAlgebra):
         t = _check_threshold(threshold, 1)
         if t.ndim:
             raise ValueError(f"`threshold` must be a scalar; got shape {tuple(t.shape)}.")
-        first = _first_bin(t, self.num_bins)
-        above = jnp.arange(self.num_bins + 1) >= first  # [B + 1]
-        c = self.counts  # [..., 2, C, B + 1, L]
-        sel = jnp.broadcast_to(above[:, None], c.shape)
-        hit = _counts.sum_limbs(jnp.where(sel, c, 0), -1)  # [..., 2, C, L]: neg, pos
-        miss = _counts.sum_limbs(jnp.where(sel, 0, c), -1)
-        tp, fp, fn, tn = (
-            hit[..., 1, :, :],
-            hit[..., 0, :, :],
-            miss[..., 1, :, :],
-            miss[..., 0, :, :],
-        )
-        rows = jnp.stack([tp, fp, fn, tn], -3)
+        rows = _rows_at_threshold(self.counts, t, num_bins=self.num_bins)
         return BinaryStats(
             counts=rows,
             invalid=self.invalid,
             num_classes=self.num_classes,
             ignore_classes=self.ignore_classes,
         )
+
+
+@functools.partial(jax.jit, static_argnames="num_bins")
+def _rows_at_threshold(counts: jax.Array, t: jax.Array, *, num_bins: int) -> jax.Array:
+    """``tp, fp, fn, tn`` limbs ``[..., 4, C, L]`` of ``p >= t`` from histogram limbs."""
+    first = _first_bin(t, num_bins)
+    above = jnp.arange(num_bins + 1) >= first  # [B + 1]
+    sel = jnp.broadcast_to(above[:, None], counts.shape)  # counts [..., 2, C, B + 1, L]
+    hit = _counts.sum_limbs(jnp.where(sel, counts, 0), -1)  # [..., 2, C, L]: neg, pos
+    miss = _counts.sum_limbs(jnp.where(sel, 0, counts), -1)
+    tp, fp, fn, tn = hit[..., 1, :, :], hit[..., 0, :, :], miss[..., 1, :, :], miss[..., 0, :, :]
+    return jnp.stack([tp, fp, fn, tn], -3)
 
 
 def _edges(num_bins: int) -> jax.Array:
@@ -584,6 +597,7 @@ def _safe_div(num: jax.Array, den: jax.Array, fill: float = 0.0) -> jax.Array:
     return jnp.where(ok, num / jnp.where(ok, den, 1), fill)
 
 
+@functools.partial(jax.jit, static_argnames="norm")
 def _calibration(pos: jax.Array, neg: jax.Array, sums: jax.Array, norm: str) -> jax.Array:
     """Calibration error over the last (bin) axis; NaN where there is no pixel."""
     n_bin = pos + neg
@@ -704,6 +718,7 @@ def reliability_diagram(
     return _safe_div(sums, n, jnp.nan), _safe_div(pos, n, jnp.nan), n
 
 
+@jax.jit
 def _cumulative(h: ProbabilityHistogram) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(tp, fp, thresholds)`` for predicting ``p >= k / B``, ``k = B, ..., 0``, after a
     first point with nothing predicted; ``tp, fp`` float ``[..., C, B + 2]``."""
