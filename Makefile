@@ -29,9 +29,10 @@ lint: $(VENV)/.dev
 
 # The site build runs inside pytest (tests/test_docs.py::test_mkdocs_build_strict); the
 # documentation pages' code blocks run in background processes started at collection
-# (conftest.py), and their tests come last.
+# (conftest.py). --dist loadfile keeps each test file on one worker, so a module's
+# one-compilation fixtures are built once, not once per worker.
 test: lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
 docs: $(VENV)/.dev
 	$(VENV)/bin/mkdocs build --strict

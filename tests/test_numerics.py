@@ -60,12 +60,13 @@ SIGMOID_CASES = [
 NOT_ZERO_AT_OPTIMUM = {("cross_entropy_loss", "label_smoothing")}
 
 
-def _sweep(fn, make_logits, labels):
-    """Loss values and gradients for every margin, one compilation."""
+def _sweep(fn, makers, labels):
+    """Loss values and gradients for every margin and every logits maker, one compilation."""
 
     def one(m):
-        value, grad = jax.value_and_grad(lambda x: jnp.sum(fn(x, labels)))(make_logits(m))
-        return value, grad
+        return [
+            jax.value_and_grad(lambda x: jnp.sum(fn(x, labels)))(make(m)) for make in makers
+        ]
 
     return jax.jit(jax.vmap(one))(MARGINS)
 
@@ -83,24 +84,22 @@ def _check(values, grads, name, kw, perfect=True):
 def test_softmax_losses_margin_sweep(name, kw):
     fn = getattr(jaxseg, name)
     kwargs = {**kw, "ignore_index": 255}
-    # perfect predictions at every margin
-    values, grads = _sweep(
-        lambda x, y: fn(x, y, **kwargs), lambda m: m * jnp.asarray(ONEHOT), LABELS
+    # perfect predictions at every margin, and confident but partly wrong ones: every
+    # class predicted somewhere, absent ones included
+    wrong = np.eye(C, dtype=np.float32)[RNG.integers(0, C, LABELS.shape)]
+    makers = [lambda m: m * jnp.asarray(ONEHOT), lambda m: m * jnp.asarray(wrong)]
+    (values, grads), (wrong_values, wrong_grads) = _sweep(
+        lambda x, y: fn(x, y, **kwargs), makers, LABELS
     )
     _check(values, grads, name, kw)
-    # confident and partly wrong: every class predicted somewhere, absent ones included
-    wrong = np.eye(C, dtype=np.float32)[RNG.integers(0, C, LABELS.shape)]
-    values, grads = _sweep(
-        lambda x, y: fn(x, y, **kwargs), lambda m: m * jnp.asarray(wrong), LABELS
-    )
-    _check(values, grads, name, kw, perfect=False)
+    _check(wrong_values, wrong_grads, name, kw, perfect=False)
 
 
 @pytest.mark.parametrize(("name", "kw"), SIGMOID_CASES, ids=str)
 def test_sigmoid_losses_margin_sweep(name, kw):
     fn = getattr(jaxseg, name)
     signs = 2.0 * jnp.asarray(BINARY, jnp.float32) - 1.0
-    values, grads = _sweep(lambda x, y: fn(x, y, **kw), lambda m: m * signs, BINARY)
+    ((values, grads),) = _sweep(lambda x, y: fn(x, y, **kw), [lambda m: m * signs], BINARY)
     _check(values, grads, name, kw)
 
 
