@@ -64,9 +64,7 @@ def _sweep(fn, makers, labels):
     """Loss values and gradients for every margin and every logits maker, one compilation."""
 
     def one(m):
-        return [
-            jax.value_and_grad(lambda x: jnp.sum(fn(x, labels)))(make(m)) for make in makers
-        ]
+        return [jax.value_and_grad(lambda x: jnp.sum(fn(x, labels)))(make(m)) for make in makers]
 
     return jax.jit(jax.vmap(one))(MARGINS)
 
