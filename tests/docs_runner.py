@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -224,8 +225,10 @@ def main(spec_path: str, result_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     results: dict[str, list[str]] = {}
     for page in spec["pages"]:
+        start = time.perf_counter()
         results[page["page"]] = run_page(page)
         Path(result_path).write_text(json.dumps(results))
+        print(f"{page['page']}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 
 
