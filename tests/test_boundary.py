@@ -27,16 +27,22 @@ def _data(n, h, w, c, seed, ignore=False):
 def test_counts_equal_reference(h, w, c, ratio):
     pred, label = _data(4, h, w, c, seed=h + c, ignore=True)
     kw = dict(num_classes=c, dilation_ratio=ratio, ignore_index=255)
-    f = jax.jit(jax.vmap(lambda p, g: jaxseg.BoundaryStats.from_predictions(p, g, **kw)))
-    state = f(pred, label)
+
+    @jax.jit  # per-image states, their reduction and the pooled call: one compiled call
+    def run(pred, label):
+        state = jax.vmap(lambda p, g: jaxseg.BoundaryStats.from_predictions(p, g, **kw))(
+            pred, label
+        )
+        return state, state.reduce(), jaxseg.BoundaryStats.from_predictions(pred, label, **kw)
+
+    state, reduced, pooled = run(pred, label)
     want = np.stack(
         [R.boundary_counts(p, g, c, ratio, ignore=(255,)) for p, g in zip(pred, label, strict=True)]
     )
     np.testing.assert_array_equal(state.to_numpy(), want)
-    np.testing.assert_array_equal(state.reduce().to_numpy(), want.sum(0))
-    assert int(jax.device_get(state.reduce().num_invalid)) == int(np.sum(label == c))
+    np.testing.assert_array_equal(reduced.to_numpy(), want.sum(0))
+    assert int(jax.device_get(reduced.num_invalid)) == int(np.sum(label == c))
     # pooled call over the batch equals the reduced per-image states
-    pooled = jaxseg.BoundaryStats.from_predictions(pred, label, **kw)
     np.testing.assert_array_equal(pooled.to_numpy(), want.sum(0))
 
 
@@ -50,20 +56,27 @@ def test_3d_counts_equal_reference(shape, c, ratio):
     label[:, 0, :2, :3] = 255
     label[:, -1, -1, -1] = c  # out of range, not ignored: invalid
     kw = dict(num_classes=c, dilation_ratio=ratio, ignore_index=255, spatial_dims=3)
-    f = jax.jit(jax.vmap(lambda p, g: jaxseg.BoundaryStats.from_predictions(p, g, **kw)))
-    state = f(pred, label)
+
+    @jax.jit  # per-volume states, the pooled call and the 2-D default: one compiled call
+    def run(pred, label):
+        state = jax.vmap(lambda p, g: jaxseg.BoundaryStats.from_predictions(p, g, **kw))(
+            pred, label
+        )
+        per_slice = jaxseg.BoundaryStats.from_predictions(
+            pred, label, num_classes=c, dilation_ratio=ratio, ignore_index=255
+        )
+        pooled = jaxseg.BoundaryStats.from_predictions(pred, label, **kw)
+        return state, state.reduce().num_invalid, pooled, per_slice
+
+    state, num_invalid, pooled, per_slice = run(pred, label)
     want = np.stack(
         [R.boundary_counts(p, g, c, ratio, ignore=(255,)) for p, g in zip(pred, label, strict=True)]
     )
     np.testing.assert_array_equal(state.to_numpy(), want)
-    assert int(jax.device_get(state.reduce().num_invalid)) == 3
+    assert int(jax.device_get(num_invalid)) == 3
     # leading axes are pooled; the band never crosses from one volume to the next
-    pooled = jaxseg.BoundaryStats.from_predictions(pred, label, **kw)
     np.testing.assert_array_equal(pooled.to_numpy(), want.sum(0))
     # the 2-D default still reads the last two axes: per-slice bands, other counts
-    per_slice = jaxseg.BoundaryStats.from_predictions(
-        pred, label, num_classes=c, dilation_ratio=ratio, ignore_index=255
-    )
     assert not np.array_equal(per_slice.to_numpy(), want.sum(0))
 
 
@@ -71,8 +84,15 @@ def test_3d_configure_and_errors():
     rng = np.random.default_rng(3)
     label = R.random_maps(rng, (2, 5, 7, 6), 3, "blobs")
     metric = jaxseg.BoundaryStats.configure(3, spatial_dims=3)
-    got = metric.empty().merge(metric.from_model_output(jax.nn.one_hot(label, 3), label))
-    want = jaxseg.BoundaryStats.from_predictions(label, label, num_classes=3, spatial_dims=3)
+
+    @jax.jit  # both forms in one compiled call
+    def run(label):
+        got = metric.empty().merge(metric.from_model_output(jax.nn.one_hot(label, 3), label))
+        return got, jaxseg.BoundaryStats.from_predictions(
+            label, label, num_classes=3, spatial_dims=3
+        )
+
+    got, want = run(label)
     np.testing.assert_array_equal(got.to_numpy(), want.to_numpy())
     with pytest.raises(ValueError, match="`spatial_dims`"):
         jaxseg.BoundaryStats.from_predictions(label, label, num_classes=3, spatial_dims=4)
@@ -88,13 +108,21 @@ _H = _W = 16
 
 def test_scores_on_the_state():
     pred, label = _data(2, _H, _W, 3, seed=7)
-    s = jaxseg.BoundaryStats.from_predictions(pred, label, num_classes=3)
+
+    @jax.jit  # the state and every score in one compiled call
+    def run(pred, label):
+        s = jaxseg.BoundaryStats.from_predictions(pred, label, num_classes=3)
+        scores = [f(s, average=None) for f in (jaxseg.iou, jaxseg.dice)]
+        scores += [f(s, average=None) for f in (jaxseg.precision, jaxseg.recall)]
+        return s, scores, s.compute()
+
+    s, (iou, dice, precision, recall), computed = run(pred, label)
     tp, fp, fn, _ = (x.astype(np.float64) for x in s.to_numpy())
-    np.testing.assert_allclose(jaxseg.iou(s, average=None), tp / (tp + fp + fn), rtol=1e-6)
-    np.testing.assert_allclose(jaxseg.dice(s, average=None), 2 * tp / (2 * tp + fp + fn), rtol=1e-6)
-    np.testing.assert_allclose(jaxseg.precision(s, average=None), tp / (tp + fp), rtol=1e-6)
-    np.testing.assert_allclose(jaxseg.recall(s, average=None), tp / (tp + fn), rtol=1e-6)
-    np.testing.assert_allclose(s.compute(), np.mean(tp / (tp + fp + fn)), rtol=1e-6)
+    np.testing.assert_allclose(iou, tp / (tp + fp + fn), rtol=1e-6)
+    np.testing.assert_allclose(dice, 2 * tp / (2 * tp + fp + fn), rtol=1e-6)
+    np.testing.assert_allclose(precision, tp / (tp + fp), rtol=1e-6)
+    np.testing.assert_allclose(recall, tp / (tp + fn), rtol=1e-6)
+    np.testing.assert_allclose(computed, np.mean(tp / (tp + fp + fn)), rtol=1e-6)
 
 
 def test_algebra_and_errors():
@@ -127,15 +155,22 @@ def test_clu_protocol():
 
 def test_distance_stats():
     values = np.array([[1.0, np.nan, 2.0], [3.0, np.inf, np.nan], [5.0, 1.0, np.inf]], np.float32)
-    whole = jaxseg.DistanceStats.from_values(values)
-    parts = jax.vmap(lambda x: jaxseg.DistanceStats.from_values(x[None]))(values).reduce()
-    for s in (whole, parts, jaxseg.DistanceStats.empty(3) + whole):
+
+    @jax.jit  # every form in one compiled call (eager, each state op dispatches alone)
+    def run(values):
+        whole = jaxseg.DistanceStats.from_values(values)
+        parts = jax.vmap(lambda x: jaxseg.DistanceStats.from_values(x[None]))(values).reduce()
+        states = (whole, parts, jaxseg.DistanceStats.empty(3) + whole)
+        split = jaxseg.DistanceStats.from_values(values[:1]) + jaxseg.DistanceStats.from_values(
+            values[1:]
+        )
+        return states, [s.compute() for s in states], split, split.sums, whole.sums
+
+    states, computed, split, split_sums, whole_sums = run(values)
+    for s, mean in zip(states, computed, strict=True):
         np.testing.assert_array_equal(s.to_numpy(), [[3, 1, 1], [0, 1, 1], [0, 1, 1]])
-        np.testing.assert_allclose(s.compute(), [3.0, 1.0, 2.0])
-    split = jaxseg.DistanceStats.from_values(values[:1]) + jaxseg.DistanceStats.from_values(
-        values[1:]
-    )
-    np.testing.assert_array_equal(split.to_numpy(), whole.to_numpy())
-    np.testing.assert_allclose(split.sums, whole.sums)
+        np.testing.assert_allclose(mean, [3.0, 1.0, 2.0])
+    np.testing.assert_array_equal(split.to_numpy(), states[0].to_numpy())
+    np.testing.assert_allclose(split_sums, whole_sums)
     with pytest.raises(TypeError, match="`values`"):
         jaxseg.DistanceStats.from_values(jnp.zeros((2, 3), jnp.int32))
