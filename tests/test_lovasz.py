@@ -11,47 +11,37 @@ import jaxseg
 from tests import reference_losses as ref
 from tests.test_losses import _data, _directional_check
 
+SOFTMAX_OPTS = [
+    {},
+    {"classes": "all"},
+    {"ignore_index": 255},
+    {"ignore_index": (255, 2), "classes": "all"},
+    {"class_weights": [1.0, 0.0, 2.0, 1.0]},
+    {"axis": (0, 1, 2), "ignore_index": 255},
+    {"axis": 1, "ignore_index": 255, "classes": "all"},
+    {"use_where": True, "ignore_index": 255},
+    {"soft": True},
+]
+HINGE_OPTS = [
+    {"ignore_index": 255},
+    {"ignore_index": 255, "axis": (0, 1, 2), "class_weights": [2.0, 1.0, 0.0]},
+    {"element_where": True},
+    {"soft": True},
+]
 
-@pytest.mark.parametrize(
-    "opts",
-    [
-        {},
-        {"classes": "all"},
-        {"ignore_index": 255},
-        {"ignore_index": (255, 2), "classes": "all"},
-        {"class_weights": [1.0, 0.0, 2.0, 1.0]},
-        {"axis": (0, 1, 2), "ignore_index": 255},
-        {"axis": 1, "ignore_index": 255, "classes": "all"},
-        {"use_where": True, "ignore_index": 255},
-        {"soft": True},
-    ],
-    ids=str,
-)
-def test_lovasz_softmax_against_reference(opts):
-    c = 4
-    logits, labels, where = _data(c, seed=31)
+
+def _softmax_case(opts):
+    logits, labels, where = _data(4, seed=31)
     labels[0][labels[0] == 3] = 0  # class 3 absent from image 0: "present" skips it
     opts = dict(opts)
     if opts.pop("soft", False):
-        _, labels, _ = _data(c, seed=31, soft=True)
+        _, labels, _ = _data(4, seed=31, soft=True)
     if opts.pop("use_where", False):
         opts["where"] = where
-    got = jaxseg.lovasz_softmax_loss(logits, labels, **opts)
-    want = ref.lovasz_softmax_loss(logits, labels, **opts)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    return logits, labels, opts
 
 
-@pytest.mark.parametrize(
-    "opts",
-    [
-        {"ignore_index": 255},
-        {"ignore_index": 255, "axis": (0, 1, 2), "class_weights": [2.0, 1.0, 0.0]},
-        {"element_where": True},
-        {"soft": True},
-    ],
-    ids=str,
-)
-def test_lovasz_hinge_against_reference(opts):
+def _hinge_case(opts):
     logits, labels, _ = _data(3, seed=32, sigmoid=True)
     opts = dict(opts)
     if opts.pop("soft", False):
@@ -59,8 +49,40 @@ def test_lovasz_hinge_against_reference(opts):
     if opts.pop("element_where", False):
         opts["where"] = labels != 255
         labels = np.where(labels == 255, 0, labels)
-    got = jaxseg.lovasz_hinge_loss(logits, labels, **opts)
+    return logits, labels, opts
+
+
+@pytest.fixture(scope="module")
+def reference_results():
+    """Every SOFTMAX_OPTS and HINGE_OPTS value, in one compilation."""
+    soft = [_softmax_case(o) for o in SOFTMAX_OPTS]
+    hinge = [_hinge_case(o) for o in HINGE_OPTS]
+
+    @jax.jit
+    def run(x, xh):
+        return (
+            [jaxseg.lovasz_softmax_loss(x, y, **kw) for _, y, kw in soft],
+            [jaxseg.lovasz_hinge_loss(xh, y, **kw) for _, y, kw in hinge],
+        )
+
+    return run(soft[0][0], hinge[0][0])
+
+
+@pytest.mark.parametrize("i", range(len(SOFTMAX_OPTS)), ids=[str(o) for o in SOFTMAX_OPTS])
+def test_lovasz_softmax_against_reference(i, reference_results):
+    logits, labels, opts = _softmax_case(SOFTMAX_OPTS[i])
+    got = reference_results[0][i]
+    want = ref.lovasz_softmax_loss(logits, labels, **opts)
+    assert got.shape == np.shape(want)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("i", range(len(HINGE_OPTS)), ids=[str(o) for o in HINGE_OPTS])
+def test_lovasz_hinge_against_reference(i, reference_results):
+    logits, labels, opts = _hinge_case(HINGE_OPTS[i])
+    got = reference_results[1][i]
     want = ref.lovasz_hinge_loss(logits, labels, **opts)
+    assert got.shape == np.shape(want)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
