@@ -63,12 +63,14 @@ def test_constructors_eager_jit_vmap(name):
     fn = CONSTRUCTORS[name]
     args = (LOGITS, LABELS, PREDS, WHERE, BIN)
     eager = fn(*args)
-    _leaves_equal(eager, jax.jit(fn)(*args))
-    per_image = jax.vmap(fn)(*args)
+    jitted = jax.jit(fn)
+    _leaves_equal(eager, jitted(*args))
+    per_image = jax.jit(jax.vmap(fn))(*args)  # jitted: an eager vmap dispatches every op
     assert per_image.batch_shape == (B,)
     _leaves_equal(per_image.reduce(), eager)
+    # each image alone, jitted (one compile for the image shape; eager == jit is above)
     for i in range(B):
-        _leaves_equal(jax.tree.map(lambda t, i=i: t[i], per_image), fn(*(a[i] for a in args)))
+        _leaves_equal(jax.tree.map(lambda t, i=i: t[i], per_image), jitted(*(a[i] for a in args)))
 
 
 def _score_calls():
@@ -95,9 +97,12 @@ def _score_calls():
 def test_scores_eager_jit_vmap(state_name):
     per_image = jax.jit(jax.vmap(CONSTRUCTORS[state_name]))(LOGITS, LABELS, PREDS, WHERE, BIN)
     calls = _score_calls()
-    # the batched call on a batched state, jitted, against vmap over the images
-    batched = jax.jit(lambda s: {k: f(s) for k, f in calls.items()})(per_image)
-    vmapped = jax.jit(jax.vmap(lambda s: {k: f(s) for k, f in calls.items()}))(per_image)
+
+    # the batched call on a batched state against vmap over the images, in one jit
+    def every_score(s):
+        return {k: f(s) for k, f in calls.items()}
+
+    batched, vmapped = jax.jit(lambda s: (every_score(s), jax.vmap(every_score)(s)))(per_image)
     for k in calls:
         np.testing.assert_allclose(batched[k], vmapped[k], rtol=1e-6, err_msg=k)
     for k in ("iou-None-nan", "dice-macro-0.0", "gd-square"):  # eager == jit
@@ -111,10 +116,12 @@ def test_scores_eager_jit_vmap(state_name):
 def test_class_weights_jit_vmap(scheme):
     counts = jnp.asarray(RNG.integers(0, 1000, (3, 6)), jnp.float32).at[1, 2].set(0)
     fn = functools.partial(jaxseg.class_weights_from_counts, scheme=scheme)
-    v = jax.vmap(fn)(counts)
+    v = jax.jit(jax.vmap(fn))(counts)
+    jitted = jax.jit(fn)
     for i in range(3):
-        np.testing.assert_allclose(v[i], fn(counts[i]), rtol=1e-6)
-        np.testing.assert_allclose(jax.jit(fn)(counts[i]), fn(counts[i]), rtol=1e-6)
+        eager = fn(counts[i])
+        np.testing.assert_allclose(v[i], eager, rtol=1e-6)
+        np.testing.assert_allclose(jitted(counts[i]), eager, rtol=1e-6)
 
 
 def test_checked_under_jit_and_vmap():
