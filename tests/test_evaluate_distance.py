@@ -197,8 +197,9 @@ def test_cli_means_equal_the_api_through_distance_stats(tmp_path, capsys, case):
         pred, label = pred * 255, label * 255  # 0/255 masks
         args = ["--binary"]
     p_dir, l_dir = _png_folder(tmp_path, zip(pred, label, strict=True))
+    # with hd: the padding test's per-image program (same bucket and classes), reused
     rc, _, err = _run(
-        capsys, "evaluate", p_dir, l_dir, *args, "--metrics", "iou,hd95,assd,nsd,boundary_iou",
+        capsys, "evaluate", p_dir, l_dir, *args, "--metrics", "iou,hd,hd95,assd,nsd,boundary_iou",
         "--json", tmp_path / "r.json",
     )  # fmt: skip
     assert rc == 0, err
@@ -267,9 +268,10 @@ def test_a_class_missed_everywhere_is_counted_not_dropped(tmp_path, capsys):
     pairs[0][1][pairs[0][1] == 1] = 0  # class 1: absent from image 0's labels
     pairs[0][0][pairs[0][0] == 1] = 0  # ... and predictions: NaN
     p_dir, l_dir = _png_folder(tmp_path, pairs)
+    # with assd: the previous test's per-image program (same bucket and classes), reused
     rc, out, err = _run(
-        capsys, "evaluate", p_dir, l_dir, "-C", 3, "--exclude-background", "--metrics", "hd95",
-        "--json", tmp_path / "r.json",
+        capsys, "evaluate", p_dir, l_dir, "-C", 3, "--exclude-background",
+        "--metrics", "hd95,assd", "--json", tmp_path / "r.json",
     )  # fmt: skip
     assert rc == 0, err
     report = json.loads((tmp_path / "r.json").read_text())
