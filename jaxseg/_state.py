@@ -1029,19 +1029,8 @@ class DistanceStats(StateAlgebra):
                 f"got shape {tuple(x.shape)}."
             )
         x = x.reshape((-1, x.shape[-1])).astype(v.float_dtype())
-        finite = jnp.isfinite(x)
-        counts = jnp.stack(
-            [
-                jnp.sum(finite, 0, dtype=jnp.int32),
-                jnp.sum(jnp.isnan(x), 0, dtype=jnp.int32),
-                jnp.sum(jnp.isinf(x), 0, dtype=jnp.int32),
-            ]
-        )
-        return cls(
-            sum_parts=_counts.wide_from_values(jnp.where(finite, x, 0), 0),
-            counts=_counts.from_int(counts),
-            num_classes=x.shape[-1],
-        )
+        sum_parts, counts = _distance_leaves(x)
+        return cls(sum_parts=sum_parts, counts=counts, num_classes=x.shape[-1])
 
     @classmethod
     def from_model_output(cls, values: ArrayLike, **_: Any) -> DistanceStats:
@@ -1074,9 +1063,30 @@ class DistanceStats(StateAlgebra):
 
     def compute(self) -> jax.Array:
         """Mean of the finite values per class ``[..., C]`` (NaN where there are none)."""
-        n = self.num_finite.astype(self.sum_parts.dtype)
-        mean = _counts.wide_value(self.sum_parts, jnp.where(n > 0, n, 1))
-        return jnp.where(n > 0, mean, jnp.nan)
+        return _finite_mean(self.sum_parts, self.counts)
+
+
+@jax.jit
+def _distance_leaves(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``DistanceStats`` leaves of values ``[N, C]``: wide sums of the finite values and
+    the counts of finite, NaN and infinite values (one compiled call)."""
+    finite = jnp.isfinite(x)
+    counts = jnp.stack(
+        [
+            jnp.sum(finite, 0, dtype=jnp.int32),
+            jnp.sum(jnp.isnan(x), 0, dtype=jnp.int32),
+            jnp.sum(jnp.isinf(x), 0, dtype=jnp.int32),
+        ]
+    )
+    return _counts.wide_from_values(jnp.where(finite, x, 0), 0), _counts.from_int(counts)
+
+
+@jax.jit
+def _finite_mean(sum_parts: jax.Array, counts: jax.Array) -> jax.Array:
+    """Mean of the finite values per class from ``DistanceStats`` leaves (NaN if none)."""
+    n = _counts.to_float(counts[..., 0, :, :]).astype(sum_parts.dtype)
+    mean = _counts.wide_value(sum_parts, jnp.where(n > 0, n, 1))
+    return jnp.where(n > 0, mean, jnp.nan)
 
 
 def _host_counts(
