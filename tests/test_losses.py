@@ -15,6 +15,16 @@ from tests import reference_losses as ref
 
 SHAPE = (2, 3, 4)  # batch, height, width
 
+# The batched test programs below run for microseconds but take seconds to compile: they
+# skip the backend's (LLVM) code optimisation. The program XLA compiles, its fusions and
+# its float semantics are the same; only the machine code is less tuned.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+def _run_once(fn, *args):
+    """``jax.jit(fn)(*args)``, compiled with FAST_COMPILE."""
+    return jax.jit(fn).lower(*args).compile(compiler_options=FAST_COMPILE)(*args)
+
 
 def _data(c, seed=0, soft=False, sigmoid=False, ignore_frac=0.15):
     rng = np.random.default_rng(seed)
@@ -93,41 +103,74 @@ def _ref_kwargs(name, extra):
     return kw, hyper
 
 
-@pytest.mark.parametrize("name", list(REGION))
-@pytest.mark.parametrize("opts", OPTIONS, ids=str)
-def test_region_against_reference(name, opts):
+def _region_case(name, opts):
     c = 4
     logits, labels, where = _data(c, soft=opts.get("soft", False))
     soft, kw = _split(opts, where)
     if soft:
         _, labels, _ = _data(c, soft=True)
-    kind, hyper = REGION[name]
-    got = getattr(jaxseg, name)(logits, labels, **hyper, **kw)
-    want = ref.region_loss(logits, labels, kind, **hyper, **kw)
+    return logits, labels, {**REGION[name][1], **kw}
+
+
+OPTION_CASES = [
+    ("dice_loss", "dice", {"squared": True}),
+    ("dice_loss", "dice", {"squared": True, "smooth": 1.0}),
+    ("iou_loss", "iou", {"log": True}),
+    ("iou_loss", "iou", {"log": True, "smooth": 1.0}),
+    ("tversky_loss", "tversky", {"alpha": 0.7, "beta": 0.3, "gamma": 2.0}),
+    ("tversky_loss", "tversky", {"alpha": 0.7, "beta": 0.3, "gamma": 0.75}),
+    ("fbeta_loss", "fbeta", {"beta": 0.5, "smooth": 1.0}),
+]
+
+
+def _option_case(name, hyper, soft):
+    logits, labels, _ = _data(5, seed=3, soft=soft)
+    kw = {} if soft else {"ignore_index": 255}
+    return logits, labels, {**hyper, **kw}
+
+
+@pytest.fixture(scope="module")
+def region_results():
+    """Every test_region_against_reference and test_region_options_against_reference
+    value, in one compilation."""
+    keys, cases = [], []
+    for name in REGION:
+        for k, opts in enumerate(OPTIONS):
+            keys.append((name, k))
+            cases.append((name, _region_case(name, opts)))
+    for name, _, hyper in OPTION_CASES:
+        for soft in (False, True):
+            keys.append((name, str(hyper), soft))
+            cases.append((name, _option_case(name, hyper, soft)))
+
+    def run(args):
+        return [
+            getattr(jaxseg, name)(x, y, **kw)
+            for (name, (_, _, kw)), (x, y) in zip(cases, args, strict=True)
+        ]
+
+    args = [(jnp.asarray(x), jnp.asarray(y)) for _, (x, y, _) in cases]
+    return dict(zip(keys, _run_once(run, args), strict=True))
+
+
+@pytest.mark.parametrize("name", list(REGION))
+@pytest.mark.parametrize("k", range(len(OPTIONS)), ids=[str(o) for o in OPTIONS])
+def test_region_against_reference(name, k, region_results):
+    logits, labels, kw = _region_case(name, OPTIONS[k])
+    got = region_results[name, k]
+    want = ref.region_loss(logits, labels, REGION[name][0], **kw)
     assert got.dtype == jnp.float32
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    ("name", "kind", "hyper"),
-    [
-        ("dice_loss", "dice", {"squared": True}),
-        ("dice_loss", "dice", {"squared": True, "smooth": 1.0}),
-        ("iou_loss", "iou", {"log": True}),
-        ("iou_loss", "iou", {"log": True, "smooth": 1.0}),
-        ("tversky_loss", "tversky", {"alpha": 0.7, "beta": 0.3, "gamma": 2.0}),
-        ("tversky_loss", "tversky", {"alpha": 0.7, "beta": 0.3, "gamma": 0.75}),
-        ("fbeta_loss", "fbeta", {"beta": 0.5, "smooth": 1.0}),
-    ],
-)
+@pytest.mark.parametrize(("name", "kind", "hyper"), OPTION_CASES)
 @pytest.mark.parametrize("soft", [False, True])
-def test_region_options_against_reference(name, kind, hyper, soft):
-    c = 5
-    logits, labels, _ = _data(c, seed=3, soft=soft)
-    kw = {} if soft else {"ignore_index": 255}
-    got = getattr(jaxseg, name)(logits, labels, **hyper, **kw)
-    want = ref.region_loss(logits, labels, kind, **hyper, **kw)
+def test_region_options_against_reference(name, kind, hyper, soft, region_results):
+    logits, labels, kw = _option_case(name, hyper, soft)
+    got = region_results[name, str(hyper), soft]
+    want = ref.region_loss(logits, labels, kind, **kw)
+    assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -246,14 +289,13 @@ def region_grads():
     progs.append(functools.partial(jaxseg.sigmoid_tversky_loss, labels=slabels, **skw))
     args.append((jnp.asarray(slogits), jnp.asarray(scot, jnp.float32)))
 
-    @jax.jit
     def run(args):
         return [
             jax.grad(lambda x, fn=fn, c=c: jnp.sum(fn(x) * c))(x)
             for fn, (x, c) in zip(progs, args, strict=True)
         ]
 
-    return run(args)
+    return _run_once(run, args)
 
 
 @pytest.mark.parametrize("i", range(len(GRAD_CASES)), ids=[f"{c[0]}-{c[1]}" for c in GRAD_CASES])
@@ -299,14 +341,16 @@ def test_loss_on_one_hot_equals_hard_metric():
         (jaxseg.tversky_loss, jaxseg.tversky, {"alpha": 0.2, "beta": 0.8}),
     ]
 
-    @jax.jit  # one compilation for the confusion matrices, the four losses and the gradient
+    # one compilation for the confusion matrices, the four losses and the gradient
     def run(x, y):
         cm = jax.vmap(lambda a, b: jaxseg.ConfusionMatrix.from_logits(a, b, ignore_index=ign))(x, y)
         losses = [loss(x, y, ignore_index=ign, **kw) for loss, _, kw in cases]
         g = jax.grad(lambda z: jnp.sum(jaxseg.dice_loss(z, y, ignore_index=255)))(x)
         return cm, losses, g
 
-    cm, losses, g = run(logits, jnp.asarray(labels))  # the scores below: on the concrete counts
+    cm, losses, g = _run_once(
+        run, logits, jnp.asarray(labels)
+    )  # the scores below: on the concrete counts
     # The loss leaves out a class absent from the labels (DESIGN §2.1); the hard
     # metric counts it with IoU 0 when it is predicted (torchmetrics, Cityscapes).
     # With empty=NaN and the label-absent classes left out of the metric, they agree.
@@ -325,20 +369,27 @@ def test_loss_on_one_hot_equals_hard_metric():
 def test_region_loss_equivalences():
     logits, labels, _ = _data(5, seed=14)
     kw = {"ignore_index": 255}
-    dice = jaxseg.dice_loss(logits, labels, **kw)
-    np.testing.assert_allclose(
-        jaxseg.tversky_loss(logits, labels, alpha=0.5, beta=0.5, **kw), dice, rtol=1e-6
-    )
-    np.testing.assert_allclose(jaxseg.fbeta_loss(logits, labels, beta=1.0, **kw), dice, rtol=1e-6)
-    np.testing.assert_allclose(
-        jaxseg.tversky_loss(logits, labels, alpha=1.0, beta=1.0, **kw),
-        jaxseg.iou_loss(logits, labels, **kw),
-        rtol=1e-6,
-    )
+
+    # one compilation for the eight losses
+    def run(x):
+        return (
+            jaxseg.dice_loss(x, labels, **kw),
+            jaxseg.tversky_loss(x, labels, alpha=0.5, beta=0.5, **kw),
+            jaxseg.fbeta_loss(x, labels, beta=1.0, **kw),
+            jaxseg.tversky_loss(x, labels, alpha=1.0, beta=1.0, **kw),
+            jaxseg.iou_loss(x, labels, **kw),
+            jaxseg.tversky_loss(x, labels, smooth=1.0, **kw),
+            jaxseg.dice_loss(x, labels, smooth=1.0, **kw),
+            jaxseg.dice_loss(x, labels, smooth=2.0, **kw),
+        )
+
+    dice, t55, f1, t11, iou, t, d1, d2 = _run_once(run, jnp.asarray(logits))
+    np.testing.assert_allclose(t55, dice, rtol=1e-6)
+    np.testing.assert_allclose(f1, dice, rtol=1e-6)
+    np.testing.assert_allclose(t11, iou, rtol=1e-6)
     # with smoothing Dice != Tversky(0.5, 0.5): smooth enters once, not doubled
-    t = jaxseg.tversky_loss(logits, labels, smooth=1.0, **kw)
-    assert not np.allclose(t, jaxseg.dice_loss(logits, labels, smooth=1.0, **kw))
-    np.testing.assert_allclose(t, jaxseg.dice_loss(logits, labels, smooth=2.0, **kw), rtol=1e-6)
+    assert not np.allclose(t, d1)
+    np.testing.assert_allclose(t, d2, rtol=1e-6)
 
 
 ALL_LOSSES = {
@@ -411,7 +462,6 @@ def pooling_results():
         fns.append((functools.partial(getattr(jaxseg, name), **hyper), sig))
         args.append(_data(3, seed=16, sigmoid=sig)[:2])
 
-    @jax.jit
     def run(args):
         out = []
         for (fn, sig), (logits, labels) in zip(fns, args, strict=True):
@@ -422,7 +472,7 @@ def pooling_results():
             out.append((pooled, flat))
         return out
 
-    return dict(zip(POOLING_NAMES, run(args), strict=True))
+    return dict(zip(POOLING_NAMES, _run_once(run, args), strict=True))
 
 
 @pytest.mark.parametrize("name", POOLING_NAMES)
@@ -436,12 +486,19 @@ def test_soft_label_optimum_is_the_target():
     rng = np.random.default_rng(17)
     y = rng.dirichlet(np.ones(4), size=(1, 8)).astype(np.float32)
     at_y = jnp.log(jnp.asarray(y))
-    for fn in (jaxseg.dice_loss, jaxseg.iou_loss, jaxseg.tversky_loss):
-        f = lambda x, fn=fn: fn(x, y)[0]  # noqa: E731
-        assert abs(float(f(at_y))) < 1e-6
-        for _ in range(3):
-            assert float(f(at_y + 0.3 * rng.normal(size=y.shape).astype(np.float32))) > 1e-3
-    sq = jaxseg.dice_loss(at_y, y, squared=True)
+    noise = jnp.asarray(0.3 * rng.normal(size=(3, *y.shape)), jnp.float32)
+    fns = (jaxseg.dice_loss, jaxseg.iou_loss, jaxseg.tversky_loss)
+
+    # one compilation: each loss at p = y and at three perturbations of it
+    def run(at_y, noise):
+        xs = jnp.concatenate([at_y[None], at_y[None] + noise])
+        vals = [jax.vmap(lambda x, fn=fn: fn(x, y)[0])(xs) for fn in fns]
+        return vals, jaxseg.dice_loss(at_y, y, squared=True)
+
+    vals, sq = _run_once(run, at_y, noise)
+    for v in vals:
+        assert abs(float(v[0])) < 1e-6
+        assert np.all(np.asarray(v[1:]) > 1e-3)
     assert abs(float(sq[0])) < 1e-6
 
 
@@ -449,28 +506,42 @@ def test_empty_class_rules():
     c = 3
     labels = np.zeros(SHAPE, np.int32)  # the shape of the other tests: 12 pixels an example
     logits = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[labels])  # perfect, classes 1, 2 empty
-    # smooth = 0: empty classes left out -> perfect score, loss 0; smooth > 0: they score 1
-    np.testing.assert_array_equal(jaxseg.dice_loss(logits, labels), [0.0, 0.0])
-    np.testing.assert_array_equal(jaxseg.dice_loss(logits, labels, smooth=1.0), [0.0, 0.0])
-    # an example with every pixel masked has loss 0 and zero gradient
     where = np.zeros(SHAPE, bool)
     where[0] = True
     soft = jnp.asarray(np.random.default_rng(0).normal(size=(*SHAPE, c)), jnp.float32)
-    for fn in (jaxseg.dice_loss, jaxseg.generalized_dice_loss, jaxseg.iou_loss):
-        out = fn(soft, labels, where=where)
+    preds2 = np.broadcast_to(np.array([0, 0, 0, 2]), SHAPE)  # per example 9 x class 0, 3 x class 2
+    logits2 = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[preds2])
+    masked = (jaxseg.dice_loss, jaxseg.generalized_dice_loss, jaxseg.iou_loss)
+
+    # one compilation for every value and gradient below
+    def run(logits, soft, logits2):
+        perfect = (jaxseg.dice_loss(logits, labels), jaxseg.dice_loss(logits, labels, smooth=1.0))
+        outs = [
+            (
+                fn(soft, labels, where=where),
+                jax.grad(lambda x, fn=fn: jnp.sum(fn(x, labels, where=where)))(soft),
+            )
+            for fn in masked
+        ]
+        wrong = (jaxseg.dice_loss(logits2, labels), jaxseg.dice_loss(logits2, labels, smooth=1.0))
+        return perfect, outs, wrong
+
+    (p0, p1), outs, (w0, w1) = _run_once(run, logits, soft, logits2)
+    # smooth = 0: empty classes left out -> perfect score, loss 0; smooth > 0: they score 1
+    np.testing.assert_array_equal(p0, [0.0, 0.0])
+    np.testing.assert_array_equal(p1, [0.0, 0.0])
+    # an example with every pixel masked has loss 0 and zero gradient
+    for out, g in outs:
         assert out[1] == 0.0 and out[0] > 0
-        g = jax.grad(lambda x, fn=fn: jnp.sum(fn(x, labels, where=where)))(soft)
         assert np.all(np.asarray(g[1]) == 0.0)
     # smooth = 0: a class absent from the labels is left out even when predicted (its
     # soft score would be 0 whatever the prediction); its false positives still cost
     # through the classes that are present (class 0 here: Dice 2 * 9 / (9 + 12) = 6/7).
-    preds2 = np.broadcast_to(np.array([0, 0, 0, 2]), SHAPE)  # per example 9 x class 0, 3 x class 2
-    logits2 = jnp.asarray(1e4 * np.eye(c, dtype=np.float32)[preds2])
-    np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels), [1 / 7] * 2, rtol=1e-6)
+    np.testing.assert_allclose(w0, [1 / 7] * 2, rtol=1e-6)
     # smooth > 0: the formula decides (MONAI): class 2 scores s / (3 + s), class 1 s / s
     # class 0: 1 - (18 + 1) / (21 + 1); class 1: 1 - 1 / 1 = 0; class 2: 1 - 1 / (3 + 1)
     want = ((1 - 19 / 22) + 0.0 + (1 - 1 / 4)) / 3
-    np.testing.assert_allclose(jaxseg.dice_loss(logits2, labels, smooth=1.0), [want] * 2, rtol=1e-6)
+    np.testing.assert_allclose(w1, [want] * 2, rtol=1e-6)
 
 
 def test_bad_input():
@@ -562,7 +633,6 @@ def sweep_results():
         stack = "axis" not in opts  # a stacked leading axis keeps the default pooling
         prepared.append((f, stack, opts, (logits, labels, logits2, labels2)))
 
-    @jax.jit
     def run(args):
         out = []
         for (f, stack, _, _), (x, y, x2, y2) in zip(prepared, args, strict=True):
@@ -572,7 +642,7 @@ def sweep_results():
             out.append((value, grad, vm))
         return out
 
-    return prepared, run([p[3] for p in prepared])
+    return prepared, _run_once(run, [p[3] for p in prepared])
 
 
 @pytest.mark.parametrize("i", range(len(SWEEP)), ids=[f"{n}-{s}-{o}" for n, s, o in SWEEP])
@@ -616,7 +686,6 @@ def edge_results():
         ys = jnp.stack([jnp.full(labels.shape, 255, jnp.int32), jnp.asarray(labels)])
         args.append((xs, ys, jnp.asarray(logits, jnp.bfloat16)))
 
-    @jax.jit
     def run(args):
         out = []
         for f, (xs, ys, x16) in zip(fns, args, strict=True):
@@ -626,7 +695,7 @@ def edge_results():
             out.append((vg(xs, ys), v16, g16))
         return out
 
-    return dict(zip(EDGE_NAMES, run(args), strict=True))
+    return dict(zip(EDGE_NAMES, _run_once(run, args), strict=True))
 
 
 @pytest.mark.parametrize("name", EDGE_NAMES)
@@ -672,8 +741,8 @@ def optax_results():
         return vals[0], loss_fn(p)
 
     params = {"w": jnp.zeros((f, c)), "b": jnp.zeros((c,))}
-    run = jax.jit(lambda p: [train(loss_fn, p) for loss_fn in programs])
-    return dict(zip(EDGE_NAMES, run(params), strict=True))
+    run = lambda p: [train(loss_fn, p) for loss_fn in programs]  # noqa: E731
+    return dict(zip(EDGE_NAMES, _run_once(run, params), strict=True))
 
 
 @pytest.mark.parametrize("name", EDGE_NAMES)
