@@ -1,6 +1,7 @@
 """SoftStats: hard counts on one-hot inputs, the L1 form for soft labels, masks, activations.
 
-Each test computes in one jitted call: eager calls compile every operation on its own.
+Each test computes in one jitted call (see ``_run_once``): eager calls compile every
+operation on its own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import jaxseg
 from jaxseg import BinaryStats, ConfusionMatrix, SoftStats
 from tests import reference as ref
+from tests.test_losses import _run_once
 
 RNG = np.random.default_rng(0)
 C = 4
@@ -21,6 +23,12 @@ LABELS[0, 0, :3] = 255
 WHERE = RNG.random((2, 5, 6)) < 0.8
 ALL = (0, 1, 2)  # pool every pixel axis (the default keeps the batch axis, as the losses)
 NAMES = ("tp", "fp", "fn", "tn")
+
+
+def _softmax(x):
+    """Softmax over the last axis in NumPy (test inputs, no compilation), as float32."""
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
 
 
 def _stats(s):
@@ -34,7 +42,6 @@ def test_one_hot_probabilities_equal_hard_counts():
     scores = (jaxseg.iou, jaxseg.dice, jaxseg.recall)
     y = RNG.integers(0, 2, LOGITS.shape).astype(np.int32)
 
-    @jax.jit
     def run(onehot, logits, labels, y):
         soft = SoftStats.from_probabilities(onehot, labels, **kw, axis=ALL)
         hard = ConfusionMatrix.from_logits(logits, labels, **kw)
@@ -50,7 +57,9 @@ def test_one_hot_probabilities_equal_hard_counts():
             pairs,
         )
 
-    (soft, hard, soft_b, hard_b), (invalid, num_invalid), pairs = run(onehot, LOGITS, LABELS, y)
+    (soft, hard, soft_b, hard_b), (invalid, num_invalid), pairs = _run_once(
+        run, onehot, LOGITS, LABELS, y
+    )
     for name, a, b in zip(NAMES, soft, hard, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
     assert float(invalid) == float(num_invalid) > 0
@@ -61,26 +70,24 @@ def test_one_hot_probabilities_equal_hard_counts():
 
 
 def test_against_reference_with_soft_labels_and_mask():
-    targets = jax.nn.softmax(2 * RNG.normal(size=LOGITS.shape), -1).astype(np.float32)
-    probs, stats = jax.jit(
+    targets = _softmax(2 * RNG.normal(size=LOGITS.shape))
+    probs, stats = _run_once(
         lambda x, t: (
             p := jax.nn.softmax(x, -1),
             _stats(SoftStats.from_probabilities(p, t, where=WHERE, axis=ALL)),
-        )
-    )(LOGITS, targets)
+        ),
+        LOGITS,
+        targets,
+    )
     want = ref.soft_stats(probs, targets, WHERE[..., None])
     for k, name in enumerate(NAMES):
         np.testing.assert_allclose(stats[k], want[k], rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 def test_l1_form_is_maximal_at_p_equal_y():
-    y = jax.nn.softmax(jnp.asarray(RNG.normal(size=(50, C)), jnp.float32), -1)
-    others = [
-        jax.nn.softmax(jnp.asarray(RNG.normal(size=(50, C))), -1).astype(jnp.float32)
-        for _ in (0.5, 0.9)
-    ]
+    y = _softmax(RNG.normal(size=(50, C)))
+    others = [_softmax(RNG.normal(size=(50, C))) for _ in (0.5, 0.9)]
 
-    @jax.jit
     def run(y, others):
         def score(p):
             return jaxseg.dice(SoftStats.from_probabilities(p, y, axis=0), average="macro")
@@ -90,7 +97,7 @@ def test_l1_form_is_maximal_at_p_equal_y():
         sharp = jax.nn.one_hot(jnp.argmax(y, -1), C)
         return score(y), [score(m) for m in mixed], score(sharp)
 
-    best, mixed, sharp = run(y, others)
+    best, mixed, sharp = _run_once(run, y, others)
     best = float(best)
     np.testing.assert_allclose(best, 1.0, rtol=1e-6)
     for other in mixed:
@@ -100,12 +107,7 @@ def test_l1_form_is_maximal_at_p_equal_y():
 
 def test_ignore_index_equals_where_and_slicing():
     valid = (LABELS != 255) & (LABELS != -1) & (LABELS != 4)
-    probs = jax.jit(jax.nn.softmax)(LOGITS)
-    sl = jax.jit(lambda p, y: _stats(SoftStats.from_probabilities(p, y, axis=0)))(
-        np.asarray(probs)[valid], LABELS[valid]
-    )
 
-    @jax.jit
     def run(logits, labels):
         probs = jax.nn.softmax(logits, -1)
         ig = SoftStats.from_probabilities(probs, labels, ignore_index=(255, -1, 4), axis=ALL)
@@ -113,7 +115,10 @@ def test_ignore_index_equals_where_and_slicing():
         # the ignored class 4 is out of range here; an in-range ignored class is left out
         ig2 = SoftStats.from_probabilities(probs, labels, ignore_index=(255, -1, 1), axis=ALL)
         e = SoftStats.empty(C, ignore_index=(255, -1, 1))
+        # the valid pixels sliced out (valid is a NumPy mask: static under jit)
+        sl = SoftStats.from_probabilities(probs[valid], labels[valid], axis=0)
         return (
+            _stats(sl),
             _stats(ig),
             _stats(wh),
             ig.invalid,
@@ -122,7 +127,7 @@ def test_ignore_index_equals_where_and_slicing():
             ig2.tp,
         )
 
-    ig, wh, invalid, iou2, merged_tp, tp2 = run(LOGITS, LABELS)
+    sl, ig, wh, invalid, iou2, merged_tp, tp2 = _run_once(run, LOGITS, LABELS)
     for k, name in enumerate(NAMES):
         np.testing.assert_allclose(ig[k], wh[k], rtol=1e-6, err_msg=name)
         np.testing.assert_allclose(ig[k], sl[k], rtol=1e-5, err_msg=name)
@@ -134,7 +139,6 @@ def test_ignore_index_equals_where_and_slicing():
 def test_exclusive_and_sigmoid_activations():
     y = RNG.integers(0, 2, LOGITS.shape).astype(np.int32)
 
-    @jax.jit
     def run(logits, labels, y):
         s = SoftStats.from_logits(logits, labels, ignore_index=(255, -1), axis=ALL)
         t = SoftStats.from_probabilities(
@@ -142,19 +146,18 @@ def test_exclusive_and_sigmoid_activations():
         )
         g = SoftStats.from_logits(logits, y, activation="sigmoid", axis=ALL)
         h = SoftStats.from_probabilities(jax.nn.sigmoid(logits), y, exclusive=False, axis=ALL)
-        return (s, t.tp, jaxseg.pixel_accuracy(s)), (g, h.fp)
+        return (s, t.tp, jaxseg.pixel_accuracy(s)), (g, h.fp, jax.nn.sigmoid(logits))
 
-    (s, t_tp, acc), (g, h_fp) = run(LOGITS, LABELS, y)
+    (s, t_tp, acc), (g, h_fp, sig) = _run_once(run, LOGITS, LABELS, y)
     np.testing.assert_allclose(s.tp, t_tp, rtol=1e-6)
     assert s.exclusive and acc.shape == ()
     assert not g.exclusive
     np.testing.assert_allclose(g.fp, h_fp, rtol=1e-6)
-    want = ref.soft_stats(jax.nn.sigmoid(LOGITS), y, True)
+    want = ref.soft_stats(sig, y, True)
     np.testing.assert_allclose(g.tn, want[3], rtol=1e-5)
 
 
 def test_axis_pooling_merge_reduce_and_grad():
-    @jax.jit
     def run(logits, labels, where):
         kw = dict(ignore_index=(255, -1))
         s = SoftStats.from_logits(logits, labels, **kw)  # default: per example
@@ -170,7 +173,9 @@ def test_axis_pooling_merge_reduce_and_grad():
 
         return s, (s12.tp, s.reduce().tp, whole.tp, halves.fp, whole.fp), jax.grad(loss)(logits)
 
-    s, (s12_tp, reduced_tp, whole_tp, halves_fp, whole_fp), g = run(LOGITS, LABELS, WHERE)
+    s, (s12_tp, reduced_tp, whole_tp, halves_fp, whole_fp), g = _run_once(
+        run, LOGITS, LABELS, WHERE
+    )
     assert s.tp.shape == (2, C) and s.batch_shape == (2,)
     np.testing.assert_allclose(s.tp, s12_tp)
     np.testing.assert_allclose(reduced_tp, whole_tp, rtol=1e-5)
