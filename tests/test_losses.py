@@ -174,30 +174,25 @@ def test_region_options_against_reference(name, kind, hyper, soft, region_result
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("weighting", ["square", "simple", "uniform"])
-@pytest.mark.parametrize(
-    "opts",
-    [
-        {},
-        {"smooth": 1e-2},
-        {"ignore_index": (255, 2)},
-        {"class_weights": [0.0, 1.0, 1.0, 3.0]},
-        {"axis": (0, 1, 2), "ignore_index": 255},
-        {"soft": True},
-    ],
-    ids=str,
-)
-def test_generalized_dice_against_reference(weighting, opts):
-    c = 4
-    logits, labels, where = _data(c, seed=5)
+GDL_OPTS = [
+    {},
+    {"smooth": 1e-2},
+    {"ignore_index": (255, 2)},
+    {"class_weights": [0.0, 1.0, 1.0, 3.0]},
+    {"axis": (0, 1, 2), "ignore_index": 255},
+    {"soft": True},
+]
+WEIGHTINGS = ["square", "simple", "uniform"]
+
+
+def _gdl_case(weighting, opts):
+    logits, labels, where = _data(4, seed=5)
     soft, kw = _split(opts, where)
     if soft:
-        _, labels, _ = _data(c, seed=5, soft=True)
+        _, labels, _ = _data(4, seed=5, soft=True)
     else:
         labels[labels == 3] = 0  # class 3 absent: takes the largest weight of the others
-    got = jaxseg.generalized_dice_loss(logits, labels, weighting=weighting, **kw)
-    want = ref.generalized_dice_loss(logits, labels, weighting=weighting, **kw)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    return logits, labels, {"weighting": weighting, **kw}
 
 
 SIGMOID = {
@@ -205,23 +200,17 @@ SIGMOID = {
     "sigmoid_iou_loss": ("iou", {}),
     "sigmoid_tversky_loss": ("tversky", {"alpha": 0.3, "beta": 0.7, "gamma": 1.5}),
 }
+SIGMOID_OPTS = [
+    {"ignore_index": 255},
+    {"ignore_index": 255, "smooth": 1.0, "class_weights": [1.0, 0.0, 2.0]},
+    {"ignore_index": 255, "use_where": True, "axis": (0, 2)},
+    {"element_where": True},
+    {"soft": True},
+]
 
 
-@pytest.mark.parametrize("name", list(SIGMOID))
-@pytest.mark.parametrize(
-    "opts",
-    [
-        {"ignore_index": 255},
-        {"ignore_index": 255, "smooth": 1.0, "class_weights": [1.0, 0.0, 2.0]},
-        {"ignore_index": 255, "use_where": True, "axis": (0, 2)},
-        {"element_where": True},
-        {"soft": True},
-    ],
-    ids=str,
-)
-def test_sigmoid_region_against_reference(name, opts):
-    c = 3
-    logits, labels, where = _data(c, seed=7, sigmoid=True)
+def _sigmoid_case(name, opts):
+    logits, labels, where = _data(3, seed=7, sigmoid=True)
     opts = dict(opts)
     if opts.pop("soft", False):
         labels = np.random.default_rng(8).random(labels.shape).astype(np.float32)
@@ -229,19 +218,61 @@ def test_sigmoid_region_against_reference(name, opts):
         opts["where"] = np.asarray(labels != 255)
         labels = np.where(labels == 255, 0, labels)
     _, kw = _split(opts, where)
-    kind, hyper = SIGMOID[name]
-    got = getattr(jaxseg, name)(logits, labels, **hyper, **kw)
-    want = ref.region_loss(logits, labels, kind, exclusive=False, **hyper, **kw)
+    return logits, labels, {**SIGMOID[name][1], **kw}
+
+
+@pytest.fixture(scope="module")
+def more_results():
+    """Every generalized Dice and sigmoid region reference case, in one compilation."""
+    keys, cases = [], []
+    for w in WEIGHTINGS:
+        for k, opts in enumerate(GDL_OPTS):
+            keys.append((w, k))
+            cases.append(("generalized_dice_loss", _gdl_case(w, opts)))
+    for name in SIGMOID:
+        for k, opts in enumerate(SIGMOID_OPTS):
+            keys.append((name, k))
+            cases.append((name, _sigmoid_case(name, opts)))
+    sq = {"ignore_index": 255, "squared": True, "smooth": 0.5}
+    keys.append("squared")
+    cases.append(("sigmoid_dice_loss", (*_data(3, seed=9, sigmoid=True)[:2], sq)))
+
+    def run(args):
+        return [
+            getattr(jaxseg, name)(x, y, **kw)
+            for (name, (_, _, kw)), (x, y) in zip(cases, args, strict=True)
+        ]
+
+    args = [(jnp.asarray(x), jnp.asarray(y)) for _, (x, y, _) in cases]
+    return dict(zip(keys, _run_once(run, args), strict=True))
+
+
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+@pytest.mark.parametrize("k", range(len(GDL_OPTS)), ids=[str(o) for o in GDL_OPTS])
+def test_generalized_dice_against_reference(weighting, k, more_results):
+    logits, labels, kw = _gdl_case(weighting, GDL_OPTS[k])
+    want = ref.generalized_dice_loss(logits, labels, **kw)
+    got = more_results[weighting, k]
+    assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_sigmoid_dice_squared_against_reference():
+@pytest.mark.parametrize("name", list(SIGMOID))
+@pytest.mark.parametrize("k", range(len(SIGMOID_OPTS)), ids=[str(o) for o in SIGMOID_OPTS])
+def test_sigmoid_region_against_reference(name, k, more_results):
+    logits, labels, kw = _sigmoid_case(name, SIGMOID_OPTS[k])
+    want = ref.region_loss(logits, labels, SIGMOID[name][0], exclusive=False, **kw)
+    got = more_results[name, k]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_sigmoid_dice_squared_against_reference(more_results):
     logits, labels, _ = _data(3, seed=9, sigmoid=True)
-    got = jaxseg.sigmoid_dice_loss(logits, labels, ignore_index=255, squared=True, smooth=0.5)
     want = ref.region_loss(
         logits, labels, "dice", exclusive=False, ignore_index=255, squared=True, smooth=0.5
     )
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(more_results["squared"], want, rtol=1e-5, atol=1e-6)
 
 
 GRAD_CASES = [
@@ -411,34 +442,59 @@ SIGMOID_LOSSES = {
 }
 
 
-@pytest.mark.parametrize("name", list(ALL_LOSSES))
-def test_ignore_index_equals_where_permutation_and_shift(name):
+def _ignore_case(name):
     c = 5
-    fn = functools.partial(getattr(jaxseg, name), **ALL_LOSSES[name])
     logits, labels, _ = _data(c, seed=15)
     labels[0, 0, :] = 3  # make sure class 3 has pixels to ignore
     w = np.array([1.0, 2.0, 0.5, 1.0, 3.0], np.float32)
-    a = fn(logits, labels, ignore_index=(255, 3), class_weights=w)
     # region losses also leave an ignored class id out of the class average; the
     # pixel-wise losses keep it in the label-smoothing sum, as torch does
     pixelwise = name in ("cross_entropy_loss", "focal_loss")
     w_b = w if pixelwise else np.where(np.arange(c) == 3, 0.0, w).astype(np.float32)
-    b = fn(
-        logits,
-        np.where(labels == 255, 0, labels),
-        where=(labels != 255) & (labels != 3),
-        class_weights=w_b,
-    )
-    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     perm = np.array([3, 0, 4, 1, 2])
     inv = np.argsort(perm)
     lab = np.where(labels == 255, 255, inv[np.clip(labels, 0, c - 1)])
-    p = fn(logits[..., perm], lab, ignore_index=255, class_weights=w[perm])
-    np.testing.assert_allclose(
-        p, fn(logits, labels, ignore_index=255, class_weights=w), rtol=2e-5, atol=1e-6
-    )
-    s = fn(logits + 7.0, labels, ignore_index=255)
-    np.testing.assert_allclose(s, fn(logits, labels, ignore_index=255), rtol=2e-5, atol=1e-6)
+    # (logits, labels, keyword arguments) of the calls that must agree pairwise
+    return [
+        (logits, labels, {"ignore_index": (255, 3), "class_weights": w}),
+        (
+            logits,
+            np.where(labels == 255, 0, labels),
+            {"where": (labels != 255) & (labels != 3), "class_weights": w_b},
+        ),
+        (logits[..., perm], lab, {"ignore_index": 255, "class_weights": w[perm]}),
+        (logits, labels, {"ignore_index": 255, "class_weights": w}),
+        (logits + 7.0, labels, {"ignore_index": 255}),
+        (logits, labels, {"ignore_index": 255}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def ignore_results():
+    """Every call of test_ignore_index_equals_where_permutation_and_shift, in one
+    compilation."""
+    cases = {name: _ignore_case(name) for name in ALL_LOSSES}
+
+    def run(args):
+        return {
+            name: [
+                getattr(jaxseg, name)(x, y, **ALL_LOSSES[name], **kw)
+                for (x, y), (_, _, kw) in zip(args[name], cases[name], strict=True)
+            ]
+            for name in ALL_LOSSES
+        }
+
+    args = {n: [(jnp.asarray(x), jnp.asarray(y)) for x, y, _ in cs] for n, cs in cases.items()}
+    return _run_once(run, args)
+
+
+@pytest.mark.parametrize("name", list(ALL_LOSSES))
+def test_ignore_index_equals_where_permutation_and_shift(name, ignore_results):
+    a, b, p, unpermuted, s, unshifted = ignore_results[name]
+    assert a.shape == (SHAPE[0],)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(p, unpermuted, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(s, unshifted, rtol=2e-5, atol=1e-6)
 
 
 POOLING_NAMES = [
