@@ -50,6 +50,12 @@ def _confusion_stats(preds, labels, where, *, c, ignore):
     return _all_stats(cm)
 
 
+#: ``ConfusionMatrix.from_predictions`` jitted whole (an eager call compiles each op).
+_from_predictions = jax.jit(
+    ConfusionMatrix.from_predictions, static_argnames=("num_classes", "ignore_index")
+)
+
+
 def _hashable(ignore):
     return tuple(ignore) if isinstance(ignore, list) else ignore
 
@@ -259,19 +265,17 @@ def test_where_false_pixels_contribute_nothing():
     labels = rng.integers(0, 4, (6, 7))
     preds = rng.integers(0, 4, (6, 7))
     where = rng.random((6, 7)) < 0.5
-    masked = ConfusionMatrix.from_predictions(preds, labels, num_classes=4, where=where)
-    sliced = ConfusionMatrix.from_predictions(preds[where], labels[where], num_classes=4)
+    masked = _from_predictions(preds, labels, num_classes=4, where=where)
+    sliced = _from_predictions(preds[where], labels[where], num_classes=4)
     np.testing.assert_array_equal(masked.to_numpy(), sliced.to_numpy())
     # ignore_index is the same as a where mask on the label value
-    ig = ConfusionMatrix.from_predictions(preds, labels, num_classes=4, ignore_index=2)
-    wh = ConfusionMatrix.from_predictions(preds, labels, num_classes=4, where=labels != 2)
+    ig = _from_predictions(preds, labels, num_classes=4, ignore_index=2)
+    wh = _from_predictions(preds, labels, num_classes=4, where=labels != 2)
     np.testing.assert_array_equal(ig.to_numpy(), wh.to_numpy())
     # a where mask of lower rank broadcasts over leading axes
     row = np.array([True, False, True, True, False, True, True])
-    bc = ConfusionMatrix.from_predictions(preds, labels, num_classes=4, where=row)
-    full = ConfusionMatrix.from_predictions(
-        preds, labels, num_classes=4, where=np.broadcast_to(row, (6, 7))
-    )
+    bc = _from_predictions(preds, labels, num_classes=4, where=row)
+    full = _from_predictions(preds, labels, num_classes=4, where=np.broadcast_to(row, (6, 7)))
     np.testing.assert_array_equal(bc.to_numpy(), full.to_numpy())
 
 
@@ -302,7 +306,7 @@ def test_void_predictions_match_cityscapes_formula():
     labels[rng.random(labels.shape) < 0.1] = 255
     preds = rng.integers(0, c, labels.shape).astype(np.int32)
     preds[rng.random(labels.shape) < 0.2] = 255  # void predictions
-    cm = ConfusionMatrix.from_predictions(preds, labels, num_classes=c, ignore_index=255)
+    cm = _from_predictions(preds, labels, num_classes=c, ignore_index=255)
     # a [C, C + 1] host matrix over label ids x (prediction ids + void column)
     full = np.zeros((c, c + 1), np.int64)
     for y, p in zip(labels.ravel(), preds.ravel(), strict=True):
@@ -357,8 +361,11 @@ def _random_state(seed, c=4, n=50, ignore=255):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, c + 1, n)
     labels[labels == c] = 255
-    return ConfusionMatrix.from_predictions(
-        rng.integers(0, c, n), labels, num_classes=c, ignore_index=ignore
+    return _from_predictions(
+        rng.integers(0, c, n).astype(np.int32),
+        labels.astype(np.int32),
+        num_classes=c,
+        ignore_index=ignore,
     )
 
 
