@@ -830,27 +830,50 @@ def _smp_scores(probs, onehot, kind, smooth, alpha=0.5, beta=0.5):
     return (inter + smooth) / (inter + alpha * fp + beta * fn + smooth)
 
 
-@pytest.mark.parametrize("smooth", [0.0, 1.0, 7.5])
-@pytest.mark.parametrize(
-    ("name", "kind", "kw"),
-    [
-        ("dice_loss", "dice", {}),
-        ("iou_loss", "iou", {}),
-        ("tversky_loss", "tversky", {"alpha": 0.3, "beta": 0.7}),
-    ],
-)
-def test_smp_smoothing_is_ours_unscaled(name, kind, kw, smooth):
-    """smp's ``smooth=s`` is our ``smooth=s`` (every class present, so smp's mask of
-    classes absent from the labels does not apply; smp's Tversky ``gamma`` acts on the
-    class mean, so it is left at 1)."""
+SMP_CASES = [
+    ("dice_loss", "dice", {}),
+    ("iou_loss", "iou", {}),
+    ("tversky_loss", "tversky", {"alpha": 0.3, "beta": 0.7}),
+]
+SMP_SMOOTH = [0.0, 1.0, 7.5]
+
+
+def _smp_data():
     c = 4
     rng = np.random.default_rng(5)
     logits = rng.normal(size=(*SHAPE, c)).astype(np.float32)  # the shape of the other tests
     labels = rng.integers(0, c, size=SHAPE).astype(np.int32)
+    return logits, labels
+
+
+@pytest.fixture(scope="module")
+def smp_results():
+    """Every test_smp_smoothing_is_ours_unscaled value, in one compilation."""
+    logits, labels = _smp_data()
+
+    def run(x):
+        return {
+            (name, smooth): getattr(jaxseg, name)(x, labels, axis=(0, 1, 2), smooth=smooth, **kw)
+            for name, _, kw in SMP_CASES
+            for smooth in SMP_SMOOTH
+        }
+
+    return _run_once(run, jnp.asarray(logits))
+
+
+@pytest.mark.parametrize("smooth", SMP_SMOOTH)
+@pytest.mark.parametrize(("name", "kind", "kw"), SMP_CASES)
+def test_smp_smoothing_is_ours_unscaled(name, kind, kw, smooth, smp_results):
+    """smp's ``smooth=s`` is our ``smooth=s`` (every class present, so smp's mask of
+    classes absent from the labels does not apply; smp's Tversky ``gamma`` acts on the
+    class mean, so it is left at 1)."""
+    logits, labels = _smp_data()
+    c = logits.shape[-1]
     assert len(np.unique(labels)) == c
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs = (probs / probs.sum(-1, keepdims=True)).astype(np.float64)
     onehot = np.eye(c)[labels]
     want = np.mean(1.0 - _smp_scores(probs, onehot, kind, smooth, **kw))
-    got = getattr(jaxseg, name)(logits, labels, axis=(0, 1, 2), smooth=smooth, **kw)
+    got = smp_results[name, smooth]
+    assert got.shape == ()
     np.testing.assert_allclose(got, want, rtol=1e-5)
