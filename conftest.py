@@ -1,5 +1,12 @@
-"""Test-wide settings: catch silent rank and dtype promotion bugs early, share compiled
-programs between the test processes, and start the documentation pages early.
+"""Test-wide settings: catch silent rank and dtype promotion bugs early, compile fast,
+share compiled programs between the test processes, and start the documentation pages
+early.
+
+Test programs run for microseconds and take far longer to compile, so the test
+processes (and their subprocesses) skip LLVM's machine-code optimisation
+(``--xla_backend_optimization_level=0``). XLA builds the same program, with the same
+fusions and float semantics; only the machine code is less tuned. The benchmarks,
+run outside the tests, compile as users do.
 
 The test run compiles the same programs in several processes: the xdist workers, the
 documentation runners, the command-line and multi-device subprocesses. A compilation
@@ -23,6 +30,10 @@ if not os.environ.get("JAXSEG_TEST_SHARED"):
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(_OWN_SHARED, "xla-cache")
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
+_FAST_COMPILE = "--xla_backend_optimization_level=0"
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
 
 import jax  # noqa: E402
 

@@ -178,6 +178,8 @@ class PageRun:
             self.rc.write_text("0")
             return
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        if env and "XLA_FLAGS" in env:  # added to the test run's own flags
+            full_env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {env['XLA_FLAGS']}".strip()
         script = '"$1" "$2" "$3" "$4" 2>"$5"; echo $? > "$6.tmp"; mv "$6.tmp" "$6"'
         args = [sys.executable, RUNNER, self.spec, self.result, self.stderr, self.rc]
         subprocess.Popen(

@@ -27,7 +27,9 @@ def _free_port() -> int:
 
 def _run_two_processes():
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env["XLA_FLAGS"] = (
+        f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()
+    )
     env["JAX_PLATFORMS"] = "cpu"
     port = str(_free_port())
     procs = [
