@@ -191,19 +191,22 @@ def _nearest_along(mask: jax.Array, axis: int, step: float) -> jax.Array:
     return jnp.where(gap < (1 << 28), d * d, jnp.float32(jnp.inf))
 
 
-def _windowed_min_plus(f: jax.Array, axis: int, step: float, bound: jax.Array) -> jax.Array:
+def _windowed_min_plus(
+    f: jax.Array, axis: int, step: float, bound: jax.Array, *, skip: Any = False
+) -> jax.Array:
     """``g[i] = min_{|d| <= W} f[i + d] + (step d)^2`` along ``axis``, ``W >= bound / step``.
 
     A ``while_loop`` over chunks of :data:`_WINDOW_CHUNK` offsets; each chunk is
     one fused pass of shifted minima. The loop stops once the offsets cover the
-    window, so the cost is ``O(N W)`` with ``W`` read from the data.
+    window, so the cost is ``O(N W)`` with ``W`` read from the data. ``skip``
+    (traced) returns ``f`` without a pass.
     """
     n = f.shape[axis]
     k = _WINDOW_CHUNK
     w = jnp.where(
         jnp.isfinite(bound), jnp.minimum(jnp.floor(bound * (1 + 1e-4) / step) + 2, n - 1), 0
     )
-    chunks = jnp.ceil(w / k).astype(jnp.int32)
+    chunks = jnp.where(skip, 0, jnp.ceil(w / k).astype(jnp.int32))
     pad = [(0, 0)] * f.ndim
     pad[axis] = (n + k, n + k)
     fp = jnp.pad(f, pad, constant_values=jnp.inf)
@@ -223,6 +226,33 @@ def _windowed_min_plus(f: jax.Array, axis: int, step: float, bound: jax.Array) -
     return lax.while_loop(lambda carry: carry[0] < chunks, body, (jnp.int32(0), f))[1]
 
 
+#: Positions along an axis that :func:`_sparse_min_plus` takes by brute force.
+_SPARSE_POSITIONS = 8
+
+
+def _sparse_min_plus(f: jax.Array, axis: int, step: float) -> tuple[jax.Array, jax.Array]:
+    """``g[i] = min_r f[r] + (step (i - r))^2`` over the positions ``r`` along ``axis``
+    whose slice holds a finite value, when there are at most :data:`_SPARSE_POSITIONS`.
+
+    Returns ``(g, exact)``. With more positions, ``g`` is the minimum over the first
+    ones only: never below the true value. Sparse seeds far apart (one seed per
+    image) are the windowed pass's worst case, ``O(N n)``; here they cost ``O(N k)``.
+    """
+    n, k = f.shape[axis], _SPARSE_POSITIONS
+    others = tuple(a for a in range(f.ndim) if a != axis)
+    holds = jnp.any(jnp.isfinite(f), axis=others)  # [n]
+    (pos,) = jnp.nonzero(holds, size=k, fill_value=0)
+    used = jnp.arange(k) < jnp.sum(holds)
+    rows = jnp.moveaxis(jnp.take(f, pos, axis=axis), axis, -1)  # [..., k]
+    lead = (1,) * (rows.ndim - 1)
+    rows = jnp.where(used.reshape((*lead, k)), rows, jnp.float32(jnp.inf))
+    d = np.arange(n, dtype=np.float64)
+    table = jnp.asarray((d * step) ** 2, jnp.float32)  # (step d)^2 rounded once, as windowed
+    sq = table[jnp.abs(jnp.arange(n)[:, None] - pos[None, :])]  # [n, k]
+    g = jnp.min(rows[..., None, :] + sq.reshape((*lead, n, k)), axis=-1)  # [..., n]
+    return jnp.moveaxis(g, -1, axis), jnp.sum(holds) <= k
+
+
 def _squared_edt_windowed(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
     """Every axis by :func:`_windowed_min_plus`, the window set by :func:`_distance_bound`.
 
@@ -230,13 +260,16 @@ def _squared_edt_windowed(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Ar
     the windowed passes then shift whole rows. Exact: a value ``<= R^2`` after a
     pass has its minimiser within ``R`` and is exact; a larger one is never below
     the true value, and never the minimum of a later pass, since every final
-    distance is ``<= R``.
+    distance is ``<= R``. Each pass also takes :func:`_sparse_min_plus`, and skips
+    the windowed loop where that is exact (few positions hold a finite value).
     """
     bound = _distance_bound(mask, spacing)
     last = mask.ndim - 1
     sq = _nearest_along(mask, last, spacing[last])
     for axis in range(last):
-        sq = _windowed_min_plus(sq, axis, spacing[axis], bound)
+        sparse, exact = _sparse_min_plus(sq, axis, spacing[axis])
+        windowed = _windowed_min_plus(sq, axis, spacing[axis], bound, skip=exact)
+        sq = jnp.minimum(sparse, windowed)
     return sq
 
 

@@ -532,6 +532,13 @@ def _edt_masks(shape, rng):
     blob = np.zeros(shape, bool)  # a solid block: far-away points outside it
     blob[tuple(slice(n // 3, n // 3 + max(1, n // 4)) for n in shape)] = True
     masks.append(blob)
+    # seeds on k distinct positions of every axis, in one corner: at and just past the
+    # number of positions a pass takes by brute force (jaxseg._distance._SPARSE_POSITIONS)
+    for count in (8, 9):
+        m = np.zeros(shape, bool)
+        for i in range(count):
+            m[tuple(i % n for n in shape)] = True
+        masks.append(m)
     return np.stack(masks)
 
 
