@@ -267,8 +267,17 @@ def _squared_edt_windowed(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Ar
     last = mask.ndim - 1
     sq = _nearest_along(mask, last, spacing[last])
     for axis in range(last):
-        sparse, exact = _sparse_min_plus(sq, axis, spacing[axis])
-        windowed = _windowed_min_plus(sq, axis, spacing[axis], bound, skip=exact)
+        step = spacing[axis]
+        others = tuple(a for a in range(sq.ndim) if a != axis)
+        exact = jnp.sum(jnp.any(jnp.isfinite(sq), axis=others)) <= _SPARSE_POSITIONS
+        # (under vmap both branches run: the brute force then costs O(N k) per pass)
+        sparse = lax.cond(
+            exact,
+            lambda f, a=axis, s=step: _sparse_min_plus(f, a, s)[0],
+            lambda f: jnp.full_like(f, jnp.inf),
+            sq,
+        )
+        windowed = _windowed_min_plus(sq, axis, step, bound, skip=exact)
         sq = jnp.minimum(sparse, windowed)
     return sq
 
