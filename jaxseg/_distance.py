@@ -230,17 +230,21 @@ def _windowed_min_plus(
 _SPARSE_POSITIONS = 8
 
 
-def _sparse_min_plus(f: jax.Array, axis: int, step: float) -> tuple[jax.Array, jax.Array]:
-    """``g[i] = min_r f[r] + (step (i - r))^2`` over the positions ``r`` along ``axis``
-    whose slice holds a finite value, when there are at most :data:`_SPARSE_POSITIONS`.
+def _holding_positions(f: jax.Array, axis: int) -> jax.Array:
+    """``[n]``: whether the slice at each position along ``axis`` holds a finite value."""
+    return jnp.any(jnp.isfinite(f), axis=tuple(a for a in range(f.ndim) if a != axis))
 
-    Returns ``(g, exact)``. With more positions, ``g`` is the minimum over the first
-    ones only: never below the true value. Sparse seeds far apart (one seed per
+
+def _sparse_min_plus(f: jax.Array, axis: int, step: float) -> jax.Array:
+    """``g[i] = min_r f[r] + (step (i - r))^2`` over the first :data:`_SPARSE_POSITIONS`
+    positions ``r`` along ``axis`` whose slice holds a finite value.
+
+    Exact when no more positions hold one (the other positions add only ``inf``);
+    otherwise never below the true value. Sparse seeds far apart (one seed per
     image) are the windowed pass's worst case, ``O(N n)``; here they cost ``O(N k)``.
     """
     n, k = f.shape[axis], _SPARSE_POSITIONS
-    others = tuple(a for a in range(f.ndim) if a != axis)
-    holds = jnp.any(jnp.isfinite(f), axis=others)  # [n]
+    holds = _holding_positions(f, axis)
     (pos,) = jnp.nonzero(holds, size=k, fill_value=0)
     used = jnp.arange(k) < jnp.sum(holds)
     rows = jnp.moveaxis(jnp.take(f, pos, axis=axis), axis, -1)  # [..., k]
@@ -250,7 +254,7 @@ def _sparse_min_plus(f: jax.Array, axis: int, step: float) -> tuple[jax.Array, j
     table = jnp.asarray((d * step) ** 2, jnp.float32)  # (step d)^2 rounded once, as windowed
     sq = table[jnp.abs(jnp.arange(n)[:, None] - pos[None, :])]  # [n, k]
     g = jnp.min(rows[..., None, :] + sq.reshape((*lead, n, k)), axis=-1)  # [..., n]
-    return jnp.moveaxis(g, -1, axis), jnp.sum(holds) <= k
+    return jnp.moveaxis(g, -1, axis)
 
 
 def _squared_edt_windowed(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
@@ -260,25 +264,24 @@ def _squared_edt_windowed(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Ar
     the windowed passes then shift whole rows. Exact: a value ``<= R^2`` after a
     pass has its minimiser within ``R`` and is exact; a larger one is never below
     the true value, and never the minimum of a later pass, since every final
-    distance is ``<= R``. Each pass also takes :func:`_sparse_min_plus`, and skips
-    the windowed loop where that is exact (few positions hold a finite value).
+    distance is ``<= R``. A pass where at most :data:`_SPARSE_POSITIONS` positions
+    hold a finite value takes :func:`_sparse_min_plus` (exact) instead of the loop.
     """
     bound = _distance_bound(mask, spacing)
     last = mask.ndim - 1
     sq = _nearest_along(mask, last, spacing[last])
     for axis in range(last):
         step = spacing[axis]
-        others = tuple(a for a in range(sq.ndim) if a != axis)
-        exact = jnp.sum(jnp.any(jnp.isfinite(sq), axis=others)) <= _SPARSE_POSITIONS
-        # (under vmap both branches run: the brute force then costs O(N k) per pass)
-        sparse = lax.cond(
-            exact,
-            lambda f, a=axis, s=step: _sparse_min_plus(f, a, s)[0],
+        sparse = jnp.sum(_holding_positions(sq, axis)) <= _SPARSE_POSITIONS
+        # Under vmap the cond runs both branches (the brute force costs O(N k) per
+        # pass); the windowed loop still stops once every image is done.
+        brute = lax.cond(
+            sparse,
+            lambda f, a=axis, s=step: _sparse_min_plus(f, a, s),
             lambda f: jnp.full_like(f, jnp.inf),
             sq,
         )
-        windowed = _windowed_min_plus(sq, axis, step, bound, skip=exact)
-        sq = jnp.minimum(sparse, windowed)
+        sq = jnp.minimum(brute, _windowed_min_plus(sq, axis, step, bound, skip=sparse))
     return sq
 
 
