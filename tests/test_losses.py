@@ -26,6 +26,20 @@ def _run_once(fn, *args):
     return jax.jit(fn).lower(*args).compile(compiler_options=FAST_COMPILE)(*args)
 
 
+def _loss_values(keys, cases):
+    """``{key: loss value}`` of ``cases`` ``(name, (logits, labels, kwargs))``, all
+    computed in one compilation."""
+
+    def run(args):
+        return [
+            getattr(jaxseg, name)(x, y, **kw)
+            for (name, (_, _, kw)), (x, y) in zip(cases, args, strict=True)
+        ]
+
+    args = [(jnp.asarray(x), jnp.asarray(y)) for _, (x, y, _) in cases]
+    return dict(zip(keys, _run_once(run, args), strict=True))
+
+
 def _data(c, seed=0, soft=False, sigmoid=False, ignore_frac=0.15):
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(*SHAPE, c)).astype(np.float32) * 2
@@ -143,14 +157,7 @@ def region_results():
             keys.append((name, str(hyper), soft))
             cases.append((name, _option_case(name, hyper, soft)))
 
-    def run(args):
-        return [
-            getattr(jaxseg, name)(x, y, **kw)
-            for (name, (_, _, kw)), (x, y) in zip(cases, args, strict=True)
-        ]
-
-    args = [(jnp.asarray(x), jnp.asarray(y)) for _, (x, y, _) in cases]
-    return dict(zip(keys, _run_once(run, args), strict=True))
+    return _loss_values(keys, cases)
 
 
 @pytest.mark.parametrize("name", list(REGION))
@@ -237,14 +244,7 @@ def more_results():
     keys.append("squared")
     cases.append(("sigmoid_dice_loss", (*_data(3, seed=9, sigmoid=True)[:2], sq)))
 
-    def run(args):
-        return [
-            getattr(jaxseg, name)(x, y, **kw)
-            for (name, (_, _, kw)), (x, y) in zip(cases, args, strict=True)
-        ]
-
-    args = [(jnp.asarray(x), jnp.asarray(y)) for _, (x, y, _) in cases]
-    return dict(zip(keys, _run_once(run, args), strict=True))
+    return _loss_values(keys, cases)
 
 
 @pytest.mark.parametrize("weighting", WEIGHTINGS)
