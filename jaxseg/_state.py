@@ -359,6 +359,13 @@ class _CountAlgebra(StateAlgebra):
     """Exact pixel-count states (limb leaves, an ``invalid`` count), scored by mIoU."""
 
     exclusive: ClassVar[bool]
+    #: The leaves :meth:`_statistic_limbs` reads, in order.
+    _statistic_leaves: ClassVar[tuple[str, ...]] = ("counts",)
+
+    def _statistics(self) -> tuple[jax.Array, ...]:
+        """``tp, fp, fn, tn`` per class, float ``[..., C]``, from one compiled call."""
+        leaves = (getattr(self, name) for name in self._statistic_leaves)
+        return _float_statistics(self._statistic_limbs, *leaves)  # type: ignore[attr-defined]
 
     @property
     def num_invalid(self) -> jax.Array:
@@ -651,8 +658,7 @@ class ConfusionMatrix(_CountAlgebra):
         tn = _counts.difference(total, tp, fp, fn)
         return tp, fp, fn, tn
 
-    def _statistics(self) -> tuple[jax.Array, ...]:
-        return _float_statistics(self._statistic_limbs, self.counts, self.void)
+    _statistic_leaves = ("counts", "void")
 
     @property
     def tp(self) -> jax.Array:
@@ -698,9 +704,6 @@ class _StatRows(_CountAlgebra):
     @staticmethod
     def _statistic_limbs(counts: jax.Array) -> tuple[jax.Array, ...]:
         return tuple(counts[..., k, :, :] for k in range(4))
-
-    def _statistics(self) -> tuple[jax.Array, ...]:
-        return _float_statistics(self._statistic_limbs, self.counts)  # type: ignore[attr-defined]
 
     def _stat(self, k: int) -> jax.Array:
         return self._statistics()[k]
@@ -1469,9 +1472,6 @@ class ClassCounts(_CountAlgebra):
         fn = _counts.difference(labels, hits)
         tn = _counts.difference(jnp.broadcast_to(total, labels.shape), labels, fp)
         return hits, fp, fn, tn
-
-    def _statistics(self) -> tuple[jax.Array, ...]:
-        return _float_statistics(self._statistic_limbs, self.counts)
 
     @property
     def tp(self) -> jax.Array:
