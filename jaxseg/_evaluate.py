@@ -722,18 +722,27 @@ def run(opts: Options, out: Any = None) -> int:
     object_values = None
     if objects is not None:
         object_values = _evaluate_objects.add_to_report(report, extras["objects"], objects)
+    image_columns = {}
     if iiou is not None:
-        iiou.add_to_report(report, extras["iiou"])
+        image_columns["iiou"] = iiou.add_to_report(report, extras["iiou"])
     # Render every output in memory first, then write each one completely.
     rendered = _report_outputs(opts, report, skipped)
     if opts.per_image:
         rendered.append(
             (
                 opts.per_image,
-                _report.per_image_csv_bytes(image_names, names, per_image, distance_values)
+                _report.per_image_csv_bytes(
+                    image_names, names, per_image, distance_values, image_columns
+                )
                 if object_values is None
                 else _evaluate_objects.per_image_csv_bytes(
-                    image_names, names, per_image, distance_values, object_values, objects
+                    image_names,
+                    names,
+                    per_image,
+                    distance_values,
+                    object_values,
+                    objects,
+                    image_columns,
                 ),
             )
         )

@@ -98,9 +98,14 @@ class InstanceIoU:
 
     def add_to_report(
         self, report: dict[str, Any], terms: Sequence[tuple[np.ndarray, np.ndarray]]
-    ) -> None:
+    ) -> np.ndarray:
         """Sum the pairs' ``terms`` in order; add per-class ``iiou`` cells (trainId rows),
-        the class and category iIoU and their means to ``report``."""
+        the class and category iIoU and their means to ``report``, and each image's own
+        iIoU to its entry of ``report["images"]`` (the iIoU of a one-image list).
+
+        Returns the per-image class iIoU ``[N, C]`` by trainId column (NaN for a class
+        without an iIoU), for the ``--per-image`` CSV.
+        """
         s = _iiou.CITYSCAPES
         for weighted, fp in terms:
             self.weighted += weighted
@@ -110,9 +115,10 @@ class InstanceIoU:
         per_class = _scores.iou(classes, average=None)
         per_cat = _scores.iou(cats, average=None)
         names = self.label_map.class_names
+        instance_ids = sorted(_iiou.CITYSCAPES_AVG_CLASS_SIZE)
         by_train = {
             self.label_map.mapping[label_id]: float(per_class[label_id])
-            for label_id in sorted(_iiou.CITYSCAPES_AVG_CLASS_SIZE)
+            for label_id in instance_ids
         }
         for r in report["classes"]:
             r["iiou"] = by_train.get(r["id"], math.nan)
@@ -125,6 +131,29 @@ class InstanceIoU:
             "category_mean": float(_scores.iou(cats)),
             "weights": "cityscapesScripts avgClassSize / instance size",
         }
+        # each image alone: the same chain on its own terms
+        weighted = np.stack([w for w, _ in terms])
+        fps = np.stack([f for _, f in terms])
+        image_classes = _iiou.weighted_stats(weighted, fps, s, categories=False)
+        image_cats = _iiou.weighted_stats(weighted, fps, s, categories=True)
+        image_per_class = np.asarray(_scores.iou(image_classes, average=None))
+        image_per_cat = np.asarray(_scores.iou(image_cats, average=None))
+        image_class_mean = np.asarray(_scores.iou(image_classes))
+        image_cat_mean = np.asarray(_scores.iou(image_cats))
+        by_column = np.full((len(terms), len(names)), math.nan)
+        for i, entry in enumerate(report["images"]):
+            entry["iiou"] = {
+                names[self.label_map.mapping[lid]]: float(image_per_class[i, lid])
+                for lid in instance_ids
+            }
+            entry["iiou_class_mean"] = float(image_class_mean[i])
+            entry["iiou_categories"] = {
+                n: float(x) for n, x in zip(s.category_names, image_per_cat[i], strict=True)
+            }
+            entry["iiou_category_mean"] = float(image_cat_mean[i])
+            for lid in instance_ids:
+                by_column[i, self.label_map.mapping[lid]] = image_per_class[i, lid]
+        return by_column
 
 
 def _allowed(ids: np.ndarray) -> np.ndarray:

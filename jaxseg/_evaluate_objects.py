@@ -410,6 +410,7 @@ def per_image_csv_bytes(
     distances: dict[str, np.ndarray],
     values: dict[str, np.ndarray],
     objects: Setup,
+    columns: dict[str, np.ndarray] | None = None,
 ) -> bytes:
     """The per-image CSV of :func:`jaxseg._report.per_image_csv_bytes` with object columns.
 
@@ -417,7 +418,8 @@ def per_image_csv_bytes(
     the class rows; with ``--regions`` each image has one more row per region
     (``class_id`` empty, ``class_name`` the region, no pixel cells).
     """
-    base = _report.per_image_csv_bytes(image_names, class_names, pixel, distances).decode()
+    base = _report.per_image_csv_bytes(image_names, class_names, pixel, distances, columns)
+    base = base.decode()
     rows = list(csv.reader(io.StringIO(base)))
     head, body = rows[0], rows[1:]
     extra = ["objects_tp", "objects_fp", "objects_fn", *objects.metrics]

@@ -367,17 +367,21 @@ def per_image_csv_bytes(
     class_names: Sequence[str],
     scores: dict[str, np.ndarray],
     distances: dict[str, np.ndarray] | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> bytes:
-    """One row per image and class: counts, IoU, Dice, and the distance metrics ``[N, C]``.
+    """One row per image and class: counts, IoU, Dice, the distance metrics ``[N, C]``
+    (float32 values) and the ``extra`` columns ``[N, C]`` (float64, such as ``iiou``).
 
     Only the classes that enter the image's averages have a row. A distance
-    cell is empty for NaN and ``inf`` for an infinite value.
+    cell is empty for NaN and ``inf`` for an infinite value; an extra cell is
+    empty for NaN.
     """
     distances = distances or {}
+    extra = extra or {}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     head = ["image", "class_id", "class_name", "tp", "fp", "fn", "iou", "dice"]
-    writer.writerow([*head, *distances])
+    writer.writerow([*head, *distances, *extra])
     for i, image in enumerate(names):
         for c, cname in enumerate(class_names):
             if not scores["counted"][i, c]:
@@ -393,6 +397,7 @@ def per_image_csv_bytes(
                     _cell(scores["iou"][i, c]),
                     _cell(scores["dice"][i, c]),
                     *(_cell(_float32(values[i, c])) for values in distances.values()),
+                    *(_cell(values[i, c]) for values in extra.values()),
                 ]
             )
     return buf.getvalue().encode()

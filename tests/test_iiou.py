@@ -12,6 +12,7 @@ the API under x64.
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import math
 from pathlib import Path
@@ -177,6 +178,7 @@ def test_cli_and_api_equal_cityscapes_scripts(tmp_path, capsys, monkeypatch):
     assert "iiou" in (tmp_path / "r.csv").read_text().splitlines()[0]
     road = next(r for r in report["classes"] if r["name"] == "road")
     assert road["iiou"] is None  # stuff: no iIoU
+    _check_per_image(tmp_path, pairs, monkeypatch)
 
     with jax.enable_x64(True):
         state = _api(images).reduce()
@@ -190,6 +192,41 @@ def test_cli_and_api_equal_cityscapes_scripts(tmp_path, capsys, monkeypatch):
     for k, cat in enumerate(("human", "vehicle")):
         _assert_close(float(per_cat[k]), ref["categoryInstScores"][cat])
     _assert_close(cat_mean, ref["averageScoreInstCategories"])
+
+
+def _check_per_image(root: Path, pairs, monkeypatch) -> None:
+    """Each image's iIoU in the JSON and the ``--per-image`` CSV is cityscapesScripts'
+    score of the one-image list."""
+    out, table = root / "p.json", root / "p.csv"
+    assert main(_argv(root, "--json", out, "--per-image", table)) == 0
+    images = json.loads(out.read_text())["images"]
+    rows = list(csv.DictReader(table.read_text().splitlines()))
+    order = sorted(pairs, key=lambda p: Path(p[1]).name)
+    assert len(images) == len(order)
+    checked = 0
+    for entry, pair in zip(images, order, strict=True):
+        assert Path(pair[1]).name.startswith(entry["name"].rsplit("/", 1)[-1])
+        ref = _cityscapes_scripts([pair], monkeypatch)
+        for name in NAMES.values():
+            value = entry["iiou"][name]
+            _assert_close(math.nan if value is None else value, ref["classInstScores"][name])
+            cells = [r["iiou"] for r in rows if r["image"] == entry["name"] and r["class_name"] == name]
+            if cells:  # a class with a row: its cell is the same value (empty for NaN)
+                assert (cells[0] == "") == math.isnan(ref["classInstScores"][name])
+                if cells[0]:
+                    _assert_close(float(cells[0]), ref["classInstScores"][name])
+                    checked += 1
+        _assert_close(_nan(entry["iiou_class_mean"]), ref["averageScoreInstClasses"])
+        for cat in ("human", "vehicle"):
+            _assert_close(_nan(entry["iiou_categories"][cat]), ref["categoryInstScores"][cat])
+        _assert_close(_nan(entry["iiou_category_mean"]), ref["averageScoreInstCategories"])
+    assert checked > len(order)  # the CSV holds values, not only empty cells
+    stuff = [r["iiou"] for r in rows if r["class_name"] == "road"]
+    assert stuff and set(stuff) == {""}
+
+
+def _nan(x):
+    return math.nan if x is None else x
 
 
 def test_degenerate_sets_equal_cityscapes_scripts(tmp_path, capsys, monkeypatch):
