@@ -210,7 +210,9 @@ def _check_per_image(root: Path, pairs, monkeypatch) -> None:
         for name in NAMES.values():
             value = entry["iiou"][name]
             _assert_close(math.nan if value is None else value, ref["classInstScores"][name])
-            cells = [r["iiou"] for r in rows if r["image"] == entry["name"] and r["class_name"] == name]
+            cells = [
+                r["iiou"] for r in rows if r["image"] == entry["name"] and r["class_name"] == name
+            ]
             if cells:  # a class with a row: its cell is the same value (empty for NaN)
                 assert (cells[0] == "") == math.isnan(ref["classInstScores"][name])
                 if cells[0]:
