@@ -26,7 +26,7 @@ import fractions
 import functools
 import itertools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -113,7 +113,41 @@ def _check_percentile(percentile: Any) -> float | None:
     return value
 
 
-def _nearest_along_first_axis(mask: jax.Array, step: float) -> jax.Array:
+class Grid(NamedTuple):
+    """A grid's spacing as data: what the distance transform reads of it.
+
+    ``steps[a]`` is the spacing of axis ``a`` (a float32 scalar) and
+    ``tables[a][d] = (d * steps[a])**2``, computed in float64 and rounded once to
+    float32, for ``d = 0 .. n_a + 2 * _WINDOW_CHUNK``. A static spacing gives NumPy
+    constants (:func:`grid`); passed as traced arrays, one compiled program serves
+    every spacing with bit-for-bit the same distances.
+    """
+
+    steps: tuple[Any, ...]
+    tables: tuple[Any, ...]
+
+
+@functools.lru_cache(maxsize=256)
+def grid(spacing: tuple[float, ...], shape: tuple[int, ...]) -> Grid:
+    """The :class:`Grid` of ``spacing`` for arrays of ``shape`` (host arrays)."""
+    tables = []
+    for step, n in zip(spacing, shape, strict=True):
+        d = np.arange(n + 2 * _WINDOW_CHUNK + 1, dtype=np.float64)
+        tables.append(((d * step) ** 2).astype(np.float32))
+    return Grid(tuple(np.float32(x) for x in spacing), tuple(tables))
+
+
+def _as_grid(spacing: tuple[float, ...] | Grid, shape: tuple[int, ...]) -> Grid:
+    return spacing if isinstance(spacing, Grid) else grid(tuple(spacing), tuple(shape))
+
+
+def _pair_table(table: Any, n: int) -> Any:
+    """``[n, n]``: ``table[|i - j|]``, the squared distance between positions i and j."""
+    i = np.arange(n)
+    return table[np.abs(i[:, None] - i[None, :])]
+
+
+def _nearest_along_first_axis(mask: jax.Array, step: Any) -> jax.Array:
     """Squared distance to the nearest ``True`` on the same line along axis 0 (inf if none)."""
     m = jnp.moveaxis(mask, 0, -1)
     n = m.shape[-1]
@@ -135,18 +169,13 @@ def _min_plus_table(sq: jax.Array, axis: int, table: jax.Array) -> jax.Array:
     return jnp.moveaxis(g, -1, axis)
 
 
-def _min_plus_along(sq: jax.Array, axis: int, step: float) -> jax.Array:
-    """``g[..., i, ...] = min_j sq[..., j, ...] + (step * (i - j))**2`` along ``axis``."""
-    i = np.arange(sq.shape[axis], dtype=np.float64)
-    table = jnp.asarray(((i[:, None] - i[None, :]) * step) ** 2, jnp.float32)
-    return _min_plus_table(sq, axis, table)
-
-
-def _squared_edt_min_plus(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+def _squared_edt_min_plus(mask: jax.Array, spacing: tuple[float, ...] | Grid) -> jax.Array:
     """Brute force: the linear first pass, then the ``O(N n)`` min-plus per further axis."""
-    sq = _nearest_along_first_axis(mask, spacing[0])
+    g = _as_grid(spacing, mask.shape)
+    sq = _nearest_along_first_axis(mask, g.steps[0])
     for axis in range(1, mask.ndim):
-        sq = _min_plus_along(sq, axis, spacing[axis])
+        table = jnp.asarray(_pair_table(g.tables[axis], mask.shape[axis]), jnp.float32)
+        sq = _min_plus_table(sq, axis, table)
     return sq
 
 
@@ -158,7 +187,7 @@ _WINDOW_CHUNK = 4
 _WINDOWED_MIN_LENGTH = 64
 
 
-def _distance_bound(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+def _distance_bound(mask: jax.Array, g: Grid) -> jax.Array:
     """An upper bound ``R`` on every finite distance of the EDT (``inf`` if no ``True``).
 
     The mask is reduced to blocks of ``b`` elements per axis (a block is set if it
@@ -171,12 +200,14 @@ def _distance_bound(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
     padded = jnp.pad(mask, [(0, (-n) % b) for n in mask.shape])
     blocks = padded.reshape([k for n in padded.shape for k in (n // b, b)])
     coarse = jnp.any(blocks, axis=tuple(range(1, 2 * mask.ndim, 2)))
-    sq = _squared_edt_min_plus(coarse, tuple(b * s for s in spacing))
-    h = math.sqrt(sum(((b - 1) * s / 2) ** 2 for s in spacing))
-    return jnp.sqrt(jnp.max(sq)) + jnp.float32(2 * h)
+    # the coarse grid's steps are b * s: every b-th entry of the tables
+    steps = tuple(jnp.float32(b) * jnp.float32(x) for x in g.steps)
+    sq = _squared_edt_min_plus(coarse, Grid(steps, tuple(t[::b] for t in g.tables)))
+    h = jnp.sqrt(sum((jnp.float32((b - 1) / 2) * jnp.float32(x)) ** 2 for x in g.steps))
+    return jnp.sqrt(jnp.max(sq)) + 2 * h
 
 
-def _nearest_along(mask: jax.Array, axis: int, step: float) -> jax.Array:
+def _nearest_along(mask: jax.Array, axis: int, step: Any) -> jax.Array:
     """:func:`_nearest_along_first_axis` along ``axis``, by ``O(N log n)`` parallel scans.
 
     (``lax.cummax`` lowers to a full-length window reduction on CPU: ``O(N n)``.)
@@ -192,7 +223,7 @@ def _nearest_along(mask: jax.Array, axis: int, step: float) -> jax.Array:
 
 
 def _windowed_min_plus(
-    f: jax.Array, axis: int, step: float, bound: jax.Array, *, skip: Any = False
+    f: jax.Array, axis: int, g: Grid, bound: jax.Array, *, skip: Any = False
 ) -> jax.Array:
     """``g[i] = min_{|d| <= W} f[i + d] + (step d)^2`` along ``axis``, ``W >= bound / step``.
 
@@ -203,6 +234,7 @@ def _windowed_min_plus(
     """
     n = f.shape[axis]
     k = _WINDOW_CHUNK
+    step = g.steps[axis]
     w = jnp.where(
         jnp.isfinite(bound), jnp.minimum(jnp.floor(bound * (1 + 1e-4) / step) + 2, n - 1), 0
     )
@@ -210,8 +242,7 @@ def _windowed_min_plus(
     pad = [(0, 0)] * f.ndim
     pad[axis] = (n + k, n + k)
     fp = jnp.pad(f, pad, constant_values=jnp.inf)
-    d = np.arange(n + 2 * k + 1, dtype=np.float64)
-    table = jnp.asarray((d * step) ** 2, jnp.float32)  # (step d)^2 rounded once
+    table = jnp.asarray(g.tables[axis][: n + 2 * k + 1], jnp.float32)  # (step d)^2
 
     def body(carry):
         c, g = carry
@@ -235,7 +266,7 @@ def _holding_positions(f: jax.Array, axis: int) -> jax.Array:
     return jnp.any(jnp.isfinite(f), axis=tuple(a for a in range(f.ndim) if a != axis))
 
 
-def _sparse_min_plus(f: jax.Array, axis: int, step: float) -> jax.Array:
+def _sparse_min_plus(f: jax.Array, axis: int, g: Grid) -> jax.Array:
     """``g[i] = min_r f[r] + (step (i - r))^2`` over the first :data:`_SPARSE_POSITIONS`
     positions ``r`` along ``axis`` whose slice holds a finite value.
 
@@ -250,14 +281,13 @@ def _sparse_min_plus(f: jax.Array, axis: int, step: float) -> jax.Array:
     rows = jnp.moveaxis(jnp.take(f, pos, axis=axis), axis, -1)  # [..., k]
     lead = (1,) * (rows.ndim - 1)
     rows = jnp.where(used.reshape((*lead, k)), rows, jnp.float32(jnp.inf))
-    d = np.arange(n, dtype=np.float64)
-    table = jnp.asarray((d * step) ** 2, jnp.float32)  # (step d)^2 rounded once, as windowed
+    table = jnp.asarray(g.tables[axis][:n], jnp.float32)  # (step d)^2, as windowed
     sq = table[jnp.abs(jnp.arange(n)[:, None] - pos[None, :])]  # [n, k]
     g = jnp.min(rows[..., None, :] + sq.reshape((*lead, n, k)), axis=-1)  # [..., n]
     return jnp.moveaxis(g, -1, axis)
 
 
-def _squared_edt_windowed(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+def _squared_edt_windowed(mask: jax.Array, spacing: tuple[float, ...] | Grid) -> jax.Array:
     """Every axis by :func:`_windowed_min_plus`, the window set by :func:`_distance_bound`.
 
     The last (contiguous) axis goes first, by the linear :func:`_nearest_along`;
@@ -267,26 +297,29 @@ def _squared_edt_windowed(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Ar
     distance is ``<= R``. A pass where at most :data:`_SPARSE_POSITIONS` positions
     hold a finite value takes :func:`_sparse_min_plus` (exact) instead of the loop.
     """
-    bound = _distance_bound(mask, spacing)
+    g = _as_grid(spacing, mask.shape)
+    bound = _distance_bound(mask, g)
     last = mask.ndim - 1
-    sq = _nearest_along(mask, last, spacing[last])
+    sq = _nearest_along(mask, last, g.steps[last])
     for axis in range(last):
-        step = spacing[axis]
         sparse = jnp.sum(_holding_positions(sq, axis)) <= _SPARSE_POSITIONS
         # Under vmap the cond runs both branches (the brute force costs O(N k) per
         # pass); the windowed loop still stops once every image is done.
         brute = lax.cond(
             sparse,
-            lambda f, a=axis, s=step: _sparse_min_plus(f, a, s),
+            lambda f, a=axis: _sparse_min_plus(f, a, g),
             lambda f: jnp.full_like(f, jnp.inf),
             sq,
         )
-        sq = jnp.minimum(brute, _windowed_min_plus(sq, axis, step, bound, skip=sparse))
+        sq = jnp.minimum(brute, _windowed_min_plus(sq, axis, g, bound, skip=sparse))
     return sq
 
 
-def _squared_edt(mask: jax.Array, spacing: tuple[float, ...]) -> jax.Array:
+def _squared_edt(mask: jax.Array, spacing: tuple[float, ...] | Grid) -> jax.Array:
     """Squared EDT; the algorithm is picked per shape and backend when tracing.
+
+    ``spacing`` is a static tuple or a :class:`Grid` (traced spacing, tables
+    at least as long as the mask's axes need).
 
     Axes shorter than :data:`_WINDOWED_MIN_LENGTH`, and backends other than CPU,
     keep the brute-force min-plus (one fused reduction per axis, cheapest to

@@ -53,26 +53,18 @@ def bucket(n: int) -> int:
     return -(-n // 64) * 64
 
 
-def _squared_edt(mask: jax.Array, step0: jax.Array, tables: Sequence[jax.Array]) -> jax.Array:
-    """:func:`jaxseg._distance._squared_edt` with the spacing as data, not as a constant.
+def _class_values(pm, lm, grid, tol, *, metrics):
+    """The requested surface metrics of one class, from one pair of edge sets and EDTs.
 
-    ``tables[k][i, j] = (s_{k+1} (i - j))^2`` is computed on the host in float64
-    and rounded once, as the library does, so the result is bit for bit the same.
+    ``grid`` is the spacing as data (:class:`jaxseg._distance.Grid`), so one program
+    serves every spacing with the library's distances, bit for bit.
     """
-    sq = _distance._nearest_along_first_axis(mask, step0)
-    for axis, table in enumerate(tables, start=1):
-        sq = _distance._min_plus_table(sq, axis, table)
-    return sq
-
-
-def _class_values(pm, lm, step0, tables, tol, *, metrics):
-    """The requested surface metrics of one class, from one pair of edge sets and EDTs."""
     n_p, n_l = jnp.sum(pm), jnp.sum(lm)
     w_p = _distance.edge_voxels(pm).astype(jnp.float32)
     w_l = _distance.edge_voxels(lm).astype(jnp.float32)
     zero = jnp.float32(0)
-    d_pl = jnp.where(w_p > 0, jnp.sqrt(_squared_edt(w_l > 0, step0, tables)), zero)
-    d_lp = jnp.where(w_l > 0, jnp.sqrt(_squared_edt(w_p > 0, step0, tables)), zero)
+    d_pl = jnp.where(w_p > 0, jnp.sqrt(_distance._squared_edt(w_l > 0, grid)), zero)
+    d_lp = jnp.where(w_l > 0, jnp.sqrt(_distance._squared_edt(w_p > 0, grid)), zero)
     out = []
     for m in metrics:
         if m == "hd":
@@ -100,7 +92,7 @@ def _class_values(pm, lm, step0, tables, tol, *, metrics):
 
 
 @functools.partial(jax.jit, static_argnames=("metrics", "ignored"))
-def _surface_program(pred, label, classes, tol, step0, tables, *, metrics, ignored):
+def _surface_program(pred, label, classes, tol, grid, *, metrics, ignored):
     """``[K, len(metrics)]`` values for the ``K`` classes in ``classes`` (one at a time)."""
     valid = jnp.ones(label.shape, jnp.bool_)
     for i in ignored:
@@ -108,7 +100,7 @@ def _surface_program(pred, label, classes, tol, step0, tables, *, metrics, ignor
 
     def one(args):
         c, t = args
-        return _class_values(pred == c, label == c, step0, tables, t, metrics=metrics)
+        return _class_values(pred == c, label == c, grid, t, metrics=metrics)
 
     # predictions at ignored pixels count for no class, as in the library
     pred = jnp.where(valid, pred, _PAD)
@@ -126,15 +118,6 @@ def _pad(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.pad(
         x, [(0, b - n) for n, b in zip(x.shape, shape, strict=True)], constant_values=_PAD
     )
-
-
-@functools.lru_cache(maxsize=64)
-def _tables(spacing: tuple[float, ...], shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    out = []
-    for step, n in zip(spacing[1:], shape[1:], strict=True):
-        i = np.arange(n, dtype=np.float64)
-        out.append((((i[:, None] - i[None, :]) * step) ** 2).astype(np.float32))
-    return tuple(out)
 
 
 def per_image_metrics(
@@ -207,8 +190,7 @@ def per_image_metrics(
                 g,
                 classes,
                 tol,
-                np.float32(s[0]),
-                _tables(s, shape),
+                _distance.grid(s, shape),
                 metrics=surface,
                 ignored=ignored,
             )

@@ -18,8 +18,9 @@ between original voxels do not depend on the grid's extent.
 The static segment cap of the matching (``max_segments``) starts small and is
 raised (×4) and the pair run again whenever the state counts an overflow, so
 no segment is ever left out of the matching, and a folder of small lesion
-counts compiles for a small cap. Compilations: one per bucket shape, cap and,
-with ``lesion_hd95``, voxel spacing (the spacing is static in the distance code).
+counts compiles for a small cap. Compilations: one per bucket shape and cap; the
+voxel spacing of ``lesion_hd95`` enters the program as data, so a folder of
+volumes with as many spacings as files compiles no more.
 """
 
 from __future__ import annotations

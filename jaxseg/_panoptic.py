@@ -30,7 +30,7 @@ import numpy as np
 from jax import lax
 from jax.experimental import checkify
 
-from jaxseg import _checked, _counts
+from jaxseg import _checked, _counts, _distance
 from jaxseg import _classwise as cw_
 from jaxseg import _validation as v
 from jaxseg._components import check_connectivity, connected_components
@@ -211,13 +211,15 @@ def segment_counts(
     threshold: float,
     strict: bool,
     instance_metrics: tuple[str, ...] = (),
-    spacing: tuple[float, ...] | None = None,
+    grid: Any = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One image, one category: ``(tp, fp, fn) int32``, pair sums ``[M]`` and overflow.
 
     ``pred`` / ``ref`` are segment maps numbered ``1..num_*``; segments numbered past
     ``num_segments`` are left out of the matching (they cannot be true positives)
-    but still count as false positives / negatives, and in the overflow.
+    but still count as false positives / negatives, and in the overflow. ``grid``
+    (:class:`jaxseg._distance.Grid`, the spacing as data) is read by the
+    ``instance_metrics`` only; ``None`` is unit spacing.
     """
     cap = num_segments
     table = overlaps(jnp.where(pred > cap, 0, pred), jnp.where(ref > cap, 0, ref), cap)
@@ -238,7 +240,8 @@ def segment_counts(
         matched = chosen.any(1)
         col = jnp.argmax(chosen, 1)
 
-        grid = spacing if spacing is not None else (1.0,) * pred.ndim
+        if grid is None:
+            grid = (1.0,) * pred.ndim
 
         def pair(r, p, ok):
             a, b = (ref == r + 1) & ok, (pred == p + 1) & ok
@@ -808,8 +811,9 @@ class PanopticStats(StateAlgebra):
             spacing,
             pred.ndim - 1,
         )
+        core_opts, grid = _split_spacing(opts, pred.shape[1:])
         counts, sums, overflow = _instances_core(
-            pred[:, None], ref[:, None], opts=opts, checking=_checked.enabled()
+            pred[:, None], ref[:, None], grid, opts=core_opts, checking=_checked.enabled()
         )
         return _assemble(counts, sums, overflow, (0,), 1, (), None, opts)
 
@@ -908,13 +912,15 @@ class PanopticStats(StateAlgebra):
         table = np.zeros((len(columns), c), bool)
         for row, k in enumerate(columns):
             table[row, list(groups[k])] = True
+        core_opts, grid = _split_spacing(opts, preds.shape[1:])
         counts, sums, overflow = _semantic_core(
             preds,
             labs,
             jnp.asarray(table),
+            grid,
             ignored=ignored,
             connectivity=conn,
-            opts=opts,
+            opts=core_opts,
             checking=_checked.enabled(),
         )
         return _assemble(
@@ -1134,9 +1140,20 @@ def _check_regions(regions: Any, c: int) -> tuple[list[tuple[int, ...]], tuple[s
     return groups, tuple(str(n) for n in regions)
 
 
-def _counts_of(pred, ref, num_pred, num_ref, opts, checking):
+def _split_spacing(opts: tuple, shape: tuple[int, ...]) -> tuple[tuple, Any]:
+    """``opts`` without the spacing, and the spacing as data for ``shape`` (a
+    :class:`jaxseg._distance.Grid`, ``None`` without instance metrics): the
+    distances are traced, so no spacing compiles a program of its own."""
+    d = dict(opts)
+    spacing = d.pop("spacing")
+    if not d["instance_metrics"]:
+        return tuple(d.items()), None
+    return tuple(d.items()), _distance.grid(spacing or (1.0,) * len(shape), tuple(shape))
+
+
+def _counts_of(pred, ref, num_pred, num_ref, opts, checking, grid):
     """``[batch, K, *spatial]`` segment maps -> per-image (counts, sums, overflow) ``[..., K]``."""
-    one = lambda p, r, n_p, n_r: segment_counts(p, r, n_p, n_r, **dict(opts))  # noqa: E731
+    one = lambda p, r, n_p, n_r: segment_counts(p, r, n_p, n_r, grid=grid, **dict(opts))  # noqa: E731
     counts, sums, overflow = jax.vmap(jax.vmap(one))(pred, ref, num_pred, num_ref)
     if checking:
         checkify.check(
@@ -1149,7 +1166,7 @@ def _counts_of(pred, ref, num_pred, num_ref, opts, checking):
 
 
 @functools.partial(jax.jit, static_argnames=("ignored", "connectivity", "opts", "checking"))
-def _semantic_core(preds, labs, table, *, ignored, connectivity, opts, checking):
+def _semantic_core(preds, labs, table, grid, *, ignored, connectivity, opts, checking):
     """Class maps -> components of each category mask (``table [K, C]``) -> matched counts."""
     keep = jnp.ones(labs.shape, bool)
     for i in ignored:
@@ -1164,17 +1181,17 @@ def _semantic_core(preds, labs, table, *, ignored, connectivity, opts, checking)
     k = table.shape[0]
     cc = jax.vmap(jax.vmap(lambda m: connected_components(m, connectivity=connectivity)))
     seg, num = cc(jnp.concatenate([masks(preds), masks(labs)], 1))  # one pass for both
-    return _counts_of(seg[:, :k], seg[:, k:], num[:, :k], num[:, k:], opts, checking)
+    return _counts_of(seg[:, :k], seg[:, k:], num[:, :k], num[:, k:], opts, checking, grid)
 
 
 @functools.partial(jax.jit, static_argnames=("opts", "checking"))
-def _instances_core(pred, ref, *, opts, checking):
+def _instances_core(pred, ref, grid, *, opts, checking):
     """``[batch, K, *spatial]`` instance id maps (any ids) -> matched counts."""
     cap = dict(opts)["num_segments"]
     compact = jax.vmap(jax.vmap(lambda x: _compact(x, cap)))
     seg, num = compact(jnp.concatenate([pred, ref], 1))
     k = pred.shape[1]
-    return _counts_of(seg[:, :k], seg[:, k:], num[:, :k], num[:, k:], opts, checking)
+    return _counts_of(seg[:, :k], seg[:, k:], num[:, :k], num[:, k:], opts, checking, grid)
 
 
 @functools.partial(jax.jit, static_argnames=("columns", "c"))

@@ -387,6 +387,46 @@ def test_from_instances_any_ids_and_overflow():
         checked(pred, ref)
 
 
+def test_spacing_is_data_one_program_for_every_spacing():
+    """The instance distances take the spacing as data: three spacings on one shape
+    compile one program, and each gives medpy's HD95 and ASSD (panoptica's) at that
+    spacing, and the value of the static-spacing distance functions bit for bit."""
+    from panoptica.metrics.assd import _average_symmetric_surface_distance
+    from panoptica.metrics.hausdorff_distance import _compute_hausdorff_distance95
+
+    rng = np.random.default_rng(5)
+    ref = np.zeros((1, 24, 70), np.int32)  # long axis: the windowed transform on CPU
+    ref[0, 3:9, 4:20], ref[0, 14:22, 40:66] = 1, 2
+    pred = np.zeros_like(ref)
+    pred[0, 4:10, 6:19], pred[0, 12:21, 43:69] = 5, 7
+    pred[0][rng.random((24, 70)) < 0.03] = 0
+    kw = dict(instance_metrics=("hd95", "assd"))
+    before = _panoptic._instances_core._cache_size()
+    for spacing in ((0.8, 1.7), (2.0, 2.0), (1.0, 3.25)):
+        s = jaxseg.PanopticStats.from_instances(pred, ref, spacing=spacing, **kw)
+        assert float(s.tp[0, 0]) == 2
+        hd95, assd = (float(s.sums[0, s.metrics.index(m), 0]) for m in ("hd95", "assd"))
+        pairs = [(ref[0] == 1, pred[0] == 5), (ref[0] == 2, pred[0] == 7)]
+        want_hd = sum(_compute_hausdorff_distance95(a, b, voxelspacing=spacing) for a, b in pairs)
+        want_assd = sum(
+            _average_symmetric_surface_distance(a, b, voxelspacing=spacing) for a, b in pairs
+        )
+        np.testing.assert_allclose([hd95, assd], [want_hd, want_assd], rtol=2e-6)
+        static = [
+            jaxseg.hausdorff_distance(
+                b[None].astype(np.int32),
+                a[None].astype(np.int32),
+                num_classes=2,
+                percentile=95,
+                spacing=spacing,
+                definition="medpy",
+            )[0, 1]
+            for a, b in pairs
+        ]
+        assert hd95 == float(np.float32(static[0]) + np.float32(static[1]))
+    assert _panoptic._instances_core._cache_size() == before + 1
+
+
 def test_lesion_wise_brats_formula():
     """BraTS 2023 lesion-wise Dice (fill 0) and HD95 (fill 374), by hand and with
     panoptica's medpy HD95 of the matched pairs."""
