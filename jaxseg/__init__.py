@@ -7,6 +7,7 @@ and the command line do not pay for importing JAX until a name needs it.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
@@ -156,3 +157,11 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_SOURCES})
+
+
+# Checked mode's flag is a JAX user context (jaxseg._checked), and creating one adds a
+# value to the key of every jit cache. Created lazily inside a user's first trace, it
+# would make that function (and any compiled before) miss its cache once and compile
+# twice; with JAX already imported it is created now, before any trace.
+if "jax" in sys.modules:
+    importlib.import_module("jaxseg._checked")

@@ -152,3 +152,24 @@ def test_psum_over_more_members_than_exact_sums_allow():
     two = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (2, *x.shape)), _big_state(5))
     out = jaxseg.checked(jax.vmap(lambda t: t.psum("i"), axis_name="i"))(two)
     assert out.to_numpy()[0].tolist() == [[10, 2], [4, 6]]
+
+
+def test_first_jit_through_jaxseg_compiles_once():
+    """Checked mode's flag is a JAX user context, which adds a value to every jit cache
+    key when it is created. Created inside a user's first trace (jaxseg's modules load
+    on first use), that function and every one compiled before missed their cache and
+    compiled twice; ``import jaxseg`` after ``import jax`` now creates it at once."""
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, jax.numpy as jnp\n"
+        "import jaxseg\n"
+        "g = jax.jit(lambda x: x + 1)\n"
+        "f = jax.jit(lambda x, y: jaxseg.dice_loss(x, y))\n"
+        "x, y = jnp.zeros((1, 4, 4, 3)), jnp.zeros((1, 4, 4), jnp.int32)\n"
+        "g(x); f(x, y); f(x, y); g(x)\n"
+        "print(f._cache_size(), g._cache_size())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"], out.stdout
