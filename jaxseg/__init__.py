@@ -33,11 +33,11 @@ if TYPE_CHECKING:  # the same names, for type checkers and documentation tools
     from jaxseg._lovasz import lovasz_softmax_loss as lovasz_softmax_loss
     from jaxseg._panoptic import InstanceIoUStats as InstanceIoUStats
     from jaxseg._panoptic import PanopticStats as PanopticStats
-    from jaxseg._panoptic import lesion_wise as lesion_wise
-    from jaxseg._panoptic import panoptic_quality as panoptic_quality
-    from jaxseg._panoptic import panoptic_summary as panoptic_summary
-    from jaxseg._panoptic import recognition_quality as recognition_quality
-    from jaxseg._panoptic import segmentation_quality as segmentation_quality
+    from jaxseg._panoptic_rules import lesion_wise as lesion_wise
+    from jaxseg._panoptic_rules import panoptic_quality as panoptic_quality
+    from jaxseg._panoptic_rules import panoptic_summary as panoptic_summary
+    from jaxseg._panoptic_rules import recognition_quality as recognition_quality
+    from jaxseg._panoptic_rules import segmentation_quality as segmentation_quality
     from jaxseg._probability import ProbabilityHistogram as ProbabilityHistogram
     from jaxseg._probability import auroc as auroc
     from jaxseg._probability import average_precision as average_precision
@@ -87,11 +87,11 @@ _SOURCES = {
     "connected_components": "jaxseg._components",
     "InstanceIoUStats": "jaxseg._panoptic",
     "PanopticStats": "jaxseg._panoptic",
-    "lesion_wise": "jaxseg._panoptic",
-    "panoptic_quality": "jaxseg._panoptic",
-    "panoptic_summary": "jaxseg._panoptic",
-    "recognition_quality": "jaxseg._panoptic",
-    "segmentation_quality": "jaxseg._panoptic",
+    "lesion_wise": "jaxseg._panoptic_rules",
+    "panoptic_quality": "jaxseg._panoptic_rules",
+    "panoptic_summary": "jaxseg._panoptic_rules",
+    "recognition_quality": "jaxseg._panoptic_rules",
+    "segmentation_quality": "jaxseg._panoptic_rules",
     "cross_entropy_loss": "jaxseg._cross_entropy",
     "focal_loss": "jaxseg._cross_entropy",
     "sigmoid_focal_loss": "jaxseg._cross_entropy",

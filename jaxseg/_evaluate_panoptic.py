@@ -15,26 +15,26 @@ exists and that no output names an input, then decode the pairs in a pool of
 threads (:func:`jaxseg._evaluate._stream`; Pillow and NumPy release the GIL).
 Each pair becomes one segment-overlap table in a single pass over its pixels
 (:func:`overlap_table`), which the library's panopticapi rules score on the host
-(:func:`jaxseg._panoptic.panoptic_rules`, the core of
+(:func:`jaxseg._panoptic_rules.panoptic_rules`, the core of
 :meth:`jaxseg.PanopticStats.from_panoptic`). The exact per-category counts and
 float64 IoU sums are summed over images and scored by
 :func:`jaxseg.panoptic_summary` on the host state, so every number equals the
-API's and panopticapi's (to float64 rounding). Nothing is compiled: image sizes
-cost nothing extra.
+API's and panopticapi's (to float64 rounding). Nothing is compiled, and JAX is
+not even imported (:mod:`jaxseg._panoptic_rules` is NumPy unless handed JAX
+arrays): image sizes cost nothing extra, and the process saves the second or so
+of CPU that importing JAX takes.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
 import io
 import json
 import math
 import mmap
 import os
 import sys
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -361,25 +361,25 @@ def image_counts(
     IoU and Dice sums ``float64 [2, K]``.
 
     The library's panopticapi rules score the overlap table on the host
-    (:func:`jaxseg._panoptic.panoptic_rules`, the core of
+    (:func:`jaxseg._panoptic_rules.panoptic_rules`, the core of
     :meth:`jaxseg.PanopticStats.from_panoptic`), with each segment's category,
     crowd flag and the crowd region that counts per category read from
     ``segments_info`` as :func:`jaxseg._panoptic.panoptic_image_counts` reads it.
     """
-    from jaxseg import _panoptic
+    from jaxseg import _panoptic_rules as rules
 
     gt, pred = pair.gt, pair.pred
     cat_ids = tuple(c.id for c in categories)
     things = tuple(c.isthing for c in categories)
     # each segment once (a 1-D "image" of the listed ids): categories, crowd flags, picks
-    _, cat_r, ok_r, crowd_r, pick_r = _panoptic._host_segments(
+    _, cat_r, ok_r, crowd_r, pick_r = rules._host_segments(
         np.asarray(list(gt.segments), np.int64), gt.segments, "label_ids", 1, cat_ids, things, True
     )
     pred_cats = {sid: cat for sid, (cat, _) in pred.segments.items()}
-    _, cat_p, ok_p, _, _ = _panoptic._host_segments(
+    _, cat_p, ok_p, _, _ = rules._host_segments(
         np.asarray(list(pred.segments), np.int64), pred_cats, "pred_ids", 1, cat_ids, things, False
     )
-    counts, sums = _panoptic.panoptic_rules(
+    counts, sums = rules.panoptic_rules(
         table, cat_r, ok_r, crowd_r, pick_r, cat_p, ok_p, len(cat_ids)
     )
     return np.asarray(counts, np.int64), np.asarray(sums, np.float64)
@@ -423,14 +423,6 @@ def run(opts: Options, out: Any = None) -> int:
 
     out = out or sys.stdout
     t0 = time.perf_counter()
-    # The rules live in a module that imports JAX (about a second): import it in the
-    # background while the JSON files are read and the first PNGs decoded.
-    threading.Thread(
-        target=importlib.import_module,
-        args=("jaxseg._panoptic",),
-        name="jaxseg-import",
-        daemon=True,
-    ).start()
     outputs = [(o, p) for o, p in (("--json", opts.json), ("--csv", opts.csv)) if p]
     _io.check_outputs(outputs)
     gt = load(opts.gt_json, opts.gt_folder, option="GT_JSON", ground_truth=True)
@@ -474,10 +466,10 @@ def run(opts: Options, out: Any = None) -> int:
         if progress is not None:
             progress.close()
 
-    from jaxseg import _panoptic
+    from jaxseg import _panoptic_rules as rules
 
     coco = [{"id": c.id, "name": c.name, "isthing": int(c.isthing)} for c in cats]
-    summary = _panoptic.panoptic_summary(_panoptic.host_state(total, sums, coco))
+    summary = rules.panoptic_summary(rules.host_state(total, sums, coco))
     report: dict[str, Any] = {
         "task": "panoptic",
         "pred_json": str(opts.pred_json),

@@ -155,7 +155,7 @@ def test_panoptic_equals_the_api(layout, tmp_path, capsys):
     category (``category * 1000``), the COCO files two.
     """
     import jaxseg
-    from jaxseg import _panoptic
+    from jaxseg import _panoptic, _panoptic_rules
 
     cases, _ = layout
     keep = [c for c in cases if not c.split_crowd]
@@ -177,7 +177,9 @@ def test_panoptic_equals_the_api(layout, tmp_path, capsys):
     counts = sum(c for c, _ in per_image)
     sums = sum(s for _, s in per_image)
     assert counts.tolist() == [[c[k] for c in ours["categories"]] for k in ("tp", "fp", "fn")]
-    api = jaxseg.panoptic_summary(_panoptic.host_state(counts, sums, pl.CITYSCAPES_CATEGORIES))
+    api = jaxseg.panoptic_summary(
+        _panoptic_rules.host_state(counts, sums, pl.CITYSCAPES_CATEGORIES)
+    )
     for group in ("All", "Things", "Stuff"):
         assert api[group]["n"] == ours[group]["n"]
         for m in ("pq", "sq", "rq"):
@@ -411,3 +413,24 @@ def test_tiny_benchmark_runs_and_agrees_with_cityscapesscripts(tmp_path):
     assert {r["tool"] for r in result["rows"]} == {"jaxseg", "cityscapesScripts"}
     assert result["targets"][0]["target"].startswith("O1 panoptic")
     assert "| jaxseg |" in (tmp_path / "panoptic.md").read_text()
+
+
+def test_panoptic_folders_are_scored_without_importing_jax(small, tmp_path):
+    """The whole ``--panoptic`` run (reading, counting, panopticapi's rules, the report)
+    stays in NumPy: a process that imports JAX pays about 1.5 s of CPU for it."""
+    import subprocess
+    import sys
+
+    gt_json = small / "gtFine" / "cityscapes_panoptic_val.json"
+    pred_json = small / "results" / "cityscapes_panoptic_val.json"
+    out = tmp_path / "r.json"
+    code = (
+        "import sys\n"
+        "from jaxseg.cli import main\n"
+        f"rc = main(['evaluate', '--panoptic', {str(pred_json)!r}, {str(gt_json)!r}, "
+        f"'--json', {str(out)!r}, '-q'])\n"
+        "print(rc, 'jax' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split()[-2:] == ["0", "False"], res.stdout + res.stderr
+    assert json.loads(out.read_text())["All"]["n"] > 0

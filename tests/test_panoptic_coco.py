@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import jaxseg
-from jaxseg import _panoptic
+from jaxseg import _panoptic, _panoptic_rules
 from tests import panoptic_layout as pl
 
 CATS = pl.CITYSCAPES_CATEGORIES
@@ -160,7 +160,9 @@ def test_host_path_equals_cityscapes_scripts_on_coco_files(folders):
         np.testing.assert_array_equal(counts, ref_images[name], err_msg=name)
     counts = sum(c for c, _ in ours.values())
     sums = sum(s for _, s in ours.values())
-    _assert_summary(jaxseg.panoptic_summary(_panoptic.host_state(counts, sums, CATS)), ref, 1e-12)
+    _assert_summary(
+        jaxseg.panoptic_summary(_panoptic_rules.host_state(counts, sums, CATS)), ref, 1e-12
+    )
     # the data exercise every rule: crowd, VOID, tiny segments, absent categories
     assert ref["All"]["n"] == 19 and counts[1].sum() > 0 and counts[2].sum() > 0
     crafted = ours["lindau_000099_000019"][0]
@@ -219,7 +221,9 @@ def test_from_panoptic_equals_host_path_and_cityscapes_scripts(folders):
         _panoptic.panoptic_image_counts(c.pred_ids, c.label_ids, categories=CATS) for c in cases
     ]
     counts, sums = sum(c for c, _ in host), sum(s for _, s in host)
-    _assert_summary(jaxseg.panoptic_summary(_panoptic.host_state(counts, sums, CATS)), ref, 1e-12)
+    _assert_summary(
+        jaxseg.panoptic_summary(_panoptic_rules.host_state(counts, sums, CATS)), ref, 1e-12
+    )
 
     pred = np.stack([c.pred_ids for c in cases])
     label = np.stack([c.label_ids for c in cases])
@@ -263,7 +267,7 @@ def test_torchmetrics_panoptic_quality(folders):
         _panoptic.panoptic_image_counts(p, t, categories=CATS)
         for p, t in zip(pred, label, strict=True)
     ]
-    state = _panoptic.host_state(sum(c for c, _ in host), sum(s for _, s in host), CATS)
+    state = _panoptic_rules.host_state(sum(c for c, _ in host), sum(s for _, s in host), CATS)
     metric = tm.PanopticQuality(
         things=set(pl.THINGS), stuffs=set(pl.STUFF), return_sq_and_rq=True, return_per_class=True
     )
