@@ -37,4 +37,9 @@ jnp: Any = LazyModule("jax.numpy")
 def is_jax_array(x: Any) -> bool:
     """Whether ``x`` is a JAX array or tracer, without importing JAX when nothing could be."""
     module = sys.modules.get("jax")
-    return module is not None and isinstance(x, module.Array | module.core.Tracer)
+    # while another thread is still importing JAX its names are missing, and no JAX
+    # array can exist yet
+    array, core = getattr(module, "Array", None), getattr(module, "core", None)
+    if array is None or core is None:
+        return False
+    return isinstance(x, array | core.Tracer)

@@ -596,3 +596,20 @@ def test_host_scoring_does_not_import_jax():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == "False", out.stdout
+
+
+def test_host_scoring_while_another_thread_imports_jax(monkeypatch):
+    """Host scoring asks whether an input is a JAX array; while another thread is still
+    importing JAX, ``sys.modules["jax"]`` has no ``Array`` yet: the answer is no (it
+    raised an AttributeError, which stopped a command-line run)."""
+    import sys
+    import types
+
+    from jaxseg import _classwise, _lazy
+    from jaxseg import _scores as scores
+
+    h = _classwise.HostStats.from_table(np.array([[3, 1, 0], [0, 2, 1]]))
+    want = np.asarray(scores.iou(h, average=None))
+    monkeypatch.setitem(sys.modules, "jax", types.ModuleType("jax"))  # partly imported
+    assert not _lazy.is_jax_array(np.zeros(2))
+    np.testing.assert_array_equal(np.asarray(scores.iou(h, average=None)), want)
