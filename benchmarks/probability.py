@@ -9,7 +9,9 @@
 
 Both rows are timed interleaved in the same process on the same data; the histogram's
 counts are checked against the confusion matrix first (the top-label correct counts
-are the confusion matrix's diagonal, the marginal positives its row sums).
+are the confusion matrix's diagonal, the marginal positives its row sums). A third
+row, the softmax of the logits alone (summed), is the floor of any histogram update:
+every class's probability of every pixel has to be computed before it is binned.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def _confusion(logits, labels):
     return jaxseg.ConfusionMatrix.from_logits(logits, labels, ignore_index=IGNORE)
 
 
+def _softmax_floor(logits):
+    """The softmax of every pixel and class, summed: work every histogram update does."""
+    return jax.numpy.sum(jax.nn.softmax(logits, axis=-1))
+
+
 def _readout(h):
     return (
         jaxseg.auroc(h),
@@ -62,6 +69,7 @@ def run(mode: str, reps: int) -> dict:
     session = Interleaver()
     hist_t, h = time_jax(_update, (logits, labels), reps, session)
     cm_t, cm = time_jax(_confusion, (logits, labels), reps, session)
+    floor_t, _ = time_jax(_softmax_floor, (logits,), reps, session)
     session.run(reps)
     read_t, _ = time_jax(_readout, (h,), reps)
     # check: top-label correct counts per bin sum to the diagonal, positives to the rows
@@ -80,8 +88,10 @@ def run(mode: str, reps: int) -> dict:
         "rows": {
             "histogram update": _row(hist_t),
             "confusion update": _row(cm_t),
+            "softmax alone (floor)": _row(floor_t),
             "curves + ECE readout": _row(read_t),
         },
+        "floor_ratio": floor_t.median / cm_t.median,
         "targets": [
             {
                 "target": f"P1: time(histogram) / time(confusion) <= {UPDATE_BOUND}",

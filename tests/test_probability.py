@@ -105,6 +105,36 @@ def _check_against_reference(h, ref):
     assert int(h.num_invalid) == invalid
 
 
+def _hard_probabilities() -> np.ndarray:
+    """Every kind of float32 the bin rule and the fixed-point rounding can trip on."""
+    rng = np.random.default_rng(3)
+    up, down = np.float32(np.inf), np.float32(0)
+    vals = [rng.random(20000, dtype=np.float32), np.float32([0, 1, 0.5, 2**-149, 1e-38])]
+    for b in (3, 7, 10, 100, 1000):  # the edges and their float32 neighbours
+        e = (np.arange(b + 1) / b).astype(np.float32)
+        vals += [e, np.nextafter(e, up), np.nextafter(e, down)]
+    n = np.arange(0, 1 << 23, 4099, dtype=np.float64)
+    vals.append(((2 * n + 1) * 2.0**-25).astype(np.float32))  # p * 2**24 = n + 1/2: ties
+    vals.append((n * 2.0**-24 + 2.0**-1).astype(np.float32))  # p >= 1/2: integers
+    vals.append(np.float32([(2**23 - 0.5) * 2**-24, (2**23 - 1.5) * 2**-24, 1 - 2**-24]))
+    p = np.concatenate(vals).astype(np.float32)
+    return np.clip(p, 0, 1)
+
+
+@pytest.mark.parametrize("b", [3, 7, 10, 100, 1000])
+def test_bin_index_and_fixed_point_equal_numpy_on_edges_and_ties(b):
+    """The float-to-int steps are bit tricks (XLA's CPU conversion is slow); on the
+    edges, their neighbours, the half-way points of the fixed-point grid and p >= 1/2
+    they give NumPy's bins and ``round(p * 2**24)`` (half to even) exactly."""
+    p = _hard_probabilities()
+    bins = jax.jit(_probability.bin_index, static_argnums=1)(p, b)
+    np.testing.assert_array_equal(np.asarray(bins), _bins_np(p, b))
+    q = jax.jit(_probability.fixed_point)(p)
+    np.testing.assert_array_equal(
+        np.asarray(q), np.round(p.astype(np.float64) * 2**24).astype(np.uint32)
+    )
+
+
 def test_softmax_counts_sums_and_top_label_equal_the_numpy_loop():
     p, y = _softmax_data()
     where = np.ones(y.shape, bool)
