@@ -171,10 +171,10 @@ def _min_plus_table(sq: jax.Array, axis: int, table: jax.Array) -> jax.Array:
 
 def _squared_edt_min_plus(mask: jax.Array, spacing: tuple[float, ...] | Grid) -> jax.Array:
     """Brute force: the linear first pass, then the ``O(N n)`` min-plus per further axis."""
-    g = _as_grid(spacing, mask.shape)
-    sq = _nearest_along_first_axis(mask, g.steps[0])
+    grid_ = _as_grid(spacing, mask.shape)
+    sq = _nearest_along_first_axis(mask, grid_.steps[0])
     for axis in range(1, mask.ndim):
-        table = jnp.asarray(_pair_table(g.tables[axis], mask.shape[axis]), jnp.float32)
+        table = jnp.asarray(_pair_table(grid_.tables[axis], mask.shape[axis]), jnp.float32)
         sq = _min_plus_table(sq, axis, table)
     return sq
 
@@ -187,7 +187,7 @@ _WINDOW_CHUNK = 4
 _WINDOWED_MIN_LENGTH = 64
 
 
-def _distance_bound(mask: jax.Array, g: Grid) -> jax.Array:
+def _distance_bound(mask: jax.Array, spacing: Grid) -> jax.Array:
     """An upper bound ``R`` on every finite distance of the EDT (``inf`` if no ``True``).
 
     The mask is reduced to blocks of ``b`` elements per axis (a block is set if it
@@ -201,9 +201,9 @@ def _distance_bound(mask: jax.Array, g: Grid) -> jax.Array:
     blocks = padded.reshape([k for n in padded.shape for k in (n // b, b)])
     coarse = jnp.any(blocks, axis=tuple(range(1, 2 * mask.ndim, 2)))
     # the coarse grid's steps are b * s: every b-th entry of the tables
-    steps = tuple(jnp.float32(b) * jnp.float32(x) for x in g.steps)
-    sq = _squared_edt_min_plus(coarse, Grid(steps, tuple(t[::b] for t in g.tables)))
-    h = jnp.sqrt(sum((jnp.float32((b - 1) / 2) * jnp.float32(x)) ** 2 for x in g.steps))
+    steps = tuple(jnp.float32(b) * jnp.float32(x) for x in spacing.steps)
+    sq = _squared_edt_min_plus(coarse, Grid(steps, tuple(t[::b] for t in spacing.tables)))
+    h = jnp.sqrt(sum((jnp.float32((b - 1) / 2) * jnp.float32(x)) ** 2 for x in spacing.steps))
     return jnp.sqrt(jnp.max(sq)) + 2 * h
 
 
@@ -223,7 +223,7 @@ def _nearest_along(mask: jax.Array, axis: int, step: Any) -> jax.Array:
 
 
 def _windowed_min_plus(
-    f: jax.Array, axis: int, g: Grid, bound: jax.Array, *, skip: Any = False
+    f: jax.Array, axis: int, spacing: Grid, bound: jax.Array, *, skip: Any = False
 ) -> jax.Array:
     """``g[i] = min_{|d| <= W} f[i + d] + (step d)^2`` along ``axis``, ``W >= bound / step``.
 
@@ -234,7 +234,7 @@ def _windowed_min_plus(
     """
     n = f.shape[axis]
     k = _WINDOW_CHUNK
-    step = g.steps[axis]
+    step = spacing.steps[axis]
     w = jnp.where(
         jnp.isfinite(bound), jnp.minimum(jnp.floor(bound * (1 + 1e-4) / step) + 2, n - 1), 0
     )
@@ -242,7 +242,7 @@ def _windowed_min_plus(
     pad = [(0, 0)] * f.ndim
     pad[axis] = (n + k, n + k)
     fp = jnp.pad(f, pad, constant_values=jnp.inf)
-    table = jnp.asarray(g.tables[axis][: n + 2 * k + 1], jnp.float32)  # (step d)^2
+    table = jnp.asarray(spacing.tables[axis][: n + 2 * k + 1], jnp.float32)  # (step d)^2
 
     def body(carry):
         c, g = carry
@@ -266,7 +266,7 @@ def _holding_positions(f: jax.Array, axis: int) -> jax.Array:
     return jnp.any(jnp.isfinite(f), axis=tuple(a for a in range(f.ndim) if a != axis))
 
 
-def _sparse_min_plus(f: jax.Array, axis: int, g: Grid) -> jax.Array:
+def _sparse_min_plus(f: jax.Array, axis: int, spacing: Grid) -> jax.Array:
     """``g[i] = min_r f[r] + (step (i - r))^2`` over the first :data:`_SPARSE_POSITIONS`
     positions ``r`` along ``axis`` whose slice holds a finite value.
 
@@ -281,7 +281,7 @@ def _sparse_min_plus(f: jax.Array, axis: int, g: Grid) -> jax.Array:
     rows = jnp.moveaxis(jnp.take(f, pos, axis=axis), axis, -1)  # [..., k]
     lead = (1,) * (rows.ndim - 1)
     rows = jnp.where(used.reshape((*lead, k)), rows, jnp.float32(jnp.inf))
-    table = jnp.asarray(g.tables[axis][:n], jnp.float32)  # (step d)^2, as windowed
+    table = jnp.asarray(spacing.tables[axis][:n], jnp.float32)  # (step d)^2, as windowed
     sq = table[jnp.abs(jnp.arange(n)[:, None] - pos[None, :])]  # [n, k]
     g = jnp.min(rows[..., None, :] + sq.reshape((*lead, n, k)), axis=-1)  # [..., n]
     return jnp.moveaxis(g, -1, axis)
@@ -297,21 +297,21 @@ def _squared_edt_windowed(mask: jax.Array, spacing: tuple[float, ...] | Grid) ->
     distance is ``<= R``. A pass where at most :data:`_SPARSE_POSITIONS` positions
     hold a finite value takes :func:`_sparse_min_plus` (exact) instead of the loop.
     """
-    g = _as_grid(spacing, mask.shape)
-    bound = _distance_bound(mask, g)
+    grid_ = _as_grid(spacing, mask.shape)
+    bound = _distance_bound(mask, grid_)
     last = mask.ndim - 1
-    sq = _nearest_along(mask, last, g.steps[last])
+    sq = _nearest_along(mask, last, grid_.steps[last])
     for axis in range(last):
         sparse = jnp.sum(_holding_positions(sq, axis)) <= _SPARSE_POSITIONS
         # Under vmap the cond runs both branches (the brute force costs O(N k) per
         # pass); the windowed loop still stops once every image is done.
         brute = lax.cond(
             sparse,
-            lambda f, a=axis: _sparse_min_plus(f, a, g),
+            lambda f, a=axis: _sparse_min_plus(f, a, grid_),
             lambda f: jnp.full_like(f, jnp.inf),
             sq,
         )
-        sq = jnp.minimum(brute, _windowed_min_plus(sq, axis, g, bound, skip=sparse))
+        sq = jnp.minimum(brute, _windowed_min_plus(sq, axis, grid_, bound, skip=sparse))
     return sq
 
 
