@@ -106,7 +106,10 @@ def _stats_of(stats: Stats) -> tuple[Any, Any, Any, Any, np.ndarray, Any]:
                 "`counted_classes` (the jaxseg Statistics protocol: ConfusionMatrix, "
                 f"BinaryStats, SoftStats, BoundaryStats); got {type(stats).__name__}."
             )
-    tp, fp, fn, tn = stats.tp, stats.fp, stats.fn, stats.tn
+    # the exact count states derive all four from their limbs in one compiled call
+    # (`_CountAlgebra._statistics`); reading the properties one by one would do it 4x
+    four = getattr(stats, "_statistics", None)
+    tp, fp, fn, tn = four() if four is not None else (stats.tp, stats.fp, stats.fn, stats.tn)
     xp = cw_.array_module(tp, fp, fn, tn)
     return tp, fp, fn, tn, np.asarray(stats.counted_classes), xp
 
